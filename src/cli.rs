@@ -1,0 +1,153 @@
+//! The command line: wrapper mode or a command, decided by the first argument (DESIGN.md §1).
+//!
+//! - A path, or a compiler name (`rustc`, `clippy-driver`, ...), means wrapper mode:
+//!   `rcache /path/to/rustc <args>`, as cargo runs a `RUSTC_WRAPPER`.
+//! - Anything else is parsed by clap as a command.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::commands;
+use crate::config::Config;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rcache",
+    version,
+    about = "A compiler cache for Rust. Use it as cargo's RUSTC_WRAPPER: RUSTC_WRAPPER=rcache cargo build",
+    after_help = "Wrapper mode: rcache /path/to/rustc <rustc args>  (what cargo runs)"
+)]
+pub struct Cli {
+    /// Print the statistics (as `rcache stats`), for sccache users.
+    #[arg(long, short = 's')]
+    pub show_stats: bool,
+    /// Reset the statistics (as `rcache stats --zero`).
+    #[arg(long, short = 'z')]
+    pub zero_stats: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show hit/miss counters, reasons and store size.
+    Stats {
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Reset the counters.
+        #[arg(long)]
+        zero: bool,
+    },
+    /// Show the effective settings and where each came from.
+    Config,
+    /// Re-hash every blob and check every entry's references.
+    Verify {
+        /// Remove what is broken; the next build simply misses.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Empty the cache (the config is kept).
+    Clear,
+}
+
+/// Compiler names that select wrapper mode when given without a path.
+const COMPILER_NAMES: [&str; 9] = [
+    "rustc",
+    "clippy-driver",
+    "cc",
+    "gcc",
+    "clang",
+    "c++",
+    "g++",
+    "clang++",
+    "rustc.exe",
+];
+
+/// True if `first` (the first argument) names a compiler rather than a command.
+pub fn is_wrapper_invocation(first: &OsString) -> bool {
+    let text = first.to_string_lossy();
+    if text.starts_with('-') {
+        return false;
+    }
+    text.contains('/')
+        || COMPILER_NAMES.contains(&text.as_ref())
+        || Path::new(first)
+            .file_name()
+            .is_some_and(|name| COMPILER_NAMES.contains(&name.to_string_lossy().as_ref()))
+}
+
+/// Runs rcache with the process's arguments; returns the exit code.
+pub fn main() -> i32 {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if args.len() > 1 && is_wrapper_invocation(&args[1]) {
+        return crate::wrapper::run(args[1..].to_vec());
+    }
+    let cli = Cli::parse_from(&args);
+    match run_command(cli) {
+        Ok(code) => exit_code_value(code),
+        Err(err) => {
+            eprintln!("rcache: {err:#}");
+            2
+        }
+    }
+}
+
+fn exit_code_value(code: ExitCode) -> i32 {
+    if code == ExitCode::SUCCESS { 0 } else { 1 }
+}
+
+/// Dispatches a parsed command line.
+pub fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::load();
+    crate::logging::init(config.log.value.as_deref());
+    if cli.zero_stats {
+        commands::stats::zero(&config)?;
+    }
+    if cli.show_stats {
+        commands::stats::show(&config, false)?;
+    }
+    match cli.command {
+        Some(Command::Stats { json, zero }) => {
+            if zero {
+                commands::stats::zero(&config)?;
+            } else {
+                commands::stats::show(&config, json)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Config) => {
+            commands::config::show(&config);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Verify { repair }) => commands::verify::run(&config, repair),
+        Some(Command::Clear) => {
+            commands::clear::run(&config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None if cli.show_stats || cli.zero_stats => Ok(ExitCode::SUCCESS),
+        None => {
+            use clap::CommandFactory;
+            Cli::command().print_help()?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_are_told_apart() {
+        for wrapper in ["/usr/bin/rustc", "rustc", "./rustc", "clippy-driver", "/x/clippy-driver"] {
+            assert!(is_wrapper_invocation(&OsString::from(wrapper)), "{wrapper}");
+        }
+        for command in ["stats", "config", "verify", "--show-stats", "-s", "clear"] {
+            assert!(!is_wrapper_invocation(&OsString::from(command)), "{command}");
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! `rcache stats [--json] [--zero]`: counters from the state env, totals from the index.
+
+use anyhow::Context;
+
+use crate::config::{Config, format_size};
+use crate::stats::Report;
+use crate::store::Store;
+
+/// Builds the report for the store in `config`.
+pub fn report(config: &Config) -> anyhow::Result<Report> {
+    let store = open(config)?;
+    let mut report = Report {
+        cache_dir: config.dir.value.display().to_string(),
+        cache_size_limit: config.cache_size.value,
+        ..Report::default()
+    };
+    report.add_counters(&store.state.counters()?);
+    let rtxn = store.index.read_txn()?;
+    let totals = store.index.totals(&rtxn)?;
+    report.entries = totals.entries;
+    report.blobs = totals.blobs;
+    report.store_bytes = totals.store_bytes;
+    report.index_bytes = store.index.file_bytes();
+    Ok(report)
+}
+
+pub fn open(config: &Config) -> anyhow::Result<Store> {
+    Store::open(&config.dir.value)
+        .with_context(|| format!("opening the cache at {}", config.dir.value.display()))
+}
+
+pub fn show(config: &Config, json: bool) -> anyhow::Result<()> {
+    let report = report(config)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let hit_rate = report
+        .hit_rate()
+        .map_or_else(|| "-".to_string(), |rate| format!("{:.1} %", rate * 100.0));
+    let rows: Vec<(&str, String)> = vec![
+        ("Cache location", report.cache_dir.clone()),
+        ("Requests", report.requests.to_string()),
+        ("Hits", report.hits.to_string()),
+        ("Misses", report.misses.to_string()),
+        ("Passthrough (not cacheable)", report.passthrough.to_string()),
+        ("Errors (compiler ran instead)", report.errors.to_string()),
+        ("Hit rate (cacheable requests)", hit_rate),
+        ("Compile time saved", format!("{:.1} s", report.time_saved_ms as f64 / 1000.0)),
+        ("Entries", report.entries.to_string()),
+        ("Blobs", report.blobs.to_string()),
+        ("Store size", format_size(report.store_bytes)),
+        ("Size limit", format_size(report.cache_size_limit)),
+        ("Index file size", format_size(report.index_bytes)),
+    ];
+    let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
+    for (label, value) in rows {
+        println!("{label:<width$}  {value}");
+    }
+    for (title, reasons) in [
+        ("Passthrough reasons", &report.passthrough_reasons),
+        ("Not stored", &report.not_stored),
+        ("Error reasons", &report.error_reasons),
+    ] {
+        if reasons.is_empty() {
+            continue;
+        }
+        println!("\n{title}:");
+        for (reason, count) in reasons {
+            println!("  {reason:<width$}{count}", width = width);
+        }
+    }
+    Ok(())
+}
+
+pub fn zero(config: &Config) -> anyhow::Result<()> {
+    let store = open(config)?;
+    store.state.zero_counters()?;
+    println!("Statistics zeroed.");
+    Ok(())
+}

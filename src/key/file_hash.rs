@@ -1,0 +1,209 @@
+//! Content hashes of files with blake3, and the stat stamp that memoizes them.
+//!
+//! How a file is read depends on its size and on whether it can be rewritten in place
+//! (DESIGN.md §2, FACTS §2):
+//! - below [`MMAP_THRESHOLD`], or for any file an editor may truncate (sources), plain reads;
+//! - above it, for files that are only ever replaced by rename (rlib, rmeta, .so, .a, store blobs),
+//!   a memory map, hashed on rayon's pool above [`RAYON_THRESHOLD`].
+//!
+//! A memory-mapped file truncated underneath kills the process with SIGBUS, which is why sources
+//! are never mapped. The thresholds come from `benches/hashing.rs`.
+
+use std::fs::{File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::hasher::{Key, KeyHasher};
+
+/// Files at least this large and immutable are memory-mapped.
+pub const MMAP_THRESHOLD: u64 = 1 << 20;
+
+/// Mapped files at least this large are hashed on several threads.
+pub const RAYON_THRESHOLD: u64 = 16 << 20;
+
+/// Margin for the racy-timestamp rule: filesystem timestamps come from a coarse clock, and a
+/// change made in the same tick as (or just before) hashing would be invisible to a stat-keyed memo.
+pub const RACY_MARGIN: Duration = Duration::from_secs(1);
+
+/// How a file may be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutability {
+    /// Replaced only by rename: rlib, rmeta, shared objects, archives, store blobs.
+    ReplacedByRename,
+    /// May be rewritten or truncated in place at any moment: sources and everything unknown.
+    InPlace,
+}
+
+impl Mutability {
+    /// Classifies a path by its extension.
+    pub fn of(path: &Path) -> Mutability {
+        match path.extension().and_then(|ext| ext.to_str()) {
+            Some("rlib" | "rmeta" | "so" | "a" | "dylib") => Mutability::ReplacedByRename,
+            _ => Mutability::InPlace,
+        }
+    }
+}
+
+/// The stat data that identifies one version of a file, for memoizing its hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+}
+
+impl FileStamp {
+    pub fn of(meta: &Metadata) -> FileStamp {
+        FileStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+        }
+    }
+
+    /// The memo key: LMDB keys are at most 511 bytes, so the path is hashed in.
+    pub fn memo_key(&self, path: &Path) -> Key {
+        KeyHasher::new("file-memo", 1)
+            .field("path", path.as_os_str().as_bytes())
+            .field("dev", &self.dev.to_le_bytes())
+            .field("ino", &self.ino.to_le_bytes())
+            .field("size", &self.size.to_le_bytes())
+            .field("mtime", &self.mtime_ns.to_le_bytes())
+            .field("ctime", &self.ctime_ns.to_le_bytes())
+            .finish()
+    }
+
+    /// True if the file was modified at or after `moment` (either timestamp).
+    pub fn changed_since(&self, moment: SystemTime) -> bool {
+        let moment_ns = unix_ns(moment);
+        self.mtime_ns >= moment_ns || self.ctime_ns >= moment_ns
+    }
+
+    /// Git's racy rule: a hash taken at `hashing_started` may be memoized only if the file's
+    /// timestamps are older than that moment minus the clock's granularity.
+    pub fn is_racy(&self, hashing_started: SystemTime) -> bool {
+        self.changed_since(hashing_started - RACY_MARGIN)
+    }
+}
+
+/// Nanoseconds since the epoch (negative before it).
+pub fn unix_ns(time: SystemTime) -> i128 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => after.as_nanos() as i128,
+        Err(before) => -(before.duration().as_nanos() as i128),
+    }
+}
+
+/// A file's content hash, with the stamp it had while being hashed.
+#[derive(Debug, Clone, Copy)]
+pub struct FileDigest {
+    pub hash: blake3::Hash,
+    pub stamp: FileStamp,
+}
+
+/// Hashes `path`, choosing plain reads or a memory map as described in the module docs.
+/// Fails if the file changed while it was being read.
+pub fn hash_file(path: &Path) -> io::Result<FileDigest> {
+    let mut file = File::open(path)?;
+    let before = FileStamp::of(&file.metadata()?);
+    let hash = if before.size >= MMAP_THRESHOLD && Mutability::of(path) == Mutability::ReplacedByRename
+    {
+        if before.size >= RAYON_THRESHOLD {
+            hash_mmap_rayon(&file)?
+        } else {
+            hash_mmap(&file)?
+        }
+    } else {
+        hash_reader(&mut file, before.size)?
+    };
+    let after = FileStamp::of(&file.metadata()?);
+    if after != before {
+        return Err(io::Error::other(format!(
+            "{} changed while it was being hashed",
+            path.display()
+        )));
+    }
+    Ok(FileDigest {
+        hash,
+        stamp: before,
+    })
+}
+
+/// Plain reads. Small files are read whole in one call.
+pub fn hash_reader(file: &mut File, size_hint: u64) -> io::Result<blake3::Hash> {
+    if size_hint <= 256 * 1024 {
+        let mut buf = Vec::with_capacity(size_hint as usize + 1);
+        file.read_to_end(&mut buf)?;
+        return Ok(blake3::hash(&buf));
+    }
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(file)?;
+    Ok(hasher.finalize())
+}
+
+/// One thread over a memory map.
+pub fn hash_mmap(file: &File) -> io::Result<blake3::Hash> {
+    // SAFETY: only called for files replaced by rename, never truncated in place (module docs).
+    let map = unsafe { memmap2::Mmap::map(file)? };
+    Ok(blake3::hash(&map))
+}
+
+/// rayon's pool over a memory map.
+pub fn hash_mmap_rayon(file: &File) -> io::Result<blake3::Hash> {
+    // SAFETY: as in `hash_mmap`.
+    let map = unsafe { memmap2::Mmap::map(file)? };
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_rayon(&map);
+    Ok(hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn all_strategies_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        for size in [0usize, 10, 300 * 1024, (1 << 20) + 7] {
+            let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+            let path = dir.path().join(format!("f{size}.rlib"));
+            File::create(&path).unwrap().write_all(&data).unwrap();
+            let expected = blake3::hash(&data);
+            assert_eq!(hash_file(&path).unwrap().hash, expected);
+            let mut file = File::open(&path).unwrap();
+            assert_eq!(hash_reader(&mut file, size as u64).unwrap(), expected);
+            if size > 0 {
+                let file = File::open(&path).unwrap();
+                assert_eq!(hash_mmap(&file).unwrap(), expected);
+                assert_eq!(hash_mmap_rayon(&file).unwrap(), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn racy_rule_uses_both_timestamps() {
+        let now = SystemTime::now();
+        let old = unix_ns(now - Duration::from_secs(10));
+        let stamp = FileStamp {
+            dev: 1,
+            ino: 1,
+            size: 1,
+            mtime_ns: old,
+            ctime_ns: unix_ns(now),
+        };
+        assert!(stamp.is_racy(now));
+        let settled = FileStamp {
+            ctime_ns: old,
+            ..stamp
+        };
+        assert!(!settled.is_racy(now));
+    }
+}

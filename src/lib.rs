@@ -1,0 +1,22 @@
+//! rcache: a compiler cache for Rust, used as cargo's `RUSTC_WRAPPER`.
+//!
+//! Read top-down, the modules are the pipeline; each imports only those below it:
+//! - [`cli`]: the command line; dispatches to the wrapper or a command.
+//! - [`commands`]: `stats`, `config`, `verify`, `clear`.
+//! - [`wrapper`]: the compile path: classify, look up, restore or run, store.
+//! - [`key`]: two-level keys (invocation -> manifest candidates -> result) and file hashing.
+//! - [`rustc`]: rustc argv -> a typed invocation or a reason not to cache.
+//! - [`depinfo`]: the dep-info parser.
+//! - [`stats`], [`config`], [`logging`]: counters and events, settings, diagnostics.
+//! - [`store`]: the content-addressed store (blobs + LMDB index).
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod depinfo;
+pub mod key;
+pub mod logging;
+pub mod rustc;
+pub mod stats;
+pub mod store;
+pub mod wrapper;

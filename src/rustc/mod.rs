@@ -1,0 +1,12 @@
+//! rustc's command line: raw argv -> a typed [`Invocation`], or a typed [`Passthrough`] reason.
+//!
+//! - [`argfile`] expands `@file` arguments.
+//! - [`args`] parses the expanded argv into an [`Invocation`] and decides cacheability.
+//! - [`outputs`] names the files a cacheable invocation writes, from the crate name,
+//!   `-C extra-filename`, the crate types and `--emit` (never by diffing the out dir).
+
+pub mod args;
+pub mod argfile;
+pub mod outputs;
+
+pub use args::{Extern, Invocation, Passthrough, classify};

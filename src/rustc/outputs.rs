@@ -1,0 +1,75 @@
+//! Names the files a cacheable rustc invocation writes into its out dir.
+//!
+//! Derived from the crate name, `-C extra-filename`, the crate types and `--emit`; never found by
+//! diffing the out dir, where cargo runs many rustc processes at once (DESIGN.md §4).
+
+use super::Invocation;
+
+/// What an output file is, which decides how it is restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum OutputKind {
+    /// `.rlib`: written by rename, immutable: hard-linked from the store.
+    Rlib,
+    /// `.rmeta`: written by rename, but restored by copy so that it carries a fresh mtime.
+    Rmeta,
+    /// `.d`: rewritten in place by rustc, and its target paths name the out dir: copied, rewritten.
+    DepInfo,
+}
+
+/// One expected output: its kind and file name in the out dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedOutput {
+    pub kind: OutputKind,
+    pub file_name: String,
+}
+
+/// The outputs of a lib/rlib invocation, in a fixed order.
+pub fn expected_outputs(invocation: &Invocation) -> Vec<ExpectedOutput> {
+    let stem = format!("{}{}", invocation.crate_name, invocation.extra_filename);
+    let mut outputs = Vec::new();
+    if invocation.emits("link") {
+        outputs.push(ExpectedOutput {
+            kind: OutputKind::Rlib,
+            file_name: format!("lib{stem}.rlib"),
+        });
+    }
+    if invocation.emits("metadata") {
+        outputs.push(ExpectedOutput {
+            kind: OutputKind::Rmeta,
+            file_name: format!("lib{stem}.rmeta"),
+        });
+    }
+    if invocation.emits("dep-info") {
+        outputs.push(ExpectedOutput {
+            kind: OutputKind::DepInfo,
+            file_name: format!("{stem}.d"),
+        });
+    }
+    outputs
+}
+
+/// The dep-info file name rustc writes for this invocation.
+pub fn dep_info_name(invocation: &Invocation) -> String {
+    format!("{}{}.d", invocation.crate_name, invocation.extra_filename)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rustc::classify;
+    use std::ffi::OsString;
+
+    #[test]
+    fn names_lib_outputs() {
+        let args: Vec<OsString> = "--crate-name demo src/lib.rs --crate-type lib \
+            --emit=dep-info,metadata,link -C extra-filename=-abc --out-dir /o"
+            .split_whitespace()
+            .map(OsString::from)
+            .collect();
+        let names: Vec<String> = expected_outputs(&classify(&args).unwrap())
+            .into_iter()
+            .map(|output| output.file_name)
+            .collect();
+        assert_eq!(names, vec!["libdemo-abc.rlib", "libdemo-abc.rmeta", "demo-abc.d"]);
+    }
+}

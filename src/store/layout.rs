@@ -1,0 +1,133 @@
+//! Every on-disk name, version number and size constant of the store, in one place.
+//!
+//! A change to the meaning of anything stored bumps [`FORMAT_VERSION`] (a new `vN/` directory, so an
+//! old store is never misread). A change to what goes into a cache key bumps [`KEY_VERSION`] (old
+//! entries simply stop matching). `store-format/README.md` documents both.
+
+use std::path::{Path, PathBuf};
+
+/// Version of the on-disk layout and encodings; names the `v1/` directory.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Version of the key derivation. Hashed first into every invocation key.
+pub const KEY_VERSION: u32 = 1;
+
+/// LMDB map size, identical in every process (FACTS §1: a process asking for less gets less).
+/// Sparse on Linux: the file grows only with the data written.
+pub const INDEX_MAP_SIZE: usize = 64 << 30;
+
+/// Map size of the NO_SYNC state env (stats, last-use times, memoized hashes).
+pub const STATE_MAP_SIZE: usize = 16 << 30;
+
+/// Reader slots per env. Each costs 64 bytes in lock.mdb; one per concurrently running rcache.
+pub const MAX_READERS: u32 = 1022;
+
+/// How many manifest candidates one invocation key keeps, newest first.
+pub const MAX_CANDIDATES: usize = 16;
+
+/// How long a wrapper waits for the store lock before skipping the store step.
+pub const STORE_LOCK_TIMEOUT_MS: u64 = 2000;
+
+/// Names of the LMDB databases in the durable index env.
+pub mod index_db {
+    /// invocation key -> manifest (candidate list).
+    pub const MANIFESTS: &str = "manifests";
+    /// result key -> entry.
+    pub const ENTRIES: &str = "entries";
+    /// blob hash -> reference count and size.
+    pub const BLOB_REFS: &str = "blob_refs";
+    /// fixed keys -> store-wide totals and format metadata.
+    pub const META: &str = "meta";
+    pub const ALL: [&str; 4] = [MANIFESTS, ENTRIES, BLOB_REFS, META];
+}
+
+/// Names of the LMDB databases in the NO_SYNC state env.
+pub mod state_db {
+    /// counter name -> u64 LE.
+    pub const COUNTERS: &str = "counters";
+    /// result key -> last use, unix ms as u64 LE.
+    pub const LAST_USE: &str = "last_use";
+    /// file memo key -> blake3 of the file's content.
+    pub const FILE_HASHES: &str = "file_hashes";
+    /// compiler memo key -> compiler identity.
+    pub const COMPILERS: &str = "compilers";
+    pub const ALL: [&str; 4] = [COUNTERS, LAST_USE, FILE_HASHES, COMPILERS];
+}
+
+/// Keys of the index `meta` database.
+pub mod meta_key {
+    pub const FORMAT_VERSION: &[u8] = b"format_version";
+    pub const STORE_BYTES: &[u8] = b"store_bytes";
+}
+
+/// Content of the `CACHEDIR.TAG` file (<https://bford.info/cachedir/>).
+pub const CACHEDIR_TAG: &str = "Signature: 8a477f597d28d172789f06886806bc55\n\
+# This file is a cache directory tag created by rcache.\n\
+# For information about cache directory tags see https://bford.info/cachedir/\n";
+
+/// Paths of one store rooted at `root` (`$RCACHE_DIR`).
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Layout { root: root.into() }
+    }
+    pub fn cachedir_tag(&self) -> PathBuf {
+        self.root.join("CACHEDIR.TAG")
+    }
+    pub fn version_dir(&self) -> PathBuf {
+        self.root.join(format!("v{FORMAT_VERSION}"))
+    }
+    pub fn index_dir(&self) -> PathBuf {
+        self.version_dir().join("index")
+    }
+    pub fn state_dir(&self) -> PathBuf {
+        self.version_dir().join("state")
+    }
+    /// Marker present while the state env is being checked after a reboot (see `store::state`).
+    pub fn state_check_marker(&self) -> PathBuf {
+        self.version_dir().join("state.checking")
+    }
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.version_dir().join("blobs")
+    }
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.version_dir().join("tmp")
+    }
+    /// Short-timeout lock taken before the index write transaction of a store or gc batch.
+    pub fn store_lock(&self) -> PathBuf {
+        self.version_dir().join("store.lock")
+    }
+    /// `blobs/ab/cdef...`: two hex digits of fan-out, then the remaining 62.
+    pub fn blob_path(&self, hash: &blake3::Hash) -> PathBuf {
+        let hex = hash.to_hex();
+        self.blobs_dir().join(&hex[..2]).join(&hex[2..])
+    }
+    /// Parses a path under `blobs/` back into its hash; `None` for anything else.
+    pub fn blob_hash_of(path: &Path) -> Option<blake3::Hash> {
+        let name = path.file_name()?.to_str()?;
+        let fan = path.parent()?.file_name()?.to_str()?;
+        if fan.len() != 2 || name.len() != 62 {
+            return None;
+        }
+        blake3::Hash::from_hex(format!("{fan}{name}")).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_paths_round_trip() {
+        let layout = Layout::new("/c");
+        let hash = blake3::hash(b"x");
+        let path = layout.blob_path(&hash);
+        assert!(path.starts_with("/c/v1/blobs"));
+        assert_eq!(Layout::blob_hash_of(&path), Some(hash));
+        assert_eq!(Layout::blob_hash_of(Path::new("/c/v1/blobs/ab/short")), None);
+    }
+}

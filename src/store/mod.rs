@@ -1,0 +1,153 @@
+//! The content-addressed store: blobs on disk, an LMDB index of what they mean.
+//!
+//! - [`layout`]: every on-disk name and version.
+//! - [`blob`]: writing and opening blobs.
+//! - [`entry`]: manifests and entries, and their serde encoding.
+//! - [`index`]: the durable LMDB index (manifests, entries, blob reference counts).
+//! - [`state`]: the NO_SYNC env (counters, last-use times, memoized hashes).
+//! - [`lmdb`]: opening envs and databases safely.
+//!
+//! Write order (DESIGN.md §3): blobs first, then one index transaction that checks every blob
+//! still exists and references it. A crash in between leaves orphan blobs for gc, never an entry
+//! that points at nothing.
+
+pub mod blob;
+pub mod entry;
+pub mod index;
+pub mod layout;
+pub mod lmdb;
+pub mod state;
+
+use std::fs::{self, DirBuilder, File};
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use index::Index;
+use layout::Layout;
+use state::State;
+
+/// A store fault. On the wrapper path every one of these falls back to running the compiler.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("LMDB: {0}")]
+    Lmdb(#[from] heed::Error),
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    #[error("the store is busy (lock held longer than the timeout)")]
+    Busy,
+}
+
+impl StoreError {
+    /// A short snake_case name for the stats.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            StoreError::Io { source, .. } => io_reason(source),
+            StoreError::Lmdb(heed::Error::Io(source)) => io_reason(source),
+            StoreError::Lmdb(_) => "index_error",
+            StoreError::Corrupt(_) => "corrupt_store",
+            StoreError::Busy => "store_busy",
+        }
+    }
+}
+
+/// Names an I/O error for the stats.
+pub fn io_reason(err: &io::Error) -> &'static str {
+    match err.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => "disk_full",
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => "read_only_store",
+        io::ErrorKind::NotFound => "missing_file",
+        _ => "io_error",
+    }
+}
+
+/// An open store.
+pub struct Store {
+    pub layout: Layout,
+    pub index: Index,
+    pub state: State,
+}
+
+impl Store {
+    /// Opens the store at `root`, creating it (mode 0700, with `CACHEDIR.TAG`) if needed.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
+        let layout = Layout::new(root);
+        Self::create_dirs(&layout)?;
+        let state = State::open(&layout)?;
+        let index = Index::open(&layout)?;
+        Ok(Store {
+            layout,
+            index,
+            state,
+        })
+    }
+
+    fn create_dirs(layout: &Layout) -> Result<(), StoreError> {
+        let io_err = |path: &PathBuf| {
+            let path = path.clone();
+            move |source| StoreError::Io { path, source }
+        };
+        if layout.tmp_dir().is_dir() && layout.index_dir().is_dir() {
+            return Ok(());
+        }
+        let root = &layout.root;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(io_err(root))?;
+        let tag = layout.cachedir_tag();
+        if !tag.exists() {
+            fs::write(&tag, layout::CACHEDIR_TAG).map_err(io_err(&tag))?;
+        }
+        for dir in [
+            layout.index_dir(),
+            layout.state_dir(),
+            layout.blobs_dir(),
+            layout.tmp_dir(),
+        ] {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(io_err(&dir))?;
+        }
+        Ok(())
+    }
+
+    /// Takes the store lock, polling up to `timeout`. It is taken before an index write
+    /// transaction so that a wrapper never blocks in `write_txn()` behind a long gc.
+    pub fn lock(&self, timeout: Duration) -> Result<File, StoreError> {
+        let path = self.layout.store_lock();
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(fs::TryLockError::WouldBlock) => return Err(StoreError::Busy),
+                Err(fs::TryLockError::Error(source)) => {
+                    return Err(StoreError::Io { path, source });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! The state env: counters, last-use times and memoized hashes, opened `NO_SYNC`.
+//!
+//! Everything here is either derivable (memoized file and compiler hashes) or expendable (stats,
+//! last-use times), so a hit never pays for an fsync (DESIGN.md §3). The price: after an OS crash,
+//! ext4 does not preserve write order, and a `NO_SYNC` env may be corrupt rather than behind.
+//! So the first process after a reboot (a new `boot_id`) walks every database inside a write
+//! transaction, with a marker file beside the env; if the walk fails, or a marker left by a walk
+//! that died is found, the env is deleted and recreated.
+
+use std::fs;
+
+use heed::{EnvFlags, RoTxn, WithoutTls};
+
+use super::StoreError;
+use super::layout::{Layout, STATE_MAP_SIZE, state_db};
+use super::lmdb::{self, Db, LmdbEnv};
+use crate::key::hasher::Key;
+
+const BOOT_ID_KEY: &[u8] = b"\0boot_id";
+
+pub struct State {
+    env: &'static LmdbEnv,
+    counters: Db,
+    last_use: Db,
+    file_hashes: Db,
+    compilers: Db,
+}
+
+/// Changes one invocation makes to the state env, applied in one transaction at its end.
+#[derive(Debug, Default)]
+pub struct StateUpdate {
+    pub counters: Vec<(String, u64)>,
+    pub last_use: Vec<(Key, u64)>,
+    pub file_hashes: Vec<(Key, Key)>,
+    pub compilers: Vec<(Key, Vec<u8>)>,
+}
+
+impl StateUpdate {
+    pub fn count(&mut self, name: impl Into<String>, by: u64) {
+        self.counters.push((name.into(), by));
+    }
+    pub fn is_empty(&self) -> bool {
+        self.counters.is_empty()
+            && self.last_use.is_empty()
+            && self.file_hashes.is_empty()
+            && self.compilers.is_empty()
+    }
+}
+
+impl State {
+    pub fn open(layout: &Layout) -> Result<State, StoreError> {
+        match Self::open_checked(layout) {
+            Ok(state) => Ok(state),
+            Err(err) => {
+                tracing::warn!("state env unusable ({err}); recreating it");
+                Self::recreate(layout)?;
+                Self::open_checked(layout)
+            }
+        }
+    }
+
+    fn open_checked(layout: &Layout) -> Result<State, StoreError> {
+        let dir = layout.state_dir();
+        fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let env = lmdb::open_env(&dir, STATE_MAP_SIZE, EnvFlags::NO_SYNC)?;
+        let [counters, last_use, file_hashes, compilers] =
+            lmdb::open_databases(env, state_db::ALL)?;
+        let state = State {
+            env,
+            counters,
+            last_use,
+            file_hashes,
+            compilers,
+        };
+        state.check_after_reboot(layout)?;
+        Ok(state)
+    }
+
+    fn recreate(layout: &Layout) -> Result<(), StoreError> {
+        let dir = layout.state_dir();
+        lmdb::forget_env(&dir);
+        let _ = fs::remove_dir_all(&dir);
+        let _ = fs::remove_file(layout.state_check_marker());
+        Ok(())
+    }
+
+    fn check_after_reboot(&self, layout: &Layout) -> Result<(), StoreError> {
+        let boot_id = current_boot_id();
+        {
+            let rtxn = self.env.read_txn()?;
+            if self.counters.get(&rtxn, BOOT_ID_KEY)? == Some(boot_id.as_slice()) {
+                return Ok(());
+            }
+        }
+        let marker = layout.state_check_marker();
+        let mut wtxn = self.env.write_txn()?;
+        if self.counters.get(&wtxn, BOOT_ID_KEY)? == Some(boot_id.as_slice()) {
+            return Ok(());
+        }
+        if marker.exists() {
+            return Err(StoreError::Corrupt(
+                "an earlier check of the state env died".into(),
+            ));
+        }
+        fs::write(&marker, b"").map_err(|source| StoreError::Io {
+            path: marker.clone(),
+            source,
+        })?;
+        for db in [self.counters, self.last_use, self.file_hashes, self.compilers] {
+            for item in db.iter(&wtxn)? {
+                item?;
+            }
+        }
+        self.counters.put(&mut wtxn, BOOT_ID_KEY, &boot_id)?;
+        wtxn.commit()?;
+        self.env.force_sync()?;
+        let _ = fs::remove_file(&marker);
+        Ok(())
+    }
+
+    pub fn read_txn(&self) -> Result<RoTxn<'static, WithoutTls>, StoreError> {
+        Ok(self.env.read_txn()?)
+    }
+
+    pub fn file_hash(&self, rtxn: &RoTxn<WithoutTls>, memo_key: &Key) -> Result<Option<Key>, StoreError> {
+        Ok(self
+            .file_hashes
+            .get(rtxn, memo_key)?
+            .and_then(|bytes| bytes.try_into().ok()))
+    }
+
+    pub fn compiler(&self, rtxn: &RoTxn<WithoutTls>, memo_key: &Key) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.compilers.get(rtxn, memo_key)?.map(<[u8]>::to_vec))
+    }
+
+    pub fn last_use(&self, rtxn: &RoTxn<WithoutTls>, key: &Key) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .last_use
+            .get(rtxn, key)?
+            .map(|bytes| lmdb::read_u64(Some(bytes))))
+    }
+
+    /// Applies an invocation's changes in one (unsynced) write transaction.
+    pub fn apply(&self, update: &StateUpdate) -> Result<(), StoreError> {
+        if update.is_empty() {
+            return Ok(());
+        }
+        let mut wtxn = self.env.write_txn()?;
+        for (name, by) in &update.counters {
+            let current = lmdb::read_u64(self.counters.get(&wtxn, name.as_bytes())?);
+            self.counters
+                .put(&mut wtxn, name.as_bytes(), &current.saturating_add(*by).to_le_bytes())?;
+        }
+        for (key, unix_ms) in &update.last_use {
+            self.last_use.put(&mut wtxn, key, &unix_ms.to_le_bytes())?;
+        }
+        for (memo_key, hash) in &update.file_hashes {
+            self.file_hashes.put(&mut wtxn, memo_key, hash)?;
+        }
+        for (memo_key, identity) in &update.compilers {
+            self.compilers.put(&mut wtxn, memo_key, identity)?;
+        }
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// Every counter, by name.
+    pub fn counters(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rtxn = self.read_txn()?;
+        let mut all = Vec::new();
+        for item in self.counters.iter(&rtxn)? {
+            let (name, value) = item?;
+            if name.first() == Some(&0) {
+                continue;
+            }
+            all.push((
+                String::from_utf8_lossy(name).into_owned(),
+                lmdb::read_u64(Some(value)),
+            ));
+        }
+        Ok(all)
+    }
+
+    /// Resets every counter (`rcache stats --zero`).
+    pub fn zero_counters(&self) -> Result<(), StoreError> {
+        let mut wtxn = self.env.write_txn()?;
+        let names: Vec<Vec<u8>> = self
+            .counters
+            .iter(&wtxn)?
+            .filter_map(|item| item.ok())
+            .map(|(name, _)| name.to_vec())
+            .filter(|name| name.first() != Some(&0))
+            .collect();
+        for name in names {
+            self.counters.delete(&mut wtxn, &name)?;
+        }
+        wtxn.commit()?;
+        self.env.force_sync()?;
+        Ok(())
+    }
+
+    /// Forgets every memoized hash and last-use time (`rcache clear`).
+    pub fn clear_memos(&self) -> Result<(), StoreError> {
+        let mut wtxn = self.env.write_txn()?;
+        self.file_hashes.clear(&mut wtxn)?;
+        self.compilers.clear(&mut wtxn)?;
+        self.last_use.clear(&mut wtxn)?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// Flushes the env; used by commands, never on the wrapper path.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        Ok(self.env.force_sync()?)
+    }
+}
+
+/// The kernel's id of this boot; constant when unavailable (non-Linux), which disables the check.
+fn current_boot_id() -> Vec<u8> {
+    fs::read("/proc/sys/kernel/random/boot_id").unwrap_or_else(|_| b"unknown".to_vec())
+}

@@ -1,0 +1,423 @@
+//! Computing keys on the wrapper path: memoized file hashes, the invocation facts, and matching
+//! manifest candidates against the files as they are now.
+//!
+//! File hashes are memoized in the state env by (path, dev, inode, size, mtime, ctime). A new
+//! memo is recorded only when the file's timestamps are older than the moment hashing started
+//! minus the clock's granularity (git's racy rule), checked here, at record time.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use heed::{RoTxn, WithoutTls};
+use rayon::prelude::*;
+
+use crate::key::compiler::{self, CompilerIdentity};
+use crate::key::file_hash::{self, FileStamp};
+use crate::key::hasher::{Key, KeyHasher};
+use crate::key::{self, InvocationFacts};
+use crate::rustc::{Invocation, Passthrough, args::bundled_static_libs};
+use crate::store::entry::{Candidate, Entry, EnvRecord, InputRecord};
+use crate::store::layout::KEY_VERSION;
+use crate::store::state::StateUpdate;
+use crate::store::{Store, StoreError};
+
+/// A fault while keying: either the store or a file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Identity(#[from] compiler::IdentityError),
+    #[error("not cacheable: {0}")]
+    Passthrough(Passthrough),
+}
+
+impl KeyError {
+    pub fn reason(&self) -> String {
+        match self {
+            KeyError::Store(err) => err.reason().to_string(),
+            KeyError::File { source, .. } => crate::store::io_reason(source).to_string(),
+            KeyError::Identity(_) => "compiler_identity".to_string(),
+            KeyError::Passthrough(reason) => reason.to_string(),
+        }
+    }
+}
+
+/// Hashes files through the memo. Each batch uses its own short read transaction, so none is
+/// held while the compiler runs.
+pub struct MemoHasher<'s> {
+    store: &'s Store,
+    /// Hashes computed or looked up in this process, by absolute path.
+    known: HashMap<PathBuf, Key>,
+}
+
+impl<'s> MemoHasher<'s> {
+    pub fn new(store: &'s Store) -> Self {
+        MemoHasher {
+            store,
+            known: HashMap::new(),
+        }
+    }
+
+    /// Forgets what this process learned, so that files are looked at again after a compile.
+    pub fn forget(&mut self) {
+        self.known.clear();
+    }
+
+    /// The content hash of one file.
+    pub fn hash(&mut self, path: &Path, update: &mut StateUpdate) -> Result<Key, KeyError> {
+        let hashes = self.hash_all(&[path.to_path_buf()], update)?;
+        Ok(hashes[0])
+    }
+
+    /// Content hashes of several files: memo lookups first, then the rest hashed, in parallel
+    /// on rayon's pool when there is enough work to pay for it.
+    pub fn hash_all(&mut self, paths: &[PathBuf], update: &mut StateUpdate) -> Result<Vec<Key>, KeyError> {
+        let mut hashes: Vec<Option<Key>> = Vec::with_capacity(paths.len());
+        let mut missing = Vec::new();
+        let rtxn: RoTxn<'static, WithoutTls> = self.store.state.read_txn()?;
+        for (position, path) in paths.iter().enumerate() {
+            if let Some(hash) = self.known.get(path) {
+                hashes.push(Some(*hash));
+                continue;
+            }
+            let meta = std::fs::metadata(path).map_err(|source| KeyError::File {
+                path: path.clone(),
+                source,
+            })?;
+            let stamp = FileStamp::of(&meta);
+            match self.store.state.file_hash(&rtxn, &stamp.memo_key(path))? {
+                Some(hash) => {
+                    self.known.insert(path.clone(), hash);
+                    hashes.push(Some(hash));
+                }
+                None => {
+                    hashes.push(None);
+                    missing.push((position, stamp.size));
+                }
+            }
+        }
+        drop(rtxn);
+        let hashing_started = SystemTime::now();
+        let total: u64 = missing.iter().map(|(_, size)| size).sum();
+        let hash_one = |&(position, _): &(usize, u64)| {
+            let path: &PathBuf = &paths[position];
+            file_hash::hash_file(path)
+                .map(|digest| (position, digest))
+                .map_err(|source| KeyError::File {
+                    path: path.clone(),
+                    source,
+                })
+        };
+        // Under `cargo -j N` the cores are busy: go parallel only for real work (FACTS §2).
+        let digests: Vec<_> = if missing.len() > 1 && total >= 4 << 20 {
+            missing.par_iter().map(hash_one).collect::<Result<_, _>>()?
+        } else {
+            missing.iter().map(hash_one).collect::<Result<_, _>>()?
+        };
+        for (position, digest) in digests {
+            let hash = *digest.hash.as_bytes();
+            let path = &paths[position];
+            if !digest.stamp.is_racy(hashing_started) {
+                update
+                    .file_hashes
+                    .push((digest.stamp.memo_key(path), hash));
+            }
+            self.known.insert(path.clone(), hash);
+            hashes[position] = Some(hash);
+        }
+        Ok(hashes.into_iter().map(|hash| hash.expect("every hash filled")).collect())
+    }
+
+    /// Records a hash rcache already knows for a file it has just written (a restore, or an
+    /// output it stored): no re-hash by every dependent.
+    pub fn remember_written(&mut self, path: &Path, hash: Key, update: &mut StateUpdate) {
+        if let Ok(meta) = std::fs::metadata(path) {
+            update
+                .file_hashes
+                .push((FileStamp::of(&meta).memo_key(path), hash));
+            self.known.insert(path.to_path_buf(), hash);
+        }
+    }
+
+    pub fn store(&self) -> &'s Store {
+        self.store
+    }
+}
+
+/// The compiler's identity, from the memo or computed (and memoized).
+pub fn compiler_identity(
+    store: &Store,
+    compiler_path: &Path,
+    update: &mut StateUpdate,
+) -> Result<CompilerIdentity, KeyError> {
+    let memoized_path = match compiler::memo_key(compiler_path) {
+        Some(_) => compiler_path.to_path_buf(),
+        None => compiler::resolve_proxy(compiler_path)?,
+    };
+    let memo_key = compiler::memo_key(&memoized_path);
+    if let Some(memo_key) = &memo_key {
+        let rtxn = store.state.read_txn()?;
+        let memoized = store.state.compiler(&rtxn, memo_key)?;
+        if let Some(Ok(identity)) = memoized
+            .as_deref()
+            .map(crate::store::entry::decode::<CompilerIdentity>)
+        {
+            return Ok(identity);
+        }
+    }
+    let identity = compiler::identify(&memoized_path)?;
+    if let Some(memo_key) = memo_key {
+        update
+            .compilers
+            .push((memo_key, crate::store::entry::encode(&identity)));
+    }
+    Ok(identity)
+}
+
+/// `-C target-cpu=native` resolved, memoized per compiler, target and CPU.
+fn native_cpu(
+    store: &Store,
+    compiler_path: &Path,
+    identity: &CompilerIdentity,
+    target: Option<&str>,
+    update: &mut StateUpdate,
+) -> Result<Vec<u8>, KeyError> {
+    let memo_key = compiler::native_cpu_memo_key(&identity.id, target);
+    let rtxn = store.state.read_txn()?;
+    if let Some(bytes) = store.state.compiler(&rtxn, &memo_key)? {
+        return Ok(bytes);
+    }
+    let resolved = compiler::native_cpu(compiler_path, target)?;
+    update.compilers.push((memo_key, resolved.clone()));
+    Ok(resolved)
+}
+
+/// A workspace wrapper in the chain (clippy-driver), identified by its binary's content, and
+/// the clippy.toml that configures it.
+pub struct WorkspaceWrapper {
+    pub path: PathBuf,
+}
+
+/// Gathers everything that goes into the invocation key and computes it.
+#[allow(clippy::too_many_arguments)]
+pub fn invocation_key(
+    hasher: &mut MemoHasher,
+    invocation: &Invocation,
+    compiler_path: &Path,
+    identity: &CompilerIdentity,
+    wrapper: Option<&WorkspaceWrapper>,
+    cwd: &Path,
+    update: &mut StateUpdate,
+) -> Result<Key, KeyError> {
+    let extern_paths: Vec<(String, PathBuf)> = invocation
+        .externs
+        .iter()
+        .filter_map(|ext| ext.path.as_ref().map(|path| (ext.name.clone(), cwd.join(path))))
+        .collect();
+    let static_libs = bundled_static_libs(invocation, cwd).map_err(KeyError::Passthrough)?;
+    let target_json = invocation
+        .target
+        .as_ref()
+        .map(|target| cwd.join(target))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json") && path.is_file());
+
+    let mut files: Vec<PathBuf> = extern_paths.iter().map(|(_, path)| path.clone()).collect();
+    files.extend(static_libs.iter().cloned());
+    files.extend(target_json.iter().cloned());
+    let hashes = hasher.hash_all(&files, update)?;
+    let (extern_hashes, rest) = hashes.split_at(extern_paths.len());
+    let (static_hashes, json_hash) = rest.split_at(static_libs.len());
+
+    let wrapper_id = match wrapper {
+        Some(wrapper) => Some(wrapper_identity(hasher, wrapper, update)?),
+        None => None,
+    };
+    let native = match invocation.target_cpu() {
+        Some("native") => Some(native_cpu(
+            hasher.store(),
+            compiler_path,
+            identity,
+            invocation.target.as_deref(),
+            update,
+        )?),
+        _ => None,
+    };
+    let facts = InvocationFacts {
+        invocation,
+        compiler_id: identity.id,
+        wrapper_id,
+        cwd,
+        extern_hashes: extern_paths
+            .iter()
+            .map(|(name, _)| name.clone())
+            .zip(extern_hashes.iter().copied())
+            .collect(),
+        static_lib_hashes: static_hashes.to_vec(),
+        target_json_hash: json_hash.first().copied(),
+        env: key::allowlisted_env(),
+        native_cpu: native,
+    };
+    Ok(key::invocation_key(&facts))
+}
+
+/// clippy-driver's identity: its binary's content and the clippy.toml it would read.
+fn wrapper_identity(
+    hasher: &mut MemoHasher,
+    wrapper: &WorkspaceWrapper,
+    update: &mut StateUpdate,
+) -> Result<Key, KeyError> {
+    let binary = hasher.hash(&wrapper.path, update)?;
+    let mut key = KeyHasher::new("workspace-wrapper", KEY_VERSION);
+    key.field("binary", &binary);
+    match find_clippy_toml() {
+        Some(path) => {
+            let content = std::fs::read(&path).map_err(|source| KeyError::File {
+                path: path.clone(),
+                source,
+            })?;
+            key.field("clippy-toml", &content);
+        }
+        None => {
+            key.opt_field("clippy-toml", None);
+        }
+    }
+    Ok(key.finish())
+}
+
+/// clippy's config search: `CLIPPY_CONF_DIR`, else `CARGO_MANIFEST_DIR` and its ancestors, for
+/// `clippy.toml` or `.clippy.toml`.
+fn find_clippy_toml() -> Option<PathBuf> {
+    let start = std::env::var_os("CLIPPY_CONF_DIR")
+        .or_else(|| std::env::var_os("CARGO_MANIFEST_DIR"))
+        .map(PathBuf::from)?;
+    for dir in start.ancestors() {
+        for name in ["clippy.toml", ".clippy.toml"] {
+            let path = dir.join(name);
+            if path.is_file() {
+                return Some(path);
+            }
+        }
+    }
+    None
+}
+
+/// A candidate that matches the files as they are now.
+pub struct Match {
+    pub result_key: Key,
+    pub entry: Entry,
+}
+
+/// Checks the candidates newest first; the first whose every input hash and env-dep value is
+/// the same as now gives the entry. No compiler runs.
+pub fn find_match(
+    hasher: &mut MemoHasher,
+    invocation_key: &Key,
+    cwd: &Path,
+    update: &mut StateUpdate,
+) -> Result<Option<Match>, KeyError> {
+    let store = hasher.store();
+    let rtxn = store.index.read_txn()?;
+    let manifest = store.index.manifest(&rtxn, invocation_key)?;
+    for candidate in &manifest.candidates {
+        if !candidate_matches(hasher, candidate, cwd, update) {
+            continue;
+        }
+        let result_key = key::result_key(invocation_key, &candidate.inputs, &candidate.env_deps);
+        if let Some(entry) = store.index.entry(&rtxn, &result_key)? {
+            return Ok(Some(Match { result_key, entry }));
+        }
+    }
+    Ok(None)
+}
+
+fn candidate_matches(
+    hasher: &mut MemoHasher,
+    candidate: &Candidate,
+    cwd: &Path,
+    update: &mut StateUpdate,
+) -> bool {
+    let env_matches = candidate.env_deps.iter().all(|env| {
+        let now = std::env::var_os(&env.name);
+        now.as_ref().map(|value| value.as_bytes()) == env.value.as_ref().map(String::as_bytes)
+    });
+    if !env_matches {
+        return false;
+    }
+    let paths: Vec<PathBuf> = candidate
+        .inputs
+        .iter()
+        .map(|input| key::resolve(cwd, &input.path))
+        .collect();
+    // A missing or unreadable input simply means this candidate does not match.
+    match hasher.hash_all(&paths, update) {
+        Ok(hashes) => hashes
+            .iter()
+            .zip(&candidate.inputs)
+            .all(|(now, recorded)| *now == recorded.hash),
+        Err(_) => false,
+    }
+}
+
+/// Builds the candidate for a finished compile from its dep-info.
+pub fn candidate_from_dep_info(
+    hasher: &mut MemoHasher,
+    invocation_key: &Key,
+    dep_info: &crate::depinfo::DepInfo,
+    cwd: &Path,
+    update: &mut StateUpdate,
+) -> Result<Candidate, KeyError> {
+    let paths: Vec<PathBuf> = dep_info.inputs.iter().map(|path| cwd.join(path)).collect();
+    let hashes = hasher.hash_all(&paths, update)?;
+    let inputs: Vec<InputRecord> = dep_info
+        .inputs
+        .iter()
+        .zip(hashes)
+        .map(|(path, hash)| InputRecord {
+            path: path.as_os_str().as_bytes().to_vec(),
+            hash,
+        })
+        .collect();
+    let env_deps: Vec<EnvRecord> = dep_info
+        .env_deps
+        .iter()
+        .map(|(name, value)| EnvRecord {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect();
+    let result_key = key::result_key(invocation_key, &inputs, &env_deps);
+    Ok(Candidate {
+        inputs,
+        env_deps,
+        result_key,
+    })
+}
+
+/// Splits the wrapper argv into the compiler chain and rustc's arguments, recognising a
+/// `RUSTC_WORKSPACE_WRAPPER` (`rcache clippy-driver rustc args`).
+pub fn split_chain(args: &[OsString]) -> (Option<WorkspaceWrapper>, PathBuf, Vec<OsString>) {
+    let first = PathBuf::from(&args[0]);
+    let is_rustc = |path: &Path| {
+        path.file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| name == "rustc" || name.starts_with("rustc-") || name.starts_with("rustc."))
+    };
+    if !is_rustc(&first) && args.len() > 1 && is_rustc(Path::new(&args[1])) {
+        return (
+            Some(WorkspaceWrapper { path: first }),
+            PathBuf::from(&args[1]),
+            args[2..].to_vec(),
+        );
+    }
+    (None, first, args[1..].to_vec())
+}

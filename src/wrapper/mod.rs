@@ -1,0 +1,315 @@
+//! The compile path: classify, look up, restore or run, store.
+//!
+//! `rcache <compiler> <args>` comes here. Every path ends in exactly one [`Outcome`], counted in
+//! the state env and written to the events log:
+//! - not cacheable (a probe, an unknown argument, a crate type not cached): the compiler is
+//!   exec'd with the same argv, stdin, exit code and output;
+//! - a hit: outputs restored, output replayed, no compiler run;
+//! - a miss: the compiler runs with its output streamed, and the result is stored;
+//! - a cache fault at any step before the replay: the compiler runs instead, and the fault is
+//!   counted under `errors`. A build never fails because of rcache.
+
+pub mod keying;
+pub mod record;
+pub mod restore;
+pub mod run;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
+
+use crate::config::Config;
+use crate::rustc::{self, Invocation, Passthrough};
+use crate::rustc::outputs::dep_info_name;
+use crate::stats::{self, Event, Outcome};
+use crate::store::Store;
+use crate::store::state::{State, StateUpdate};
+use keying::{KeyError, MemoHasher, WorkspaceWrapper};
+use record::{Finished, NotStored};
+use run::CompilerChain;
+
+/// Runs one wrapper invocation; `args` starts with the compiler. Returns the exit code (when it
+/// does not exec the compiler).
+pub fn run(args: Vec<OsString>) -> i32 {
+    let config = Config::load();
+    crate::logging::init(config.log.value.as_deref());
+    let (wrapper, compiler_path, rustc_args) = keying::split_chain(&args);
+    let chain = CompilerChain {
+        program: args[0].clone(),
+        leading_args: args[1..args.len() - rustc_args.len()].to_vec(),
+    };
+    let mut wrapper_run = WrapperRun {
+        config,
+        clock: Instant::now(),
+        cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+        chain,
+        rustc_args,
+        update: StateUpdate::default(),
+    };
+
+    let classified = if wrapper_run.config.disable.value {
+        Err(Passthrough::Disabled)
+    } else if wrapper
+        .as_ref()
+        .is_some_and(|wrapper| !is_clippy_driver(&wrapper.path))
+    {
+        Err(Passthrough::UnknownWorkspaceWrapper)
+    } else {
+        rustc::classify(&wrapper_run.rustc_args)
+    };
+    match classified {
+        Err(reason) => {
+            tracing::debug!(reason = %reason, detail = reason.detail(), "passthrough");
+            let store = wrapper_run.open_store();
+            let outcome = Outcome::Passthrough {
+                reason: reason.to_string(),
+            };
+            wrapper_run.finish(store.as_ref().ok(), None, &outcome);
+            wrapper_run.exec()
+        }
+        Ok(invocation) => match wrapper_run.open_store() {
+            Ok(store) => wrapper_run.cached(&store, &invocation, &compiler_path, wrapper.as_ref()),
+            Err(err) => {
+                tracing::warn!("cache store unusable ({err}); running the compiler");
+                let outcome = Outcome::Error {
+                    reason: err.reason().to_string(),
+                };
+                wrapper_run.finish(None, Some(&invocation), &outcome);
+                wrapper_run.exec()
+            }
+        },
+    }
+}
+
+fn is_clippy_driver(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.starts_with("clippy-driver"))
+}
+
+struct WrapperRun {
+    config: Config,
+    clock: Instant,
+    cwd: PathBuf,
+    chain: CompilerChain,
+    rustc_args: Vec<OsString>,
+    update: StateUpdate,
+}
+
+impl WrapperRun {
+    fn open_store(&self) -> Result<Store, crate::store::StoreError> {
+        Store::open(&self.config.dir.value)
+    }
+
+    /// The cacheable path: key, look up, then restore or compile.
+    fn cached(
+        &mut self,
+        store: &Store,
+        invocation: &Invocation,
+        compiler_path: &Path,
+        wrapper: Option<&WorkspaceWrapper>,
+    ) -> i32 {
+        let mut hasher = MemoHasher::new(store);
+        let looked_up = self.look_up(store, &mut hasher, invocation, compiler_path, wrapper);
+        let (invocation_key, found) = match looked_up {
+            Ok(found) => found,
+            Err(KeyError::Passthrough(reason)) => {
+                let outcome = Outcome::Passthrough {
+                    reason: reason.to_string(),
+                };
+                self.finish(Some(store), Some(invocation), &outcome);
+                return self.exec();
+            }
+            Err(err) => {
+                tracing::warn!("lookup failed ({err}); running the compiler");
+                let outcome = Outcome::Error {
+                    reason: err.reason(),
+                };
+                self.finish(Some(store), Some(invocation), &outcome);
+                return self.exec();
+            }
+        };
+        let mut fault = None;
+        if let Some(found) = found {
+            let out_dir = self.cwd.join(&invocation.out_dir);
+            match restore::materialize(store, &found.entry, &out_dir, &invocation.out_dir) {
+                Ok(restored) => {
+                    for output in restored {
+                        if let Some(hash) = output.known_hash {
+                            hasher.remember_written(&output.path, hash, &mut self.update);
+                        }
+                    }
+                    restore::replay(&found.entry, &invocation.out_dir, invocation.json_artifacts);
+                    let now = stats::unix_ms(SystemTime::now());
+                    self.update.last_use.push((found.result_key, now));
+                    let outcome = Outcome::Hit {
+                        saved_ms: found.entry.compile_ms,
+                    };
+                    self.finish(Some(store), Some(invocation), &outcome);
+                    return 0;
+                }
+                Err(err) => {
+                    // Compile instead, and let the store step replace the broken entry.
+                    tracing::warn!("restore failed ({err}); compiling instead");
+                    fault = Some(crate::store::io_reason(&err).to_string());
+                }
+            }
+        }
+        self.compile_and_store(store, &mut hasher, invocation, &invocation_key, fault)
+    }
+
+    fn look_up(
+        &mut self,
+        store: &Store,
+        hasher: &mut MemoHasher,
+        invocation: &Invocation,
+        compiler_path: &Path,
+        wrapper: Option<&WorkspaceWrapper>,
+    ) -> Result<([u8; 32], Option<keying::Match>), KeyError> {
+        let identity = keying::compiler_identity(store, compiler_path, &mut self.update)?;
+        let invocation_key = keying::invocation_key(
+            hasher,
+            invocation,
+            compiler_path,
+            &identity,
+            wrapper,
+            &self.cwd,
+            &mut self.update,
+        )?;
+        tracing::debug!(key = %crate::key::hasher::hex(&invocation_key), "invocation key");
+        if self.config.recache.value {
+            return Ok((invocation_key, None));
+        }
+        let found = keying::find_match(hasher, &invocation_key, &self.cwd, &mut self.update)?;
+        Ok((invocation_key, found))
+    }
+
+    /// The miss: compile with output streamed, then store. `fault` is a restore failure that
+    /// sent a hit here; it makes the outcome an error whatever the store step does.
+    fn compile_and_store(
+        &mut self,
+        store: &Store,
+        hasher: &mut MemoHasher,
+        invocation: &Invocation,
+        invocation_key: &[u8; 32],
+        fault: Option<String>,
+    ) -> i32 {
+        let out_dir = self.cwd.join(&invocation.out_dir);
+        let mut args = self.rustc_args.clone();
+        // Cargo always asks for dep-info; when a caller did not, ask for it at a temp path so
+        // that what the caller sees is unchanged.
+        let own_dep_info = (!invocation.emits("dep-info")).then(|| {
+            store
+                .layout
+                .tmp_dir()
+                .join(format!("dep-info-{}-{}.d", std::process::id(), stats::unix_ms(SystemTime::now())))
+        });
+        if let Some(path) = &own_dep_info {
+            let mut arg = OsString::from("--emit=dep-info=");
+            arg.push(path);
+            args.push(arg);
+        }
+        let dropped = own_dep_info.clone();
+        let drop_line = move |line: &[u8]| match (&dropped, restore::artifact(line)) {
+            (Some(own), Some((path, emit))) => emit == "dep-info" && Path::new(&path) == own,
+            _ => false,
+        };
+        let compiled = match run::compile(&self.chain, &args, drop_line) {
+            Ok(compiled) => compiled,
+            Err(err) => {
+                eprintln!(
+                    "rcache: could not run {}: {err}",
+                    Path::new(&self.chain.program).display()
+                );
+                return 1;
+            }
+        };
+        let code = run::exit_code(compiled.status);
+        let outcome = if !compiled.status.success() {
+            Outcome::Miss {
+                not_stored: Some("compile_failed".into()),
+            }
+        } else {
+            let dep_info_path = own_dep_info
+                .clone()
+                .unwrap_or_else(|| out_dir.join(dep_info_name(invocation)));
+            let finished = Finished {
+                invocation,
+                invocation_key,
+                compiled: &compiled,
+                cwd: &self.cwd,
+                dep_info_path: &dep_info_path,
+            };
+            match record::record(store, hasher, &finished, &mut self.update) {
+                Ok(_) => Outcome::Miss { not_stored: None },
+                Err(NotStored::Refused(reason)) => Outcome::Miss {
+                    not_stored: Some(reason.to_string()),
+                },
+                Err(NotStored::Fault(err)) => {
+                    tracing::warn!("storing failed ({err})");
+                    Outcome::Error {
+                        reason: err.reason(),
+                    }
+                }
+            }
+        };
+        if let Some(path) = &own_dep_info {
+            let _ = std::fs::remove_file(path);
+        }
+        let outcome = match fault {
+            Some(reason) => Outcome::Error { reason },
+            None => outcome,
+        };
+        self.finish(Some(store), Some(invocation), &outcome);
+        code
+    }
+
+    /// Counts the outcome (one unsynced state transaction) and writes the event line.
+    fn finish(&mut self, store: Option<&Store>, invocation: Option<&Invocation>, outcome: &Outcome) {
+        outcome.count(&mut self.update);
+        let applied = match store {
+            Some(store) => store.state.apply(&self.update),
+            None => State::open(&crate::store::layout::Layout::new(&self.config.dir.value))
+                .and_then(|state| state.apply(&self.update)),
+        };
+        if let Err(err) = applied {
+            tracing::warn!("could not record stats: {err}");
+        }
+        let duration_ms = self.clock.elapsed().as_secs_f64() * 1000.0;
+        tracing::debug!(outcome = outcome.name(), reason = outcome.reason(), duration_ms, "done");
+        if let Some(events) = &self.config.events.value {
+            let no_types: [String; 0] = [];
+            stats::append_event(
+                events,
+                &Event {
+                    ts_ms: stats::unix_ms(SystemTime::now()),
+                    pid: std::process::id(),
+                    kind: "rustc",
+                    crate_name: invocation.map(|inv| inv.crate_name.as_str()).or_else(|| crate_name_of(&self.rustc_args)),
+                    crate_types: invocation.map_or(&no_types[..], |inv| &inv.crate_types),
+                    outcome: outcome.name(),
+                    reason: outcome.reason(),
+                    stored: matches!(outcome, Outcome::Miss { not_stored: None }),
+                    duration_ms,
+                    cwd: &self.cwd,
+                },
+            );
+        }
+    }
+
+    /// Replaces this process with the compiler.
+    fn exec(&self) -> i32 {
+        let err = run::exec(&self.chain, &self.rustc_args);
+        eprintln!(
+            "rcache: could not run {}: {err}",
+            Path::new(&self.chain.program).display()
+        );
+        1
+    }
+}
+
+/// The `--crate-name` of an argv that was not parsed into an invocation, for the events log.
+fn crate_name_of(args: &[OsString]) -> Option<&str> {
+    let position = args.iter().position(|arg| arg == "--crate-name")?;
+    args.get(position + 1)?.to_str()
+}

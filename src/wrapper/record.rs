@@ -1,0 +1,148 @@
+//! Storing a finished compile: dep-info -> candidate, outputs -> blobs, then one index commit.
+//!
+//! Refuses to store (a miss with a `not_stored` reason) when an input changed at or after the
+//! moment the compile started: the output may come from the old content and the recorded hash
+//! from the new. Cargo notices such a change and rebuilds; rcache must not then serve the stale
+//! output.
+
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use super::keying::{self, KeyError, MemoHasher};
+use super::run::Compiled;
+use crate::depinfo;
+use crate::key::file_hash::FileStamp;
+use crate::key::hasher::Key;
+use crate::rustc::Invocation;
+use crate::rustc::outputs::{OutputKind, expected_outputs};
+use crate::stats::unix_ms;
+use crate::store::entry::{Entry, OutputRecord};
+use crate::store::layout::STORE_LOCK_TIMEOUT_MS;
+use crate::store::state::StateUpdate;
+use crate::store::{Store, StoreError, blob};
+
+/// Filesystem timestamps come from a coarse clock that lags the real one by up to a tick: a
+/// write just after the compile started can carry a timestamp just before it.
+const TIMESTAMP_SLACK: Duration = Duration::from_millis(20);
+
+/// Why a compile was not stored.
+#[derive(Debug)]
+pub enum NotStored {
+    /// A policy decision: counted under `not_stored`.
+    Refused(&'static str),
+    /// A cache fault: counted under `errors`.
+    Fault(KeyError),
+}
+
+impl From<KeyError> for NotStored {
+    fn from(err: KeyError) -> Self {
+        NotStored::Fault(err)
+    }
+}
+
+impl From<StoreError> for NotStored {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Busy => NotStored::Refused("store_busy"),
+            other => NotStored::Fault(KeyError::Store(other)),
+        }
+    }
+}
+
+fn file_fault(path: &Path) -> impl FnOnce(std::io::Error) -> NotStored + '_ {
+    move |source| {
+        NotStored::Fault(KeyError::File {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+/// What the caller knows about the finished compile.
+pub struct Finished<'a> {
+    pub invocation: &'a Invocation,
+    pub invocation_key: &'a Key,
+    pub compiled: &'a Compiled,
+    pub cwd: &'a Path,
+    pub dep_info_path: &'a Path,
+}
+
+/// Stores a successful compile; returns its result key.
+pub fn record(
+    store: &Store,
+    hasher: &mut MemoHasher,
+    finished: &Finished,
+    update: &mut StateUpdate,
+) -> Result<Key, NotStored> {
+    let Finished {
+        invocation,
+        invocation_key,
+        compiled,
+        cwd,
+        dep_info_path,
+    } = *finished;
+    let dep_info_text = std::fs::read(dep_info_path).map_err(file_fault(dep_info_path))?;
+    let dep_info = depinfo::parse(&dep_info_text);
+    if dep_info.inputs.is_empty() {
+        return Err(NotStored::Refused("no_dep_info"));
+    }
+    hasher.forget();
+    let candidate =
+        keying::candidate_from_dep_info(hasher, invocation_key, &dep_info, cwd, update)?;
+    // Checked after hashing: a change at any time since the start is caught.
+    let since = compiled.started - TIMESTAMP_SLACK;
+    for input in &dep_info.inputs {
+        let path = cwd.join(input);
+        let meta = std::fs::metadata(&path).map_err(file_fault(&path))?;
+        if FileStamp::of(&meta).changed_since(since) {
+            tracing::debug!("{} changed during the compile; not storing", path.display());
+            return Err(NotStored::Refused("input_changed_during_compile"));
+        }
+    }
+
+    let out_dir = cwd.join(&invocation.out_dir);
+    let mut outputs = Vec::new();
+    for expected in expected_outputs(invocation) {
+        let path = out_dir.join(&expected.file_name);
+        let mut file = File::open(&path).map_err(file_fault(&path))?;
+        let before = file.metadata().map_err(file_fault(&path))?;
+        let stored = blob::put_file(&store.layout, &mut file).map_err(|source| {
+            NotStored::Fault(KeyError::Store(StoreError::Io {
+                path: store.layout.tmp_dir(),
+                source,
+            }))
+        })?;
+        let after = file.metadata().map_err(file_fault(&path))?;
+        if FileStamp::of(&before) != FileStamp::of(&after) {
+            return Err(NotStored::Refused("output_changed_while_storing"));
+        }
+        if expected.kind != OutputKind::DepInfo {
+            hasher.remember_written(&path, *stored.hash.as_bytes(), update);
+        }
+        outputs.push(OutputRecord {
+            name: expected.file_name,
+            kind: expected.kind,
+            blob: *stored.hash.as_bytes(),
+            size: stored.size,
+            mode: before.permissions().mode() & 0o7777,
+        });
+    }
+    let now = unix_ms(SystemTime::now());
+    let entry = Entry {
+        outputs,
+        stdout: compiled.stdout.clone(),
+        stderr: compiled.stderr.clone(),
+        out_dir: invocation.out_dir.as_os_str().as_encoded_bytes().to_vec(),
+        compile_ms: compiled.duration_ms,
+        created_unix_ms: now,
+    };
+    let result_key = candidate.result_key;
+    let _lock = store.lock(Duration::from_millis(STORE_LOCK_TIMEOUT_MS))?;
+    store
+        .index
+        .commit_compile(&store.layout, invocation_key, candidate, &entry)?;
+    update.last_use.push((result_key, now));
+    Ok(result_key)
+}

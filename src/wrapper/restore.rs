@@ -1,0 +1,226 @@
+//! A hit: check every blob, materialize the outputs, then replay rustc's output.
+//!
+//! Order (DESIGN.md §4): every blob is opened and size-checked before the first byte of output
+//! is written; then the outputs are materialized; then the `.rmeta` artifact notification is
+//! written, then the rest. Any failure before the replay falls back to compiling. After the
+//! first byte of replay there is no falling back: cargo may already have started dependents.
+//!
+//! Materialization policy:
+//! - `.rlib`: hard link to the blob (rustc replaces rlibs by rename, so the blob is never written
+//!   through the link); a copy if linking fails (another filesystem).
+//! - `.rmeta`: a copy (a reflink where the filesystem has them). It is small, and it gives the
+//!   unit a fresh mtime without touching the blob's inode, which other target dirs share: cargo
+//!   marks a unit stale when a dependency's newest output is newer than its own newest output.
+//! - `.d`: a copy with its target paths rewritten for this out dir (rustc rewrites `.d` files in
+//!   place, so a hard link would let it overwrite the blob).
+//!
+//! Every file is written under a temp name in the out dir and renamed into place, so a reader
+//! never sees half a file.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::depinfo::escape_path;
+use crate::rustc::outputs::OutputKind;
+use crate::store::entry::Entry;
+use crate::store::{Store, blob};
+
+/// A materialized output, with the hash rcache knows for it (none for a rewritten `.d`).
+pub struct Restored {
+    pub path: PathBuf,
+    pub known_hash: Option<[u8; 32]>,
+}
+
+/// Materializes every output of `entry` into `out_dir` (resolved against the cwd); `.d` targets
+/// are rewritten to `out_dir_as_given`, the spelling rustc would have used. Nothing is printed.
+pub fn materialize(
+    store: &Store,
+    entry: &Entry,
+    out_dir: &Path,
+    out_dir_as_given: &Path,
+) -> io::Result<Vec<Restored>> {
+    let mut opened = Vec::with_capacity(entry.outputs.len());
+    for output in &entry.outputs {
+        let hash = blake3::Hash::from_bytes(output.blob);
+        opened.push(blob::open_checked(&store.layout, &hash, output.size)?);
+    }
+    let mut restored = Vec::with_capacity(entry.outputs.len());
+    for (output, mut file) in entry.outputs.iter().zip(opened) {
+        let destination = out_dir.join(&output.name);
+        let blob_path = store.layout.blob_path(&blake3::Hash::from_bytes(output.blob));
+        let temp = temp_name(&destination);
+        let _ = fs::remove_file(&temp);
+        let known_hash = match output.kind {
+            OutputKind::Rlib => {
+                if fs::hard_link(&blob_path, &temp).is_err() {
+                    copy_with_mode(&blob_path, &temp, output.mode)?;
+                }
+                Some(output.blob)
+            }
+            OutputKind::Rmeta => {
+                copy_with_mode(&blob_path, &temp, output.mode)?;
+                Some(output.blob)
+            }
+            OutputKind::DepInfo => {
+                let mut text = Vec::with_capacity(output.size as usize);
+                file.read_to_end(&mut text)?;
+                let rewritten = rewrite_dep_info(&text, &entry.out_dir, out_dir_as_given);
+                write_with_mode(&temp, &rewritten, output.mode)?;
+                (rewritten == text).then_some(output.blob)
+            }
+        };
+        if let Err(err) = fs::rename(&temp, &destination) {
+            let _ = fs::remove_file(&temp);
+            return Err(err);
+        }
+        restored.push(Restored {
+            path: destination,
+            known_hash,
+        });
+    }
+    Ok(restored)
+}
+
+fn temp_name(destination: &Path) -> PathBuf {
+    let mut name = destination.as_os_str().to_os_string();
+    name.push(format!(".rcache-{}", std::process::id()));
+    PathBuf::from(name)
+}
+
+fn copy_with_mode(source: &Path, destination: &Path, mode: u32) -> io::Result<()> {
+    reflink_copy::reflink_or_copy(source, destination)?;
+    fs::set_permissions(destination, fs::Permissions::from_mode(mode))
+}
+
+fn write_with_mode(destination: &Path, content: &[u8], mode: u32) -> io::Result<()> {
+    let mut file = File::create(destination)?;
+    file.write_all(content)?;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+}
+
+/// Rewrites the target paths of a `.d` file from the producing compile's out dir to this one.
+/// Only line starts are rewritten: targets are the out-dir files; inputs are left alone.
+pub fn rewrite_dep_info(text: &[u8], old_out_dir: &[u8], new_out_dir: &Path) -> Vec<u8> {
+    let new_out_dir = new_out_dir.as_os_str().as_bytes();
+    if old_out_dir == new_out_dir {
+        return text.to_vec();
+    }
+    let old_prefix = dir_prefix(old_out_dir);
+    let new_prefix = dir_prefix(new_out_dir);
+    let mut rewritten = Vec::with_capacity(text.len() + 256);
+    for line in text.split_inclusive(|&byte| byte == b'\n') {
+        match line.strip_prefix(old_prefix.as_slice()) {
+            Some(rest) => {
+                rewritten.extend_from_slice(&new_prefix);
+                rewritten.extend_from_slice(rest);
+            }
+            None => rewritten.extend_from_slice(line),
+        }
+    }
+    rewritten
+}
+
+/// `dir/`, escaped the way rustc writes paths in a `.d` file.
+fn dir_prefix(dir: &[u8]) -> Vec<u8> {
+    let mut prefix = escape_path(&String::from_utf8_lossy(dir)).into_bytes();
+    if !prefix.ends_with(b"/") {
+        prefix.push(b'/');
+    }
+    prefix
+}
+
+/// Writes the captured stdout and stderr. With JSON artifact notifications, the `.rmeta`
+/// notification goes first (cargo starts dependents on it) and every notification names the
+/// file in this out dir.
+pub fn replay(entry: &Entry, out_dir: &Path, json_artifacts: bool) {
+    let mut stderr = io::stderr().lock();
+    let mut stdout = io::stdout().lock();
+    if !json_artifacts {
+        let _ = stdout.write_all(&entry.stdout);
+        let _ = stderr.write_all(&entry.stderr);
+        return;
+    }
+    let lines: Vec<&[u8]> = entry
+        .stderr
+        .split_inclusive(|&byte| byte == b'\n')
+        .collect();
+    let rmeta_position = lines
+        .iter()
+        .position(|line| artifact(line).is_some_and(|(_, emit)| emit == "metadata"));
+    if let Some(position) = rmeta_position {
+        let _ = stderr.write_all(&rewrite_artifact(lines[position], out_dir));
+        let _ = stderr.flush();
+    }
+    let _ = stdout.write_all(&entry.stdout);
+    for (position, line) in lines.iter().enumerate() {
+        if Some(position) != rmeta_position {
+            let _ = stderr.write_all(&rewrite_artifact(line, out_dir));
+        }
+    }
+    let _ = stderr.flush();
+    let _ = stdout.flush();
+}
+
+/// The artifact path and emit kind of an artifact notification line.
+pub fn artifact(line: &[u8]) -> Option<(String, String)> {
+    if !line.starts_with(b"{\"$message_type\":\"artifact\"") {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(line).ok()?;
+    Some((
+        value.get("artifact")?.as_str()?.to_string(),
+        value.get("emit")?.as_str()?.to_string(),
+    ))
+}
+
+/// An artifact notification naming the same file in `out_dir`; other lines unchanged.
+fn rewrite_artifact(line: &[u8], out_dir: &Path) -> Vec<u8> {
+    let Some((path, emit)) = artifact(line) else {
+        return line.to_vec();
+    };
+    let Some(name) = Path::new(&path).file_name() else {
+        return line.to_vec();
+    };
+    let new_path = out_dir.join(name);
+    let mut rewritten = format!(
+        "{{\"$message_type\":\"artifact\",\"artifact\":{},\"emit\":{}}}",
+        serde_json::Value::String(new_path.to_string_lossy().into_owned()),
+        serde_json::Value::String(emit)
+    )
+    .into_bytes();
+    if line.ends_with(b"\n") {
+        rewritten.push(b'\n');
+    }
+    rewritten
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dep_info_targets_follow_the_out_dir() {
+        let text = "/old\\ dir/deps/demo-1.d: src/lib.rs /old\\ dir/deps/../x.rs\n\n\
+/old\\ dir/deps/libdemo-1.rmeta: src/lib.rs\n\nsrc/lib.rs:\n\n# env-dep:A=/old dir/deps/\n";
+        let rewritten = rewrite_dep_info(text.as_bytes(), b"/old dir/deps", Path::new("/new/deps"));
+        let rewritten = String::from_utf8(rewritten).unwrap();
+        assert!(rewritten.starts_with("/new/deps/demo-1.d: src/lib.rs /old\\ dir/deps/../x.rs\n"));
+        assert!(rewritten.contains("\n/new/deps/libdemo-1.rmeta: src/lib.rs\n"));
+        assert!(rewritten.contains("# env-dep:A=/old dir/deps/"));
+    }
+
+    #[test]
+    fn artifact_lines_are_rewritten() {
+        let line = b"{\"$message_type\":\"artifact\",\"artifact\":\"/a/deps/libx-1.rmeta\",\"emit\":\"metadata\"}\n";
+        let rewritten = rewrite_artifact(line, Path::new("/b/deps"));
+        assert_eq!(
+            String::from_utf8(rewritten).unwrap(),
+            "{\"$message_type\":\"artifact\",\"artifact\":\"/b/deps/libx-1.rmeta\",\"emit\":\"metadata\"}\n"
+        );
+        let other = b"{\"$message_type\":\"diagnostic\"}\n";
+        assert_eq!(rewrite_artifact(other, Path::new("/b")), other.to_vec());
+    }
+}
