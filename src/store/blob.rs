@@ -1,8 +1,14 @@
 //! Content-addressed blobs: output files named by their blake3 hash, written once.
 //!
-//! A blob is streamed through the hasher into a temp file under `tmp/`, synced, made read-only,
-//! and renamed into `blobs/ab/cdef...`. A rename that finds the blob already there is a success:
-//! the content is the same by construction (as gitoxide does for loose objects).
+//! A blob is streamed through the hasher into a temp file under `tmp/`, synced, and renamed into
+//! `blobs/ab/cdef...`. A rename that finds the blob already there is a success: the content is the
+//! same by construction (as gitoxide does for loose objects).
+//!
+//! Unlike gitoxide's objects, blobs are *not* made read-only: restored rlibs are hard links to
+//! them, and rustc refuses to replace an output file whose mode is not writable ("output file ...
+//! is not writeable"), even as root and even though it replaces it by rename. A read-only blob
+//! would make the next real compile of that crate fail. Blobs get mode 0644; `rcache verify`
+//! detects a blob modified in place through a link.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -10,6 +16,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::layout::Layout;
+
+/// Mode of blob files, and so of hard-linked restored outputs: writable, see the module docs.
+pub const BLOB_MODE: u32 = 0o644;
 
 /// A blob written (or found) in the store.
 #[derive(Debug, Clone, Copy)]
@@ -45,7 +54,7 @@ pub fn put_file(layout: &Layout, source: &mut File) -> io::Result<StoredBlob> {
     }
     temp.as_file().sync_data()?;
     temp.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o444))?;
+        .set_permissions(fs::Permissions::from_mode(BLOB_MODE))?;
     create_fan_out_dir(&destination)?;
     temp.persist(&destination).map_err(|err| err.error)?;
     Ok(StoredBlob { hash, size })
@@ -53,7 +62,9 @@ pub fn put_file(layout: &Layout, source: &mut File) -> io::Result<StoredBlob> {
 
 /// Creates `blobs/ab/`; an `AlreadyExists` from a concurrent writer is fine.
 fn create_fan_out_dir(blob_path: &Path) -> io::Result<()> {
-    let parent = blob_path.parent().expect("blob paths have a fan-out parent");
+    let parent = blob_path
+        .parent()
+        .expect("blob paths have a fan-out parent");
     match fs::create_dir(parent) {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(()),
@@ -112,8 +123,12 @@ mod tests {
         let blob = put_file(&layout, &mut File::open(&source).unwrap()).unwrap();
         assert!(open_checked(&layout, &blob.hash, blob.size).is_ok());
         let path = layout.blob_path(&blob.hash);
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        File::options().write(true).open(&path).unwrap().set_len(3).unwrap();
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(3)
+            .unwrap();
         assert!(open_checked(&layout, &blob.hash, blob.size).is_err());
     }
 }
