@@ -143,11 +143,20 @@ mod tests {
 
     #[test]
     fn modes_are_told_apart() {
-        for wrapper in ["/usr/bin/rustc", "rustc", "./rustc", "clippy-driver", "/x/clippy-driver"] {
+        for wrapper in [
+            "/usr/bin/rustc",
+            "rustc",
+            "./rustc",
+            "clippy-driver",
+            "/x/clippy-driver",
+        ] {
             assert!(is_wrapper_invocation(&OsString::from(wrapper)), "{wrapper}");
         }
         for command in ["stats", "config", "verify", "--show-stats", "-s", "clear"] {
-            assert!(!is_wrapper_invocation(&OsString::from(command)), "{command}");
+            assert!(
+                !is_wrapper_invocation(&OsString::from(command)),
+                "{command}"
+            );
         }
     }
 }

@@ -56,13 +56,34 @@ struct Names {
     toml: &'static str,
 }
 
-const DIR: Names = Names { env: "RCACHE_DIR", toml: "dir" };
-const CACHE_SIZE: Names = Names { env: "RCACHE_CACHE_SIZE", toml: "cache_size" };
-const MAX_AGE: Names = Names { env: "RCACHE_MAX_AGE", toml: "max_age" };
-const LOG: Names = Names { env: "RCACHE_LOG", toml: "log" };
-const EVENTS: Names = Names { env: "RCACHE_EVENTS", toml: "events" };
-const DISABLE: Names = Names { env: "RCACHE_DISABLE", toml: "disable" };
-const RECACHE: Names = Names { env: "RCACHE_RECACHE", toml: "recache" };
+const DIR: Names = Names {
+    env: "RCACHE_DIR",
+    toml: "dir",
+};
+const CACHE_SIZE: Names = Names {
+    env: "RCACHE_CACHE_SIZE",
+    toml: "cache_size",
+};
+const MAX_AGE: Names = Names {
+    env: "RCACHE_MAX_AGE",
+    toml: "max_age",
+};
+const LOG: Names = Names {
+    env: "RCACHE_LOG",
+    toml: "log",
+};
+const EVENTS: Names = Names {
+    env: "RCACHE_EVENTS",
+    toml: "events",
+};
+const DISABLE: Names = Names {
+    env: "RCACHE_DISABLE",
+    toml: "disable",
+};
+const RECACHE: Names = Names {
+    env: "RCACHE_RECACHE",
+    toml: "recache",
+};
 
 impl Config {
     /// Loads the settings from the process environment.
@@ -104,38 +125,80 @@ impl Config {
             Some((text, file_source()))
         };
 
-        let mut parsed = |names: &Names, parse: &dyn Fn(&str) -> Option<()>| -> Option<(String, Source)> {
-            let (text, source) = raw(names)?;
-            if parse(&text).is_none() {
-                warnings.push(format!("{} = {text:?} from {source} is invalid; using the default", names.env));
-                return None;
-            }
-            Some((text, source))
-        };
+        let mut parsed =
+            |names: &Names, parse: &dyn Fn(&str) -> Option<()>| -> Option<(String, Source)> {
+                let (text, source) = raw(names)?;
+                if parse(&text).is_none() {
+                    warnings.push(format!(
+                        "{} = {text:?} from {source} is invalid; using the default",
+                        names.env
+                    ));
+                    return None;
+                }
+                Some((text, source))
+            };
 
         let dir = match parsed(&DIR, &|_| Some(())) {
-            Some((text, source)) => Setting { value: PathBuf::from(text), source },
-            None => Setting { value: default_dir(), source: Source::Default },
+            Some((text, source)) => Setting {
+                value: PathBuf::from(text),
+                source,
+            },
+            None => Setting {
+                value: default_dir(),
+                source: Source::Default,
+            },
         };
         let cache_size = match parsed(&CACHE_SIZE, &|text| parse_size(text).map(|_| ())) {
-            Some((text, source)) => Setting { value: parse_size(&text).unwrap_or(DEFAULT_CACHE_SIZE), source },
-            None => Setting { value: DEFAULT_CACHE_SIZE, source: Source::Default },
+            Some((text, source)) => Setting {
+                value: parse_size(&text).unwrap_or(DEFAULT_CACHE_SIZE),
+                source,
+            },
+            None => Setting {
+                value: DEFAULT_CACHE_SIZE,
+                source: Source::Default,
+            },
         };
-        let max_age = match parsed(&MAX_AGE, &|text| humantime::parse_duration(text).ok().map(|_| ())) {
-            Some((text, source)) => Setting { value: humantime::parse_duration(&text).ok(), source },
-            None => Setting { value: None, source: Source::Default },
+        let max_age = match parsed(&MAX_AGE, &|text| {
+            humantime::parse_duration(text).ok().map(|_| ())
+        }) {
+            Some((text, source)) => Setting {
+                value: humantime::parse_duration(&text).ok(),
+                source,
+            },
+            None => Setting {
+                value: None,
+                source: Source::Default,
+            },
         };
         let log = match parsed(&LOG, &|_| Some(())) {
-            Some((text, source)) => Setting { value: Some(text), source },
-            None => Setting { value: None, source: Source::Default },
+            Some((text, source)) => Setting {
+                value: Some(text),
+                source,
+            },
+            None => Setting {
+                value: None,
+                source: Source::Default,
+            },
         };
         let events = match parsed(&EVENTS, &|text| (!text.is_empty()).then_some(())) {
-            Some((text, source)) => Setting { value: Some(PathBuf::from(text)), source },
-            None => Setting { value: None, source: Source::Default },
+            Some((text, source)) => Setting {
+                value: Some(PathBuf::from(text)),
+                source,
+            },
+            None => Setting {
+                value: None,
+                source: Source::Default,
+            },
         };
         let flag = |parsed: Option<(String, Source)>| match parsed {
-            Some((text, source)) => Setting { value: parse_bool(&text).unwrap_or(false), source },
-            None => Setting { value: false, source: Source::Default },
+            Some((text, source)) => Setting {
+                value: parse_bool(&text).unwrap_or(false),
+                source,
+            },
+            None => Setting {
+                value: false,
+                source: Source::Default,
+            },
         };
         let disable = flag(parsed(&DISABLE, &|text| parse_bool(text).map(|_| ())));
         let recache = flag(parsed(&RECACHE, &|text| parse_bool(text).map(|_| ())));
@@ -157,13 +220,52 @@ impl Config {
     pub fn rows(&self) -> Vec<(&'static str, &'static str, String, &Source)> {
         let show = |value: Option<String>| value.unwrap_or_else(|| "(unset)".into());
         vec![
-            (DIR.env, DIR.toml, self.dir.value.display().to_string(), &self.dir.source),
-            (CACHE_SIZE.env, CACHE_SIZE.toml, format_size(self.cache_size.value), &self.cache_size.source),
-            (MAX_AGE.env, MAX_AGE.toml, show(self.max_age.value.map(|age| humantime::format_duration(age).to_string())), &self.max_age.source),
-            (LOG.env, LOG.toml, show(self.log.value.clone()), &self.log.source),
-            (EVENTS.env, EVENTS.toml, show(self.events.value.as_ref().map(|p| p.display().to_string())), &self.events.source),
-            (DISABLE.env, DISABLE.toml, self.disable.value.to_string(), &self.disable.source),
-            (RECACHE.env, RECACHE.toml, self.recache.value.to_string(), &self.recache.source),
+            (
+                DIR.env,
+                DIR.toml,
+                self.dir.value.display().to_string(),
+                &self.dir.source,
+            ),
+            (
+                CACHE_SIZE.env,
+                CACHE_SIZE.toml,
+                format_size(self.cache_size.value),
+                &self.cache_size.source,
+            ),
+            (
+                MAX_AGE.env,
+                MAX_AGE.toml,
+                show(
+                    self.max_age
+                        .value
+                        .map(|age| humantime::format_duration(age).to_string()),
+                ),
+                &self.max_age.source,
+            ),
+            (
+                LOG.env,
+                LOG.toml,
+                show(self.log.value.clone()),
+                &self.log.source,
+            ),
+            (
+                EVENTS.env,
+                EVENTS.toml,
+                show(self.events.value.as_ref().map(|p| p.display().to_string())),
+                &self.events.source,
+            ),
+            (
+                DISABLE.env,
+                DISABLE.toml,
+                self.disable.value.to_string(),
+                &self.disable.source,
+            ),
+            (
+                RECACHE.env,
+                RECACHE.toml,
+                self.recache.value.to_string(),
+                &self.recache.source,
+            ),
         ]
     }
 }

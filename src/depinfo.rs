@@ -83,7 +83,10 @@ fn split_rule(line: &[u8]) -> Option<(&[u8], &[u8])> {
     while index < line.len() {
         match line[index] {
             b'\\' => index += 2,
-            b':' if line.get(index + 1).is_none_or(|next| next.is_ascii_whitespace()) => {
+            b':' if line
+                .get(index + 1)
+                .is_none_or(|next| next.is_ascii_whitespace()) =>
+            {
                 return Some((&line[..index], &line[index + 1..]));
             }
             _ => index += 1,
@@ -183,7 +186,10 @@ src/../data/greeting\\ file.txt:
     #[test]
     fn parses_rustc_dep_info() {
         let info = parse(RUSTC_D.as_bytes());
-        assert_eq!(info.targets, vec![PathBuf::from("/P/target/debug/deps/demo-01.d")]);
+        assert_eq!(
+            info.targets,
+            vec![PathBuf::from("/P/target/debug/deps/demo-01.d")]
+        );
         assert_eq!(
             info.inputs,
             vec![

@@ -17,12 +17,20 @@ use crate::store::state::StateUpdate;
 /// What one wrapper invocation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Hit { saved_ms: u64 },
+    Hit {
+        saved_ms: u64,
+    },
     /// Compiled; `not_stored` names why nothing was stored.
-    Miss { not_stored: Option<String> },
-    Passthrough { reason: String },
+    Miss {
+        not_stored: Option<String>,
+    },
+    Passthrough {
+        reason: String,
+    },
     /// A cache fault, after which the compiler ran.
-    Error { reason: String },
+    Error {
+        reason: String,
+    },
 }
 
 impl Outcome {

@@ -12,7 +12,10 @@ pub fn show(config: &Config) {
     let rows = config.rows();
     let env_width = rows.iter().map(|row| row.0.len()).max().unwrap_or(0);
     let value_width = rows.iter().map(|row| row.2.len()).max().unwrap_or(0);
-    println!("{:<env_width$}  {:<value_width$}  source", "setting", "value");
+    println!(
+        "{:<env_width$}  {:<value_width$}  source",
+        "setting", "value"
+    );
     for (env, toml_key, value, source) in rows {
         println!("{env:<env_width$}  {value:<value_width$}  {source}  [toml: {toml_key}]");
     }

@@ -43,10 +43,16 @@ pub fn show(config: &Config, json: bool) -> anyhow::Result<()> {
         ("Requests", report.requests.to_string()),
         ("Hits", report.hits.to_string()),
         ("Misses", report.misses.to_string()),
-        ("Passthrough (not cacheable)", report.passthrough.to_string()),
+        (
+            "Passthrough (not cacheable)",
+            report.passthrough.to_string(),
+        ),
         ("Errors (compiler ran instead)", report.errors.to_string()),
         ("Hit rate (cacheable requests)", hit_rate),
-        ("Compile time saved", format!("{:.1} s", report.time_saved_ms as f64 / 1000.0)),
+        (
+            "Compile time saved",
+            format!("{:.1} s", report.time_saved_ms as f64 / 1000.0),
+        ),
         ("Entries", report.entries.to_string()),
         ("Blobs", report.blobs.to_string()),
         ("Store size", format_size(report.store_bytes)),

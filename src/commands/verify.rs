@@ -22,7 +22,9 @@ pub fn run(config: &Config, repair: bool) -> anyhow::Result<ExitCode> {
     for (position, (blob, record)) in blob_refs.iter().enumerate() {
         let path = store.layout.blob_path(&blake3::Hash::from_bytes(*blob));
         let problem = match file_hash::hash_file(&path) {
-            Ok(digest) if digest.hash.as_bytes() == blob && digest.stamp.size == record.size => None,
+            Ok(digest) if digest.hash.as_bytes() == blob && digest.stamp.size == record.size => {
+                None
+            }
             Ok(_) => Some("content does not match its name"),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 (record.refs > 0).then_some("missing")
@@ -50,12 +52,15 @@ pub fn run(config: &Config, repair: bool) -> anyhow::Result<ExitCode> {
                 broken_entries.push(*key);
             }
             Ok(entry) => {
-                let dangling = entry
-                    .outputs
-                    .iter()
-                    .find(|output| !counted.contains_key(&output.blob) || bad_blobs.contains(&output.blob));
+                let dangling = entry.outputs.iter().find(|output| {
+                    !counted.contains_key(&output.blob) || bad_blobs.contains(&output.blob)
+                });
                 if let Some(output) = dangling {
-                    println!("entry {}: output {} references a bad blob", hex(key), output.name);
+                    println!(
+                        "entry {}: output {} references a bad blob",
+                        hex(key),
+                        output.name
+                    );
                     broken_entries.push(*key);
                 }
             }

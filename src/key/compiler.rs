@@ -79,7 +79,9 @@ pub fn resolve_proxy(compiler: &Path) -> Result<PathBuf, IdentityError> {
 /// Computes the identity of `compiler` from scratch.
 pub fn identify(compiler: &Path) -> Result<CompilerIdentity, IdentityError> {
     let version_text = String::from_utf8_lossy(&run(compiler, &["-vV"])?).into_owned();
-    let sysroot = run(compiler, &["--print", "sysroot"])?.trim_ascii().to_vec();
+    let sysroot = run(compiler, &["--print", "sysroot"])?
+        .trim_ascii()
+        .to_vec();
     let sysroot_path = PathBuf::from(OsStr::from_bytes(&sysroot));
     let host = version_text
         .lines()
@@ -146,7 +148,14 @@ pub fn identify(compiler: &Path) -> Result<CompilerIdentity, IdentityError> {
 /// features rustc resolves it to. Hashed instead of the word `native`, so that a shared cache
 /// never hands one machine's code to another (SIGILL).
 pub fn native_cpu(compiler: &Path, target: Option<&str>) -> Result<Vec<u8>, IdentityError> {
-    let mut args = vec!["-C", "target-cpu=native", "--print", "cfg", "--print", "target-cpus"];
+    let mut args = vec![
+        "-C",
+        "target-cpu=native",
+        "--print",
+        "cfg",
+        "--print",
+        "target-cpus",
+    ];
     if let Some(target) = target {
         args.extend(["--target", target]);
     }
@@ -170,8 +179,10 @@ pub fn native_cpu_memo_key(compiler_id: &Key, target: Option<&str>) -> Key {
     key.opt_field("target", target.map(str::as_bytes));
     for line in first_cpu.lines() {
         let name = line.split(':').next().unwrap_or_default().trim();
-        if matches!(name, "vendor_id" | "cpu family" | "model" | "model name" | "stepping" | "flags")
-        {
+        if matches!(
+            name,
+            "vendor_id" | "cpu family" | "model" | "model name" | "stepping" | "flags"
+        ) {
             key.str_field("cpuinfo", line);
         }
     }

@@ -82,8 +82,21 @@ impl FileStamp {
 
     /// True if the file was modified at or after `moment` (either timestamp).
     pub fn changed_since(&self, moment: SystemTime) -> bool {
-        let moment_ns = unix_ns(moment);
-        self.mtime_ns >= moment_ns || self.ctime_ns >= moment_ns
+        self.changed_since_ns(unix_ns(moment))
+    }
+
+    /// True if either timestamp is at or after `moment_ns`. A timestamp with no sub-second part
+    /// probably comes from a filesystem with whole-second granularity, and is compared with the
+    /// moment truncated to its second, so that a change later in that same second is not missed.
+    pub fn changed_since_ns(&self, moment_ns: i128) -> bool {
+        [self.mtime_ns, self.ctime_ns].into_iter().any(|stamp| {
+            let reference = if stamp % NANOS_PER_SECOND == 0 {
+                moment_ns.div_euclid(NANOS_PER_SECOND) * NANOS_PER_SECOND
+            } else {
+                moment_ns
+            };
+            stamp >= reference
+        })
     }
 
     /// Git's racy rule: a hash taken at `hashing_started` may be memoized only if the file's
@@ -91,6 +104,22 @@ impl FileStamp {
     pub fn is_racy(&self, hashing_started: SystemTime) -> bool {
         self.changed_since(hashing_started - RACY_MARGIN)
     }
+}
+
+const NANOS_PER_SECOND: i128 = 1_000_000_000;
+
+/// "Now" by the filesystem's own clock: the mtime of a file written in `dir`.
+///
+/// The kernel stamps files from a coarse clock that lags the real one by up to a tick, so a file
+/// written just after `SystemTime::now()` can carry an earlier timestamp. Comparing file
+/// timestamps with a timestamp taken the same way has no such gap: a file changed after this call
+/// has a timestamp at or after the one returned.
+pub fn filesystem_now(dir: &Path) -> io::Result<i128> {
+    let path = dir.join(format!("clock-{}", std::process::id()));
+    let file = File::create(&path)?;
+    let result = file.metadata().map(|meta| FileStamp::of(&meta).mtime_ns);
+    let _ = std::fs::remove_file(&path);
+    result
 }
 
 /// Nanoseconds since the epoch (negative before it).
@@ -113,16 +142,16 @@ pub struct FileDigest {
 pub fn hash_file(path: &Path) -> io::Result<FileDigest> {
     let mut file = File::open(path)?;
     let before = FileStamp::of(&file.metadata()?);
-    let hash = if before.size >= MMAP_THRESHOLD && Mutability::of(path) == Mutability::ReplacedByRename
-    {
-        if before.size >= RAYON_THRESHOLD {
-            hash_mmap_rayon(&file)?
+    let hash =
+        if before.size >= MMAP_THRESHOLD && Mutability::of(path) == Mutability::ReplacedByRename {
+            if before.size >= RAYON_THRESHOLD {
+                hash_mmap_rayon(&file)?
+            } else {
+                hash_mmap(&file)?
+            }
         } else {
-            hash_mmap(&file)?
-        }
-    } else {
-        hash_reader(&mut file, before.size)?
-    };
+            hash_reader(&mut file, before.size)?
+        };
     let after = FileStamp::of(&file.metadata()?);
     if after != before {
         return Err(io::Error::other(format!(
@@ -205,5 +234,33 @@ mod tests {
             ..stamp
         };
         assert!(!settled.is_racy(now));
+    }
+
+    #[test]
+    fn whole_second_timestamps_compare_by_second() {
+        let moment = 10 * NANOS_PER_SECOND + 500_000_000;
+        let coarse = FileStamp {
+            dev: 1,
+            ino: 1,
+            size: 1,
+            mtime_ns: 10 * NANOS_PER_SECOND,
+            ctime_ns: 9 * NANOS_PER_SECOND,
+        };
+        assert!(coarse.changed_since_ns(moment));
+        let fine = FileStamp {
+            mtime_ns: 10 * NANOS_PER_SECOND + 499_999_999,
+            ..coarse
+        };
+        assert!(!fine.changed_since_ns(moment));
+    }
+
+    #[test]
+    fn filesystem_clock_orders_later_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let reference = filesystem_now(dir.path()).unwrap();
+        let later = dir.path().join("later");
+        std::fs::write(&later, b"x").unwrap();
+        let stamp = FileStamp::of(&std::fs::metadata(&later).unwrap());
+        assert!(stamp.changed_since_ns(reference));
     }
 }

@@ -100,7 +100,10 @@ pub fn invocation_key(facts: &InvocationFacts) -> Key {
     for hash in &facts.static_lib_hashes {
         key.field("static-lib", hash);
     }
-    key.opt_field("target-json", facts.target_json_hash.as_ref().map(|h| h.as_slice()));
+    key.opt_field(
+        "target-json",
+        facts.target_json_hash.as_ref().map(|h| h.as_slice()),
+    );
     for (name, value) in &facts.env {
         key.str_field("env", name);
         key.opt_field("env-value", value.as_ref().map(|value| value.as_bytes()));

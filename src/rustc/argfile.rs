@@ -42,7 +42,13 @@ mod tests {
         let expanded = expand(&args).unwrap();
         assert_eq!(
             expanded,
-            vec!["src/lib.rs", "--crate-name", "foo", "--cfg", "feature=\"a b\""]
+            vec![
+                "src/lib.rs",
+                "--crate-name",
+                "foo",
+                "--cfg",
+                "feature=\"a b\""
+            ]
         );
     }
 

@@ -195,7 +195,16 @@ const VALUE_OPTIONS: [&str; 26] = [
 
 const SHORT_VALUE_OPTIONS: [&str; 9] = ["-C", "-L", "-l", "-o", "-W", "-A", "-D", "-F", "-Z"];
 
-const FLAGS: [&str; 8] = ["-g", "-O", "--test", "-v", "--verbose", "-V", "-vV", "--version"];
+const FLAGS: [&str; 8] = [
+    "-g",
+    "-O",
+    "--test",
+    "-v",
+    "--verbose",
+    "-V",
+    "-vV",
+    "--version",
+];
 
 /// Splits argv into (option, value) pairs and positionals.
 enum Arg {
@@ -215,7 +224,9 @@ fn tokenize(args: &[String]) -> Result<Vec<Arg>, Passthrough> {
             tokens.push(Arg::Option(arg.clone(), None));
             continue;
         }
-        if let Some((name, value)) = arg.split_once('=').filter(|(name, _)| name.starts_with("--"))
+        if let Some((name, value)) = arg
+            .split_once('=')
+            .filter(|(name, _)| name.starts_with("--"))
         {
             if VALUE_OPTIONS.contains(&name) {
                 tokens.push(Arg::Option(name.to_string(), Some(value.to_string())));
@@ -431,7 +442,10 @@ pub fn classify(raw_args: &[OsString]) -> Result<Invocation, Passthrough> {
 
 /// The static archives an rlib bundles: `-l static=name` (unless `-bundle`), found on the `-L`
 /// paths that can hold native libraries. `Err` names a library that cannot be found.
-pub fn bundled_static_libs(invocation: &Invocation, cwd: &Path) -> Result<Vec<PathBuf>, Passthrough> {
+pub fn bundled_static_libs(
+    invocation: &Invocation,
+    cwd: &Path,
+) -> Result<Vec<PathBuf>, Passthrough> {
     let mut found = Vec::new();
     for lib in &invocation.native_libs {
         let Some((kind, name)) = lib.split_once('=') else {
@@ -498,14 +512,20 @@ mod tests {
             }]
         );
         let joined = inv.key_args.join(" ");
-        assert!(!joined.contains("/p/target"), "paths leaked into key: {joined}");
+        assert!(
+            !joined.contains("/p/target"),
+            "paths leaked into key: {joined}"
+        );
     }
 
     #[test]
     fn key_args_ignore_cfg_order_and_out_dir() {
         let a = classify(&args(CARGO_LIB)).unwrap();
         let swapped = CARGO_LIB
-            .replace("--cfg feature=\"b\" --cfg feature=\"a\"", "--cfg feature=\"a\" --cfg feature=\"b\"")
+            .replace(
+                "--cfg feature=\"b\" --cfg feature=\"a\"",
+                "--cfg feature=\"a\" --cfg feature=\"b\"",
+            )
             .replace("/p/target/debug/deps ", "/q/other/deps ");
         let b = classify(&args(&swapped)).unwrap();
         assert_eq!(a.key_args, b.key_args);
@@ -515,7 +535,9 @@ mod tests {
     fn probes_pass_through() {
         assert_eq!(classify(&args("-vV")), Err(Passthrough::Probe));
         assert_eq!(
-            classify(&args("- --crate-name ___ --print=file-names --crate-type bin")),
+            classify(&args(
+                "- --crate-name ___ --print=file-names --crate-type bin"
+            )),
             Err(Passthrough::Probe)
         );
     }
@@ -543,7 +565,10 @@ mod tests {
     #[test]
     fn glued_short_options() {
         let inv = classify(&args(&format!("{CARGO_LIB} -Copt-level=3 -Ldependency=/x"))).unwrap();
-        assert!(inv.codegen.contains(&("opt-level".into(), Some("3".into()))));
+        assert!(
+            inv.codegen
+                .contains(&("opt-level".into(), Some("3".into())))
+        );
         assert!(inv.library_paths.contains(&"dependency=/x".to_string()));
     }
 

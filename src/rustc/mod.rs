@@ -5,8 +5,8 @@
 //! - [`outputs`] names the files a cacheable invocation writes, from the crate name,
 //!   `-C extra-filename`, the crate types and `--emit` (never by diffing the out dir).
 
-pub mod args;
 pub mod argfile;
+pub mod args;
 pub mod outputs;
 
 pub use args::{Extern, Invocation, Passthrough, classify};

@@ -70,6 +70,9 @@ mod tests {
             .into_iter()
             .map(|output| output.file_name)
             .collect();
-        assert_eq!(names, vec!["libdemo-abc.rlib", "libdemo-abc.rmeta", "demo-abc.d"]);
+        assert_eq!(
+            names,
+            vec!["libdemo-abc.rlib", "libdemo-abc.rmeta", "demo-abc.d"]
+        );
     }
 }

@@ -8,10 +8,10 @@ use std::path::Path;
 
 use heed::{EnvFlags, RoTxn, RwTxn, WithoutTls};
 
+use super::StoreError;
 use super::entry::{self, Candidate, Entry, Manifest};
 use super::layout::{self, INDEX_MAP_SIZE, Layout, MAX_CANDIDATES, index_db, meta_key};
 use super::lmdb::{self, Db, LmdbEnv};
-use super::StoreError;
 use crate::key::hasher::Key;
 
 /// Reference count and size of one blob, 16 bytes little-endian in `blob_refs`.
@@ -78,14 +78,19 @@ impl Index {
     fn check_format_version(&self) -> Result<(), StoreError> {
         let rtxn = self.read_txn()?;
         match self.meta.get(&rtxn, meta_key::FORMAT_VERSION)? {
-            Some(bytes) if lmdb::read_u64(Some(bytes)) == u64::from(layout::FORMAT_VERSION) => Ok(()),
-            Some(_) => Err(StoreError::Corrupt("index has a foreign format version".into())),
+            Some(bytes) if lmdb::read_u64(Some(bytes)) == u64::from(layout::FORMAT_VERSION) => {
+                Ok(())
+            }
+            Some(_) => Err(StoreError::Corrupt(
+                "index has a foreign format version".into(),
+            )),
             None => {
                 drop(rtxn);
                 let mut wtxn = self.env.write_txn()?;
                 if self.meta.get(&wtxn, meta_key::FORMAT_VERSION)?.is_none() {
                     let version = u64::from(layout::FORMAT_VERSION).to_le_bytes();
-                    self.meta.put(&mut wtxn, meta_key::FORMAT_VERSION, &version)?;
+                    self.meta
+                        .put(&mut wtxn, meta_key::FORMAT_VERSION, &version)?;
                 }
                 wtxn.commit()?;
                 Ok(())
@@ -153,7 +158,8 @@ impl Index {
             let old: Entry = entry::decode(old).map_err(|err| corrupt("entry", err))?;
             self.release_blobs(&mut wtxn, &old)?;
         }
-        self.entries.put(&mut wtxn, &result_key, &entry::encode(entry))?;
+        self.entries
+            .put(&mut wtxn, &result_key, &entry::encode(entry))?;
         for output in &entry.outputs {
             self.add_blob_ref(&mut wtxn, &output.blob, output.size)?;
         }

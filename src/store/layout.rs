@@ -128,6 +128,9 @@ mod tests {
         let path = layout.blob_path(&hash);
         assert!(path.starts_with("/c/v1/blobs"));
         assert_eq!(Layout::blob_hash_of(&path), Some(hash));
-        assert_eq!(Layout::blob_hash_of(Path::new("/c/v1/blobs/ab/short")), None);
+        assert_eq!(
+            Layout::blob_hash_of(Path::new("/c/v1/blobs/ab/short")),
+            None
+        );
     }
 }

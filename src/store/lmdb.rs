@@ -27,7 +27,9 @@ fn open_envs() -> &'static Mutex<HashMap<PathBuf, &'static LmdbEnv>> {
 /// Opens (or returns this process's already open) env at `dir`, which must exist.
 pub fn open_env(dir: &Path, map_size: usize, flags: EnvFlags) -> heed::Result<&'static LmdbEnv> {
     let canonical = dir.canonicalize().map_err(heed::Error::Io)?;
-    let mut open = open_envs().lock().unwrap_or_else(|poison| poison.into_inner());
+    let mut open = open_envs()
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
     if let Some(env) = open.get(&canonical) {
         return Ok(env);
     }
@@ -52,7 +54,9 @@ pub fn open_env(dir: &Path, map_size: usize, flags: EnvFlags) -> heed::Result<&'
 /// The leaked handle stays valid but is no longer returned by [`open_env`].
 pub fn forget_env(dir: &Path) {
     if let Ok(canonical) = dir.canonicalize() {
-        let mut open = open_envs().lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut open = open_envs()
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         open.remove(&canonical);
     }
 }
@@ -64,18 +68,17 @@ pub fn open_databases<const N: usize>(
     names: [&str; N],
 ) -> heed::Result<[Db; N]> {
     let rtxn = env.read_txn()?;
-    let found = env
-        .open_databases_and_commit(rtxn, |opener, rtxn| -> heed::Result<_> {
-            let mut dbs = Vec::with_capacity(N);
-            for name in names {
-                match opener.open_database::<Bytes, Bytes>(rtxn, Some(name))? {
-                    Some(db) => dbs.push(db),
-                    None => return Ok(CommitOrAbort::Abort(())),
-                }
+    let found = env.open_databases_and_commit(rtxn, |opener, rtxn| -> heed::Result<_> {
+        let mut dbs = Vec::with_capacity(N);
+        for name in names {
+            match opener.open_database::<Bytes, Bytes>(rtxn, Some(name))? {
+                Some(db) => dbs.push(db),
+                None => return Ok(CommitOrAbort::Abort(())),
             }
-            let dbs: [Db; N] = dbs.try_into().unwrap_or_else(|_| unreachable!());
-            Ok(CommitOrAbort::Commit(dbs))
-        })?;
+        }
+        let dbs: [Db; N] = dbs.try_into().unwrap_or_else(|_| unreachable!());
+        Ok(CommitOrAbort::Commit(dbs))
+    })?;
     if let CommitOrAbort::Commit(dbs) = found {
         return Ok(dbs);
     }

@@ -109,7 +109,12 @@ impl State {
             path: marker.clone(),
             source,
         })?;
-        for db in [self.counters, self.last_use, self.file_hashes, self.compilers] {
+        for db in [
+            self.counters,
+            self.last_use,
+            self.file_hashes,
+            self.compilers,
+        ] {
             for item in db.iter(&wtxn)? {
                 item?;
             }
@@ -125,14 +130,22 @@ impl State {
         Ok(self.env.read_txn()?)
     }
 
-    pub fn file_hash(&self, rtxn: &RoTxn<WithoutTls>, memo_key: &Key) -> Result<Option<Key>, StoreError> {
+    pub fn file_hash(
+        &self,
+        rtxn: &RoTxn<WithoutTls>,
+        memo_key: &Key,
+    ) -> Result<Option<Key>, StoreError> {
         Ok(self
             .file_hashes
             .get(rtxn, memo_key)?
             .and_then(|bytes| bytes.try_into().ok()))
     }
 
-    pub fn compiler(&self, rtxn: &RoTxn<WithoutTls>, memo_key: &Key) -> Result<Option<Vec<u8>>, StoreError> {
+    pub fn compiler(
+        &self,
+        rtxn: &RoTxn<WithoutTls>,
+        memo_key: &Key,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.compilers.get(rtxn, memo_key)?.map(<[u8]>::to_vec))
     }
 
@@ -151,8 +164,11 @@ impl State {
         let mut wtxn = self.env.write_txn()?;
         for (name, by) in &update.counters {
             let current = lmdb::read_u64(self.counters.get(&wtxn, name.as_bytes())?);
-            self.counters
-                .put(&mut wtxn, name.as_bytes(), &current.saturating_add(*by).to_le_bytes())?;
+            self.counters.put(
+                &mut wtxn,
+                name.as_bytes(),
+                &current.saturating_add(*by).to_le_bytes(),
+            )?;
         }
         for (key, unix_ms) in &update.last_use {
             self.last_use.put(&mut wtxn, key, &unix_ms.to_le_bytes())?;

@@ -81,7 +81,11 @@ impl<'s> MemoHasher<'s> {
 
     /// Content hashes of several files: memo lookups first, then the rest hashed, in parallel
     /// on rayon's pool when there is enough work to pay for it.
-    pub fn hash_all(&mut self, paths: &[PathBuf], update: &mut StateUpdate) -> Result<Vec<Key>, KeyError> {
+    pub fn hash_all(
+        &mut self,
+        paths: &[PathBuf],
+        update: &mut StateUpdate,
+    ) -> Result<Vec<Key>, KeyError> {
         let mut hashes: Vec<Option<Key>> = Vec::with_capacity(paths.len());
         let mut missing = Vec::new();
         let rtxn: RoTxn<'static, WithoutTls> = self.store.state.read_txn()?;
@@ -128,14 +132,15 @@ impl<'s> MemoHasher<'s> {
             let hash = *digest.hash.as_bytes();
             let path = &paths[position];
             if !digest.stamp.is_racy(hashing_started) {
-                update
-                    .file_hashes
-                    .push((digest.stamp.memo_key(path), hash));
+                update.file_hashes.push((digest.stamp.memo_key(path), hash));
             }
             self.known.insert(path.clone(), hash);
             hashes[position] = Some(hash);
         }
-        Ok(hashes.into_iter().map(|hash| hash.expect("every hash filled")).collect())
+        Ok(hashes
+            .into_iter()
+            .map(|hash| hash.expect("every hash filled"))
+            .collect())
     }
 
     /// Records a hash rcache already knows for a file it has just written (a restore, or an
@@ -222,7 +227,11 @@ pub fn invocation_key(
     let extern_paths: Vec<(String, PathBuf)> = invocation
         .externs
         .iter()
-        .filter_map(|ext| ext.path.as_ref().map(|path| (ext.name.clone(), cwd.join(path))))
+        .filter_map(|ext| {
+            ext.path
+                .as_ref()
+                .map(|path| (ext.name.clone(), cwd.join(path)))
+        })
         .collect();
     let static_libs = bundled_static_libs(invocation, cwd).map_err(KeyError::Passthrough)?;
     let target_json = invocation
@@ -410,7 +419,9 @@ pub fn split_chain(args: &[OsString]) -> (Option<WorkspaceWrapper>, PathBuf, Vec
     let is_rustc = |path: &Path| {
         path.file_name()
             .and_then(|name| name.to_str())
-            .is_some_and(|name| name == "rustc" || name.starts_with("rustc-") || name.starts_with("rustc."))
+            .is_some_and(|name| {
+                name == "rustc" || name.starts_with("rustc-") || name.starts_with("rustc.")
+            })
     };
     if !is_rustc(&first) && args.len() > 1 && is_rustc(Path::new(&args[1])) {
         return (

@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use crate::config::Config;
-use crate::rustc::{self, Invocation, Passthrough};
 use crate::rustc::outputs::dep_info_name;
+use crate::rustc::{self, Invocation, Passthrough};
 use crate::stats::{self, Event, Outcome};
 use crate::store::Store;
 use crate::store::state::{State, StateUpdate};
@@ -199,10 +199,11 @@ impl WrapperRun {
         // Cargo always asks for dep-info; when a caller did not, ask for it at a temp path so
         // that what the caller sees is unchanged.
         let own_dep_info = (!invocation.emits("dep-info")).then(|| {
-            store
-                .layout
-                .tmp_dir()
-                .join(format!("dep-info-{}-{}.d", std::process::id(), stats::unix_ms(SystemTime::now())))
+            store.layout.tmp_dir().join(format!(
+                "dep-info-{}-{}.d",
+                std::process::id(),
+                stats::unix_ms(SystemTime::now())
+            ))
         });
         if let Some(path) = &own_dep_info {
             let mut arg = OsString::from("--emit=dep-info=");
@@ -214,6 +215,7 @@ impl WrapperRun {
             (Some(own), Some((path, emit))) => emit == "dep-info" && Path::new(&path) == own,
             _ => false,
         };
+        let started_fs_ns = crate::key::file_hash::filesystem_now(&store.layout.tmp_dir()).ok();
         let compiled = match run::compile(&self.chain, &args, drop_line) {
             Ok(compiled) => compiled,
             Err(err) => {
@@ -229,7 +231,7 @@ impl WrapperRun {
             Outcome::Miss {
                 not_stored: Some("compile_failed".into()),
             }
-        } else {
+        } else if let Some(started_fs_ns) = started_fs_ns {
             let dep_info_path = own_dep_info
                 .clone()
                 .unwrap_or_else(|| out_dir.join(dep_info_name(invocation)));
@@ -239,6 +241,7 @@ impl WrapperRun {
                 compiled: &compiled,
                 cwd: &self.cwd,
                 dep_info_path: &dep_info_path,
+                started_fs_ns,
             };
             match record::record(store, hasher, &finished, &mut self.update) {
                 Ok(_) => Outcome::Miss { not_stored: None },
@@ -251,6 +254,11 @@ impl WrapperRun {
                         reason: err.reason(),
                     }
                 }
+            }
+        } else {
+            // The store's tmp dir is not writable: nothing could be stored anyway.
+            Outcome::Error {
+                reason: "read_only_store".into(),
             }
         };
         if let Some(path) = &own_dep_info {
@@ -265,7 +273,12 @@ impl WrapperRun {
     }
 
     /// Counts the outcome (one unsynced state transaction) and writes the event line.
-    fn finish(&mut self, store: Option<&Store>, invocation: Option<&Invocation>, outcome: &Outcome) {
+    fn finish(
+        &mut self,
+        store: Option<&Store>,
+        invocation: Option<&Invocation>,
+        outcome: &Outcome,
+    ) {
         outcome.count(&mut self.update);
         let applied = match store {
             Some(store) => store.state.apply(&self.update),
@@ -276,17 +289,24 @@ impl WrapperRun {
             tracing::warn!("could not record stats: {err}");
         }
         let duration_ms = self.clock.elapsed().as_secs_f64() * 1000.0;
-        tracing::debug!(outcome = outcome.name(), reason = outcome.reason(), duration_ms, "done");
+        tracing::debug!(
+            outcome = outcome.name(),
+            reason = outcome.reason(),
+            duration_ms,
+            "done"
+        );
         if let Some(events) = &self.config.events.value {
-            let no_types: [String; 0] = [];
+            let raw_types = crate_types_of(&self.rustc_args);
             stats::append_event(
                 events,
                 &Event {
                     ts_ms: stats::unix_ms(SystemTime::now()),
                     pid: std::process::id(),
                     kind: "rustc",
-                    crate_name: invocation.map(|inv| inv.crate_name.as_str()).or_else(|| crate_name_of(&self.rustc_args)),
-                    crate_types: invocation.map_or(&no_types[..], |inv| &inv.crate_types),
+                    crate_name: invocation
+                        .map(|inv| inv.crate_name.as_str())
+                        .or_else(|| crate_name_of(&self.rustc_args)),
+                    crate_types: invocation.map_or(&raw_types[..], |inv| &inv.crate_types),
                     outcome: outcome.name(),
                     reason: outcome.reason(),
                     stored: matches!(outcome, Outcome::Miss { not_stored: None }),
@@ -306,6 +326,26 @@ impl WrapperRun {
         );
         1
     }
+}
+
+/// The `--crate-type` values of an argv that was not parsed into an invocation.
+fn crate_types_of(args: &[OsString]) -> Vec<String> {
+    let mut types = Vec::new();
+    let mut iter = args.iter().filter_map(|arg| arg.to_str());
+    while let Some(arg) = iter.next() {
+        let value = match arg.strip_prefix("--crate-type") {
+            Some("") => iter.next(),
+            Some(rest) => rest.strip_prefix('='),
+            None => None,
+        };
+        types.extend(
+            value
+                .into_iter()
+                .flat_map(|value| value.split(','))
+                .map(str::to_string),
+        );
+    }
+    types
 }
 
 /// The `--crate-name` of an argv that was not parsed into an invocation, for the events log.

@@ -23,10 +23,6 @@ use crate::store::layout::STORE_LOCK_TIMEOUT_MS;
 use crate::store::state::StateUpdate;
 use crate::store::{Store, StoreError, blob};
 
-/// Filesystem timestamps come from a coarse clock that lags the real one by up to a tick: a
-/// write just after the compile started can carry a timestamp just before it.
-const TIMESTAMP_SLACK: Duration = Duration::from_millis(20);
-
 /// Why a compile was not stored.
 #[derive(Debug)]
 pub enum NotStored {
@@ -67,6 +63,8 @@ pub struct Finished<'a> {
     pub compiled: &'a Compiled,
     pub cwd: &'a Path,
     pub dep_info_path: &'a Path,
+    /// The filesystem's clock just before the compiler started ([`crate::key::file_hash::filesystem_now`]).
+    pub started_fs_ns: i128,
 }
 
 /// Stores a successful compile; returns its result key.
@@ -82,6 +80,7 @@ pub fn record(
         compiled,
         cwd,
         dep_info_path,
+        started_fs_ns,
     } = *finished;
     let dep_info_text = std::fs::read(dep_info_path).map_err(file_fault(dep_info_path))?;
     let dep_info = depinfo::parse(&dep_info_text);
@@ -91,12 +90,13 @@ pub fn record(
     hasher.forget();
     let candidate =
         keying::candidate_from_dep_info(hasher, invocation_key, &dep_info, cwd, update)?;
-    // Checked after hashing: a change at any time since the start is caught.
-    let since = compiled.started - TIMESTAMP_SLACK;
+    // Checked after hashing: a change at any time since the start is caught. The reference is
+    // the filesystem's clock, so a file written just before the start (a build script's OUT_DIR
+    // output) is not mistaken for one written during the compile, unless in the same tick.
     for input in &dep_info.inputs {
         let path = cwd.join(input);
         let meta = std::fs::metadata(&path).map_err(file_fault(&path))?;
-        if FileStamp::of(&meta).changed_since(since) {
+        if FileStamp::of(&meta).changed_since_ns(started_fs_ns) {
             tracing::debug!("{} changed during the compile; not storing", path.display());
             return Err(NotStored::Refused("input_changed_during_compile"));
         }

@@ -50,7 +50,9 @@ pub fn materialize(
     let mut restored = Vec::with_capacity(entry.outputs.len());
     for (output, mut file) in entry.outputs.iter().zip(opened) {
         let destination = out_dir.join(&output.name);
-        let blob_path = store.layout.blob_path(&blake3::Hash::from_bytes(output.blob));
+        let blob_path = store
+            .layout
+            .blob_path(&blake3::Hash::from_bytes(output.blob));
         let temp = temp_name(&destination);
         let _ = fs::remove_file(&temp);
         let known_hash = match output.kind {

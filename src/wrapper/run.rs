@@ -9,7 +9,7 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 /// The program and the arguments that come before rustc's own (`clippy-driver rustc`, or
 /// `rustc`).
@@ -39,8 +39,6 @@ pub struct Compiled {
     pub status: ExitStatus,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
-    /// Wall-clock time just before the compiler was started.
-    pub started: SystemTime,
     pub duration_ms: u64,
 }
 
@@ -52,7 +50,6 @@ pub fn compile(
     args: &[OsString],
     drop_line: impl Fn(&[u8]) -> bool + Send + 'static,
 ) -> io::Result<Compiled> {
-    let started = SystemTime::now();
     let clock = Instant::now();
     let mut child = chain
         .command(args)
@@ -71,7 +68,6 @@ pub fn compile(
         status,
         stdout,
         stderr,
-        started,
         duration_ms: clock.elapsed().as_millis() as u64,
     })
 }
