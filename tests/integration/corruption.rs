@@ -1,0 +1,136 @@
+//! A damaged store never breaks a build: garbage in the LMDB index and truncated blobs make
+//! rcache run rustc, and the outputs are still byte-identical to rustc's.
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use crate::harness::{Sandbox, assert_same_files, expected_output, run_command};
+
+/// A plain build (the reference outputs, set aside), then a cold rcache build into the same
+/// target dir. Returns the reference and the store blob holding demo_lib's rlib.
+fn reference_and_cold_build(sb: &Sandbox) -> (BTreeMap<String, Vec<u8>>, PathBuf) {
+    sb.cargo(&["build"]).without_wrapper().ok();
+    let plain = sb.lib_outputs(&sb.target);
+    sb.clean();
+    sb.cold_build();
+
+    let (_, rlib) = plain
+        .iter()
+        .find(|(name, _)| name.starts_with("libdemo_lib-") && name.ends_with(".rlib"))
+        .expect("demo_lib rlib");
+    let blob = sb
+        .blobs()
+        .into_iter()
+        .find(|b| fs::read(b).is_ok_and(|bytes| bytes == *rlib))
+        .expect("no blob in the store holds demo_lib's rlib");
+    sb.clean();
+    (plain, blob)
+}
+
+fn truncate_to_half(path: &PathBuf) {
+    let len = fs::metadata(path).unwrap().len();
+    assert!(len > 1, "blob too small to truncate");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+    let file = OpenOptions::new().write(true).open(path).unwrap();
+    file.set_len(len / 2).unwrap();
+}
+
+/// Deterministic noise, so a failure reproduces.
+fn garbage(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn garbage_index_and_truncated_blob_leave_the_rebuild_green_and_correct() {
+    let sb = Sandbox::new();
+    let (plain, blob) = reference_and_cold_build(&sb);
+
+    let index = sb.store.join("v1/index/data.mdb");
+    let len = fs::metadata(&index)
+        .expect("v1/index/data.mdb exists")
+        .len();
+    fs::write(&index, garbage(len.max(64 * 1024) as usize)).unwrap();
+    truncate_to_half(&blob);
+
+    let rebuild = sb.build();
+    for lib in ["demo_leaf", "demo_lib"] {
+        let outcome = &rebuild.event(lib).expect("lib compiled")["outcome"];
+        assert!(
+            outcome == "miss" || outcome == "error",
+            "{lib} was {outcome} with a garbage index\n{}",
+            rebuild.describe_events()
+        );
+    }
+    assert_same_files(
+        &plain,
+        &sb.lib_outputs(&sb.target),
+        "rebuild over a corrupt store",
+    );
+    assert_eq!(sb.run_bin(), expected_output(&[]));
+}
+
+#[test]
+fn truncated_blob_is_a_counted_fault_never_a_hit() {
+    let sb = Sandbox::new();
+    let (plain, blob) = reference_and_cold_build(&sb);
+    truncate_to_half(&blob);
+
+    let rebuild = sb.build();
+    rebuild.assert_hit("demo_leaf");
+    let lib = rebuild.event("demo_lib").expect("demo_lib compiled");
+    assert_eq!(
+        lib["outcome"],
+        "error",
+        "a truncated blob is a cache fault (issue 2: counted in errors)\n{}",
+        rebuild.describe_events()
+    );
+    assert_same_files(
+        &plain,
+        &sb.lib_outputs(&sb.target),
+        "rebuild over a truncated blob",
+    );
+    assert_eq!(sb.run_bin(), expected_output(&[]));
+
+    let stats = sb.stats();
+    assert!(
+        stats["errors"].as_u64().unwrap_or(0) >= 1,
+        "the fault is not counted: {stats}"
+    );
+}
+
+/// `rcache verify` finds a truncated blob (non-zero exit), `--repair` removes what depends on
+/// it, after which the store verifies clean and the next build recompiles that crate.
+#[test]
+fn verify_reports_a_truncated_blob_and_repair_makes_the_store_clean() {
+    let sb = Sandbox::new();
+    let (_, blob) = reference_and_cold_build(&sb);
+    let (status, _, _) = run_command(&mut sb.rcache(&["verify"]), "rcache verify");
+    assert!(status.success(), "verify fails on an intact store");
+
+    truncate_to_half(&blob);
+    let (status, stdout, stderr) = run_command(&mut sb.rcache(&["verify"]), "rcache verify");
+    assert!(
+        !status.success(),
+        "verify passed with a truncated blob\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    sb.rcache_ok(&["verify", "--repair"]);
+    sb.rcache_ok(&["verify"]);
+
+    let rebuild = sb.build();
+    rebuild.assert_hit("demo_leaf");
+    // The repaired entry is gone: compiled again (whether it is stored again is not this
+    // test's concern).
+    let lib = rebuild.event("demo_lib").expect("demo_lib compiled");
+    assert_eq!(lib["outcome"], "miss", "{}", rebuild.describe_events());
+    assert_eq!(sb.run_bin(), expected_output(&[]));
+}

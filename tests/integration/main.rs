@@ -1,0 +1,25 @@
+//! rcache's integration tests: real cargo and real rustc building the fixture workspace in
+//! `tests/fixtures/demo_ws`, with rcache as `RUSTC_WRAPPER`.
+//!
+//! One test binary, one module per behaviour (ripgrep style). `harness` owns everything the
+//! tests share: a fresh sandbox per test (a copy of the fixture, its own store, target dir and
+//! events logs), a cargo command builder that clears what `cargo test` leaks into children,
+//! and helpers for events, stats, the fixture binary's output and byte-for-byte comparisons.
+
+mod harness;
+
+mod argfile;
+mod artifacts;
+mod check;
+mod cli;
+mod clippy;
+mod cold_warm;
+mod concurrency;
+mod corruption;
+mod diagnostics;
+mod events_log;
+mod input_race;
+mod invalidation;
+mod key_scope;
+mod passthrough;
+mod restored_outputs;

@@ -1,0 +1,39 @@
+//! Restored outputs behave like rustc's own: a later real compile over them succeeds, with
+//! rcache or without it (disabled, or uninstalled).
+//!
+//! Restored rlibs are hard links to store blobs. rustc refuses to replace an output file whose
+//! mode is read-only ("output file ... is not writeable"), even as root, so a read-only blob
+//! would break the next real compile of that crate.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::harness::{Sandbox, expected_output};
+
+const LEAF_SRC: &str = "demo_leaf/src/lib.rs";
+
+#[test]
+fn compiling_over_restored_outputs_succeeds_with_and_without_rcache() {
+    let sb = Sandbox::new();
+    sb.cold_build();
+    sb.clean();
+    let warm = sb.build();
+    warm.assert_hit("demo_leaf");
+    for entry in std::fs::read_dir(sb.target.join("debug/deps")).unwrap() {
+        let path = entry.unwrap().path();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_ne!(mode & 0o200, 0, "{} is not writable", path.display());
+    }
+
+    // A real compile through rcache over the restored outputs.
+    sb.edit(LEAF_SRC, "leaf-v1", "leaf-v2");
+    let edited = sb.build();
+    edited.assert_stored_miss("demo_leaf");
+    assert_eq!(sb.run_bin(), expected_output(&[("leaf", "leaf-v2")]));
+
+    // Back to restored outputs, then plain cargo without rcache compiles over them.
+    sb.edit(LEAF_SRC, "leaf-v2", "leaf-v1");
+    sb.build().assert_hit("demo_leaf");
+    sb.edit(LEAF_SRC, "leaf-v1", "leaf-v3");
+    sb.cargo(&["build"]).without_wrapper().ok();
+    assert_eq!(sb.run_bin(), expected_output(&[("leaf", "leaf-v3")]));
+}
