@@ -1,13 +1,27 @@
 //! `rcache clear`: empties the cache, keeping the config and the store's directory.
+//!
+//! It works on a store whose index is corrupt (that is when a user needs it most): if the store
+//! cannot be opened, the versioned directory's contents are removed and recreated.
 
 use anyhow::Context;
 
 use crate::config::Config;
 use crate::store::Store;
+use crate::store::layout::Layout;
 
 pub fn run(config: &Config) -> anyhow::Result<()> {
-    let store = Store::open(&config.dir.value)
-        .with_context(|| format!("opening the cache at {}", config.dir.value.display()))?;
+    match Store::open(&config.dir.value) {
+        Ok(store) => clear_open_store(&store)?,
+        Err(err) => {
+            eprintln!("rcache: the store could not be opened ({err}); removing its files");
+            remove_store_files(&Layout::new(&config.dir.value))?;
+        }
+    }
+    println!("Cache at {} cleared.", config.dir.value.display());
+    Ok(())
+}
+
+fn clear_open_store(store: &Store) -> anyhow::Result<()> {
     let _lock = store.lock(std::time::Duration::from_secs(30))?;
     // Index first: once no entry points at a blob, deleting the blobs cannot break a hit.
     store.index.clear()?;
@@ -16,6 +30,23 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         std::fs::create_dir_all(&dir)?;
     }
-    println!("Cache at {} cleared.", config.dir.value.display());
+    Ok(())
+}
+
+fn remove_store_files(layout: &Layout) -> anyhow::Result<()> {
+    for dir in [
+        layout.index_dir(),
+        layout.state_dir(),
+        layout.blobs_dir(),
+        layout.tmp_dir(),
+    ] {
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err).with_context(|| format!("removing {}", dir.display())),
+        }
+    }
+    let _ = std::fs::remove_file(layout.state_check_marker());
+    Store::open(&layout.root).context("recreating the store")?;
     Ok(())
 }

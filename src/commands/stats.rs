@@ -24,9 +24,15 @@ pub fn report(config: &Config) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// Opens the store for a command, with advice when it is damaged.
 pub fn open(config: &Config) -> anyhow::Result<Store> {
-    Store::open(&config.dir.value)
-        .with_context(|| format!("opening the cache at {}", config.dir.value.display()))
+    Store::open(&config.dir.value).with_context(|| {
+        format!(
+            "opening the cache at {} (if it is damaged, `rcache clear` empties it; builds keep \
+             working meanwhile, compiling everything)",
+            config.dir.value.display()
+        )
+    })
 }
 
 pub fn show(config: &Config, json: bool) -> anyhow::Result<()> {

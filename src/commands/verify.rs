@@ -7,16 +7,12 @@
 use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 use crate::config::Config;
 use crate::key::file_hash;
 use crate::key::hasher::{Key, hex};
-use crate::store::Store;
 
 pub fn run(config: &Config, repair: bool) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&config.dir.value)
-        .with_context(|| format!("opening the cache at {}", config.dir.value.display()))?;
+    let store = super::stats::open(config)?;
     let blob_refs = store.index.all_blob_refs()?;
     let mut bad_blobs: HashSet<Key> = HashSet::new();
     for (position, (blob, record)) in blob_refs.iter().enumerate() {

@@ -208,3 +208,36 @@ fn run(compiler: &Path, args: &[&str]) -> Result<Vec<u8>, IdentityError> {
     }
     Ok(output.stdout)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn real_rustc() -> PathBuf {
+        let sysroot = run(Path::new("rustc"), &["--print", "sysroot"]).unwrap();
+        PathBuf::from(OsStr::from_bytes(sysroot.trim_ascii())).join("bin/rustc")
+    }
+
+    #[test]
+    fn native_cpu_is_resolved_to_features_not_the_word() {
+        let resolved = String::from_utf8(native_cpu(&real_rustc(), None).unwrap()).unwrap();
+        assert!(resolved.contains("target_feature=\"sse2\""), "{resolved}");
+        assert!(
+            resolved.contains("native"),
+            "the CPU name line is kept: {resolved}"
+        );
+        let memo_a = native_cpu_memo_key(&[1; 32], None);
+        let memo_b = native_cpu_memo_key(&[2; 32], None);
+        assert_ne!(memo_a, memo_b, "the memo is per compiler");
+    }
+
+    #[test]
+    fn identity_is_content_based_and_memo_is_stat_based() {
+        let rustc = real_rustc();
+        let identity = identify(&rustc).unwrap();
+        assert!(identity.version_text.contains("release:"));
+        assert!(!identity.host.is_empty());
+        assert_eq!(identify(&rustc).unwrap().id, identity.id);
+        assert!(memo_key(&rustc).is_some());
+    }
+}

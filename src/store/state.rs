@@ -48,14 +48,18 @@ impl StateUpdate {
 }
 
 impl State {
+    /// Opens the state env. Only corruption makes it recreate the env; any other error (a
+    /// read-only dir, a full reader table, too many open files) is returned and loses nothing.
+    /// A recreated env cannot be reopened in the same process (heed tracks open paths), so the
+    /// process that recreates it reports the error and the next one starts afresh.
     pub fn open(layout: &Layout) -> Result<State, StoreError> {
         match Self::open_checked(layout) {
-            Ok(state) => Ok(state),
-            Err(err) => {
-                tracing::warn!("state env unusable ({err}); recreating it");
+            Err(err) if is_corruption(&err) => {
+                tracing::warn!("state env corrupt ({err}); recreating it");
                 Self::recreate(layout)?;
-                Self::open_checked(layout)
+                Err(err)
             }
+            other => other,
         }
     }
 
@@ -234,7 +238,56 @@ impl State {
     }
 }
 
+/// Errors that mean the env's files are damaged, rather than unreachable.
+fn is_corruption(err: &StoreError) -> bool {
+    use heed::MdbError;
+    match err {
+        StoreError::Corrupt(_) => true,
+        StoreError::Lmdb(heed::Error::Mdb(code)) => matches!(
+            code,
+            MdbError::Corrupted
+                | MdbError::Invalid
+                | MdbError::PageNotFound
+                | MdbError::VersionMismatch
+        ),
+        _ => false,
+    }
+}
+
 /// The kernel's id of this boot; constant when unavailable (non-Linux), which disables the check.
 fn current_boot_id() -> Vec<u8> {
     fs::read("/proc/sys/kernel/random/boot_id").unwrap_or_else(|_| b"unknown".to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_garbage_state_env_is_recreated_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        fs::create_dir_all(layout.state_dir()).unwrap();
+        let data = layout.state_dir().join("data.mdb");
+        fs::write(&data, vec![0x5a; 32 * 1024]).unwrap();
+        assert!(State::open(&layout).is_err());
+        assert!(
+            !data.exists(),
+            "the damaged env was removed for the next process"
+        );
+    }
+
+    #[test]
+    fn counters_add_up_and_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let state = State::open(&layout).unwrap();
+        let mut update = StateUpdate::default();
+        update.count("hits", 2);
+        update.count("hits", 3);
+        state.apply(&update).unwrap();
+        assert_eq!(state.counters().unwrap(), vec![("hits".to_string(), 5)]);
+        state.zero_counters().unwrap();
+        assert!(state.counters().unwrap().is_empty());
+    }
 }

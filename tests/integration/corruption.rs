@@ -134,3 +134,27 @@ fn verify_reports_a_truncated_blob_and_repair_makes_the_store_clean() {
     assert_eq!(lib["outcome"], "miss", "{}", rebuild.describe_events());
     assert_eq!(sb.run_bin(), expected_output(&[]));
 }
+
+#[test]
+fn clear_recovers_a_store_whose_index_is_garbage() {
+    let sb = Sandbox::new();
+    sb.cold_build();
+    let index = sb.store.join("v1/index/data.mdb");
+    std::fs::write(&index, vec![0xa5u8; 64 * 1024]).unwrap();
+    let failed = sb.rcache(&["stats"]).output().unwrap();
+    assert!(
+        !failed.status.success(),
+        "stats on a garbage index must fail"
+    );
+    assert!(
+        String::from_utf8_lossy(&failed.stderr).contains("rcache clear"),
+        "the error must say how to recover: {}",
+        String::from_utf8_lossy(&failed.stderr)
+    );
+    sb.rcache_ok(&["clear"]);
+    sb.clean();
+    let rebuilt = sb.build();
+    rebuilt.assert_stored_miss("demo_lib");
+    sb.clean();
+    sb.build().assert_hit("demo_lib");
+}
