@@ -1,8 +1,9 @@
 //! The compiler's identity: content-based, so that two machines with the same toolchain agree.
 //!
 //! It is made of `rustc -vV` plus the content hashes of the sysroot's shared libraries
-//! (`librustc_driver-*.so`, LLVM) and of every file under `lib/rustlib/*/lib` (the target
-//! libraries); the `rustc` binary itself is a small stub. Computing it hashes about 500 MB, so it
+//! (`librustc_driver-*.so`, LLVM), of every file under `lib/rustlib/*/lib` (the target
+//! libraries) and under `lib/rustlib/*/bin` (rust-lld and its `gcc-ld` shims, which link);
+//! the `rustc` binary itself is a small stub. Computing it hashes about 500 MB, so it
 //! is memoized in the state env, keyed by the binary's path, inode, size and mtime. That stat data
 //! is only the memo key, never part of the cache key.
 //!
@@ -107,13 +108,13 @@ pub fn identify(compiler: &Path) -> Result<CompilerIdentity, IdentityError> {
         .into_iter()
         .flatten()
     {
-        let in_target_lib = item
+        let in_target_dirs = item
             .path()
             .strip_prefix(lib.join("rustlib"))
             .ok()
             .and_then(|rest| rest.components().nth(1))
-            .is_some_and(|component| component.as_os_str() == "lib");
-        if in_target_lib && item.file_type().is_file() {
+            .is_some_and(|component| matches!(component.as_os_str().to_str(), Some("lib" | "bin")));
+        if in_target_dirs && item.file_type().is_file() {
             files.push(item.into_path());
         }
     }

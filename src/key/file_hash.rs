@@ -108,16 +108,37 @@ impl FileStamp {
 
 const NANOS_PER_SECOND: i128 = 1_000_000_000;
 
-/// "Now" by the filesystem's own clock: the mtime of a file written in `dir`.
+/// The longest [`filesystem_tick`] waits for the filesystem clock to move.
+const TICK_WAIT_LIMIT: Duration = Duration::from_millis(30);
+
+/// The start of a fresh tick of the filesystem's clock, as a file timestamp, read in `dir`.
 ///
-/// The kernel stamps files from a coarse clock that lags the real one by up to a tick, so a file
-/// written just after `SystemTime::now()` can carry an earlier timestamp. Comparing file
-/// timestamps with a timestamp taken the same way has no such gap: a file changed after this call
-/// has a timestamp at or after the one returned.
-pub fn filesystem_now(dir: &Path) -> io::Result<i128> {
+/// The kernel stamps files from a coarse clock (a tick of 1-10 ms), so two writes in one tick
+/// carry the same timestamp and cannot be ordered. This writes a file until its mtime moves to
+/// a new tick and returns that tick. A compile started after this call reads every file written
+/// before it; a file written after it has a timestamp at or after the one returned. Waiting is
+/// bounded: if the clock does not move in time (a whole-second filesystem), the last reading is
+/// returned, which only makes the caller more cautious.
+pub fn filesystem_tick(dir: &Path) -> io::Result<i128> {
+    use std::io::{Seek, SeekFrom, Write};
     let path = dir.join(format!("clock-{}", std::process::id()));
-    let file = File::create(&path)?;
-    let result = file.metadata().map(|meta| FileStamp::of(&meta).mtime_ns);
+    let mut file = File::create(&path)?;
+    let result = (|| {
+        let mut stamp = || -> io::Result<i128> {
+            file.seek(SeekFrom::Start(0))?;
+            file.write_all(b"t")?;
+            Ok(FileStamp::of(&file.metadata()?).mtime_ns)
+        };
+        let first = stamp()?;
+        let deadline = std::time::Instant::now() + TICK_WAIT_LIMIT;
+        loop {
+            let now = stamp()?;
+            if now != first || std::time::Instant::now() >= deadline {
+                return Ok(now);
+            }
+            std::thread::sleep(Duration::from_micros(250));
+        }
+    })();
     let _ = std::fs::remove_file(&path);
     result
 }
@@ -255,9 +276,16 @@ mod tests {
     }
 
     #[test]
-    fn filesystem_clock_orders_later_writes() {
+    fn filesystem_clock_orders_earlier_and_later_writes() {
         let dir = tempfile::tempdir().unwrap();
-        let reference = filesystem_now(dir.path()).unwrap();
+        let earlier = dir.path().join("earlier");
+        std::fs::write(&earlier, b"x").unwrap();
+        let reference = filesystem_tick(dir.path()).unwrap();
+        let before = FileStamp::of(&std::fs::metadata(&earlier).unwrap());
+        assert!(
+            !before.changed_since_ns(reference),
+            "a write before the tick is older"
+        );
         let later = dir.path().join("later");
         std::fs::write(&later, b"x").unwrap();
         let stamp = FileStamp::of(&std::fs::metadata(&later).unwrap());

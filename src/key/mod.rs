@@ -65,6 +65,35 @@ pub fn allowlisted_env() -> Vec<(String, Option<OsString>)> {
     env
 }
 
+/// Environment variables the linker (through the `cc` driver) reads, keyed for crates that link.
+pub const LINKER_ENV: [&str; 5] = [
+    "LIBRARY_PATH",
+    "LD_RUN_PATH",
+    "GCC_EXEC_PREFIX",
+    "COMPILER_PATH",
+    "SDKROOT",
+];
+
+/// What identifies the linker of a crate that links.
+#[derive(Debug, Clone)]
+pub struct LinkerFacts {
+    /// Content hash of the linker program (`cc` on PATH, or `-C linker`).
+    pub program_hash: Key,
+    pub env: Vec<(String, Option<OsString>)>,
+}
+
+impl LinkerFacts {
+    pub fn new(program_hash: Key) -> Self {
+        LinkerFacts {
+            program_hash,
+            env: LINKER_ENV
+                .iter()
+                .map(|name| (name.to_string(), std::env::var_os(name)))
+                .collect(),
+        }
+    }
+}
+
 /// Everything the invocation key is made of, gathered by the wrapper.
 #[derive(Debug, Clone)]
 pub struct InvocationFacts<'a> {
@@ -82,6 +111,8 @@ pub struct InvocationFacts<'a> {
     pub env: Vec<(String, Option<OsString>)>,
     /// What `target-cpu=native` resolved to.
     pub native_cpu: Option<Vec<u8>>,
+    /// The linker, for crates that link.
+    pub linker: Option<LinkerFacts>,
 }
 
 /// The invocation key. Field order and tags are pinned by the golden test below.
@@ -109,6 +140,21 @@ pub fn invocation_key(facts: &InvocationFacts) -> Key {
         key.opt_field("env-value", value.as_ref().map(|value| value.as_bytes()));
     }
     key.opt_field("native-cpu", facts.native_cpu.as_deref());
+    match &facts.linker {
+        Some(linker) => {
+            key.field("linker", &linker.program_hash);
+            for (name, value) in &linker.env {
+                key.str_field("linker-env", name);
+                key.opt_field(
+                    "linker-env-value",
+                    value.as_ref().map(|value| value.as_bytes()),
+                );
+            }
+        }
+        None => {
+            key.opt_field("linker", None);
+        }
+    }
     key.finish()
 }
 
@@ -141,11 +187,18 @@ mod tests {
 
     /// Golden key per key version. Changing what goes into a key changes these values: bump
     /// `KEY_VERSION`, add the new line, and document the change in store-format/README.md.
-    const GOLDEN: &[(u32, &str, &str)] = &[(
-        1,
-        "a48d06a1f70191f25c1fc6f4bf2870cff3f5f317cd07c031a1488d637f86b891",
-        "5f3d3cbe08ea4fc46be31cf2e7d76271e366d3d4581473cbf6161a373fb67e7f",
-    )];
+    const GOLDEN: &[(u32, &str, &str)] = &[
+        (
+            1,
+            "a48d06a1f70191f25c1fc6f4bf2870cff3f5f317cd07c031a1488d637f86b891",
+            "5f3d3cbe08ea4fc46be31cf2e7d76271e366d3d4581473cbf6161a373fb67e7f",
+        ),
+        (
+            2,
+            "d58d12eee2cbe367622cbf6e541842be126b5c871c5e32029f38ab8a0cfe8560",
+            "605e05ee7ca939bc5c661ceecfa863815245146bced6cf0756644fe417633a35",
+        ),
+    ];
 
     fn golden_keys() -> (String, String) {
         let args: Vec<OsString> = "--crate-name demo --edition=2024 src/lib.rs --crate-type lib \
@@ -168,6 +221,10 @@ mod tests {
                 ("OUT_DIR".into(), None),
             ],
             native_cpu: None,
+            linker: Some(LinkerFacts {
+                program_hash: [5; 32],
+                env: vec![("LIBRARY_PATH".into(), None)],
+            }),
         };
         let invocation_key = invocation_key(&facts);
         let inputs = vec![

@@ -29,8 +29,6 @@ pub enum Passthrough {
     NoOutDir,
     /// A crate type this version does not cache (`bin`, `proc-macro`, ...).
     CrateType(String),
-    /// `--test`: a test harness binary.
-    TestHarness,
     Incremental,
     /// `-o`: outputs named by the caller.
     OutputFile,
@@ -46,6 +44,15 @@ pub enum Passthrough {
     CustomSysroot,
     /// A `-l static=` library that is bundled but not found on the `-L` paths.
     StaticLibNotFound(String),
+    /// A staticlib with dependencies: it bundles their rlibs and those of their dependencies,
+    /// which no argument names.
+    StaticlibDependencies,
+    /// A linked crate type for a target whose file names are not derived here (not Linux).
+    TargetNaming,
+    /// The linker (`cc` on PATH, or `-C linker`) could not be found.
+    LinkerNotFound,
+    /// The linker rejected `--dependency-file`, so its inputs cannot be named.
+    LinkerDependencyFile,
     /// `RUSTC_WORKSPACE_WRAPPER` that is not clippy-driver.
     UnknownWorkspaceWrapper,
 }
@@ -68,7 +75,6 @@ impl std::fmt::Display for Passthrough {
             Passthrough::CrateType(kind) => {
                 return write!(f, "crate_type_{}", kind.replace('-', "_"));
             }
-            Passthrough::TestHarness => "test_harness",
             Passthrough::Incremental => "incremental",
             Passthrough::OutputFile => "output_file",
             Passthrough::EmitPath => "emit_path",
@@ -79,6 +85,10 @@ impl std::fmt::Display for Passthrough {
             Passthrough::PrintRequest => "print_request",
             Passthrough::CustomSysroot => "custom_sysroot",
             Passthrough::StaticLibNotFound(_) => "static_lib_not_found",
+            Passthrough::StaticlibDependencies => "staticlib_dependencies",
+            Passthrough::TargetNaming => "target_naming",
+            Passthrough::LinkerNotFound => "linker_not_found",
+            Passthrough::LinkerDependencyFile => "linker_dependency_file_unsupported",
             Passthrough::UnknownWorkspaceWrapper => "unknown_workspace_wrapper",
         };
         f.write_str(name)
@@ -128,6 +138,8 @@ pub struct Invocation {
     pub extra_filename: String,
     /// `--json=...artifacts...`: rustc prints artifact notifications.
     pub json_artifacts: bool,
+    /// `--test`: a test harness executable (a `bin` for naming and restoring).
+    pub test_harness: bool,
     /// The arguments that go into the key, in order, with output-neutral paths removed
     /// (`--out-dir`, `-L`, `--extern` paths, `--diagnostic-width`, `--color`) and `--cfg` sorted.
     pub key_args: Vec<String>,
@@ -140,14 +152,20 @@ impl Invocation {
 
     /// The `-C target-cpu` value, if any.
     pub fn target_cpu(&self) -> Option<&str> {
-        self.codegen
-            .iter()
-            .rev()
-            .find(|(key, _)| key == "target-cpu")
-            .and_then(|(_, value)| value.as_deref())
+        self.codegen_value("target-cpu")
     }
 
-    /// The `-C` values that are read from the environment of the machine.
+    /// True if producing the `link` outputs runs the linker (bin, test, proc-macro, dylib,
+    /// cdylib). rlib and staticlib are archives rustc writes itself.
+    pub fn runs_linker(&self) -> bool {
+        self.emits("link")
+            && self
+                .crate_types
+                .iter()
+                .any(|kind| matches!(kind.as_str(), "bin" | "proc-macro" | "dylib" | "cdylib"))
+    }
+
+    /// The last value of `-C key=value`, if any.
     pub fn codegen_value(&self, key: &str) -> Option<&str> {
         self.codegen
             .iter()
@@ -157,8 +175,20 @@ impl Invocation {
     }
 }
 
-/// Crate types cached by this version.
-const CACHED_CRATE_TYPES: [&str; 2] = ["lib", "rlib"];
+/// Crate types cached by this version. Those that run the linker are cached with the linker's
+/// inputs, as listed by the linker itself (`--dependency-file`).
+const CACHED_CRATE_TYPES: [&str; 7] = [
+    "lib",
+    "rlib",
+    "bin",
+    "proc-macro",
+    "dylib",
+    "cdylib",
+    "staticlib",
+];
+
+/// Crate types whose file names depend on the target (`.so`, no `.exe`): derived for Linux only.
+const TARGET_NAMED_CRATE_TYPES: [&str; 5] = ["bin", "proc-macro", "dylib", "cdylib", "staticlib"];
 
 /// Emit kinds whose output names are derived here.
 const CACHED_EMITS: [&str; 3] = ["dep-info", "metadata", "link"];
@@ -277,6 +307,7 @@ pub fn classify(raw_args: &[OsString]) -> Result<Invocation, Passthrough> {
     let mut key_args = Vec::new();
     let mut probe = false;
     let mut print = false;
+    let mut test_harness = false;
 
     for token in tokens {
         let (name, value) = match token {
@@ -314,7 +345,10 @@ pub fn classify(raw_args: &[OsString]) -> Result<Invocation, Passthrough> {
             }
             "--out-dir" => out_dir = Some(PathBuf::from(value)),
             "-o" => return Err(Passthrough::OutputFile),
-            "--test" => return Err(Passthrough::TestHarness),
+            "--test" => {
+                test_harness = true;
+                key_args.push(name);
+            }
             "--sysroot" => return Err(Passthrough::CustomSysroot),
             "--edition" => {
                 edition = Some(value.clone());
@@ -396,6 +430,9 @@ pub fn classify(raw_args: &[OsString]) -> Result<Invocation, Passthrough> {
         _ => return Err(Passthrough::MultipleInputs),
     };
     let crate_name = crate_name.ok_or(Passthrough::NoCrateName)?;
+    if test_harness && crate_types.is_empty() {
+        crate_types.push("bin".to_string());
+    }
     if crate_types.is_empty() {
         return Err(Passthrough::NoCrateType);
     }
@@ -404,6 +441,21 @@ pub fn classify(raw_args: &[OsString]) -> Result<Invocation, Passthrough> {
         .find(|kind| !CACHED_CRATE_TYPES.contains(&kind.as_str()))
     {
         return Err(Passthrough::CrateType(other.clone()));
+    }
+    let target_is_linux = target
+        .as_deref()
+        .is_none_or(|target| target.contains("-linux-") && !target.ends_with(".json"));
+    if !target_is_linux
+        && crate_types
+            .iter()
+            .any(|kind| TARGET_NAMED_CRATE_TYPES.contains(&kind.as_str()))
+    {
+        return Err(Passthrough::TargetNaming);
+    }
+    if crate_types.iter().any(|kind| kind == "staticlib")
+        && externs.iter().any(|ext| ext.path.is_some())
+    {
+        return Err(Passthrough::StaticlibDependencies);
     }
     let out_dir = out_dir.ok_or(Passthrough::NoOutDir)?;
     if emits.is_empty() {
@@ -436,6 +488,7 @@ pub fn classify(raw_args: &[OsString]) -> Result<Invocation, Passthrough> {
         native_libs,
         extra_filename,
         json_artifacts,
+        test_harness,
         key_args,
     })
 }
@@ -545,21 +598,36 @@ mod tests {
     #[test]
     fn uncacheable_shapes_have_reasons() {
         let cases = [
-            ("--crate-type bin", "crate_type_bin"),
-            ("--crate-type proc-macro", "crate_type_proc_macro"),
             ("-C incremental=/tmp/x", "incremental"),
+            (
+                "--crate-type cdylib --target x86_64-pc-windows-msvc",
+                "target_naming",
+            ),
+            ("--crate-type staticlib", "staticlib_dependencies"),
             ("-o out.rlib", "output_file"),
             ("--emit=link=foo.rlib", "emit_path"),
             ("--emit=llvm-ir", "emit_kind"),
             ("-C save-temps", "save_temps"),
             ("--frobnicate", "unknown_argument"),
-            ("--test", "test_harness"),
         ];
         for (extra, reason) in cases {
             let line = format!("{CARGO_LIB} {extra}");
             let err = classify(&args(&line)).unwrap_err();
             assert_eq!(err.to_string(), reason, "for {extra}");
         }
+    }
+
+    #[test]
+    fn linked_crate_types_are_cacheable() {
+        for kind in ["bin", "proc-macro", "dylib", "cdylib"] {
+            let line = CARGO_LIB.replace("--crate-type lib", &format!("--crate-type {kind}"));
+            let inv = classify(&args(&line)).unwrap();
+            assert!(inv.runs_linker(), "{kind}");
+        }
+        let test = CARGO_LIB.replace("--crate-type lib", "--test");
+        let inv = classify(&args(&test)).unwrap();
+        assert!(inv.test_harness && inv.runs_linker());
+        assert!(!classify(&args(CARGO_LIB)).unwrap().runs_linker());
     }
 
     #[test]

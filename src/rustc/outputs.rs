@@ -14,6 +14,9 @@ pub enum OutputKind {
     Rmeta,
     /// `.d`: rewritten in place by rustc, and its target paths name the out dir: copied, rewritten.
     DepInfo,
+    /// A linked executable or shared object, or a staticlib archive: copied, keeping its mode,
+    /// with a fresh mtime (cargo compares the newest output of each unit with its dependencies').
+    Linked,
 }
 
 /// One expected output: its kind and file name in the out dir.
@@ -23,15 +26,25 @@ pub struct ExpectedOutput {
     pub file_name: String,
 }
 
-/// The outputs of a lib/rlib invocation, in a fixed order.
+/// The outputs of an invocation, in a fixed order: one per crate type for `link`, then the
+/// rmeta, then the dep-info. File names are those rustc gives on Linux targets (the parser
+/// passes other targets' linked crate types through).
 pub fn expected_outputs(invocation: &Invocation) -> Vec<ExpectedOutput> {
     let stem = format!("{}{}", invocation.crate_name, invocation.extra_filename);
-    let mut outputs = Vec::new();
+    let mut outputs: Vec<ExpectedOutput> = Vec::new();
     if invocation.emits("link") {
-        outputs.push(ExpectedOutput {
-            kind: OutputKind::Rlib,
-            file_name: format!("lib{stem}.rlib"),
-        });
+        for kind in &invocation.crate_types {
+            let (kind, file_name) = match kind.as_str() {
+                "lib" | "rlib" => (OutputKind::Rlib, format!("lib{stem}.rlib")),
+                "bin" => (OutputKind::Linked, stem.clone()),
+                "proc-macro" | "dylib" | "cdylib" => (OutputKind::Linked, format!("lib{stem}.so")),
+                "staticlib" => (OutputKind::Linked, format!("lib{stem}.a")),
+                _ => continue,
+            };
+            if !outputs.iter().any(|output| output.file_name == file_name) {
+                outputs.push(ExpectedOutput { kind, file_name });
+            }
+        }
     }
     if invocation.emits("metadata") {
         outputs.push(ExpectedOutput {

@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use heed::{RoTxn, WithoutTls};
 use rayon::prelude::*;
 
+use crate::depinfo::DepInfo;
 use crate::key::compiler::{self, CompilerIdentity};
 use crate::key::file_hash::{self, FileStamp};
 use crate::key::hasher::{Key, KeyHasher};
@@ -251,6 +252,13 @@ pub fn invocation_key(
         Some(wrapper) => Some(wrapper_identity(hasher, wrapper, update)?),
         None => None,
     };
+    let linker = if invocation.runs_linker() {
+        let program = resolve_linker(invocation, cwd)
+            .ok_or(KeyError::Passthrough(Passthrough::LinkerNotFound))?;
+        Some(key::LinkerFacts::new(hasher.hash(&program, update)?))
+    } else {
+        None
+    };
     let native = match invocation.target_cpu() {
         Some("native") => Some(native_cpu(
             hasher.store(),
@@ -275,8 +283,27 @@ pub fn invocation_key(
         target_json_hash: json_hash.first().copied(),
         env: key::allowlisted_env(),
         native_cpu: native,
+        linker,
     };
     Ok(key::invocation_key(&facts))
+}
+
+/// The linker program rustc will run: `-C linker`, else `cc` found on PATH. PATH entries that
+/// resolve to rcache itself (a ccache-style symlink placed first) are skipped, so that the
+/// real compiler driver is what gets keyed.
+pub fn resolve_linker(invocation: &Invocation, cwd: &Path) -> Option<PathBuf> {
+    let name = invocation.codegen_value("linker").unwrap_or("cc");
+    if name.contains('/') {
+        let path = cwd.join(name);
+        return path.is_file().then_some(path);
+    }
+    let own = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.canonicalize().ok());
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .filter(|candidate| candidate.is_file())
+        .find(|candidate| own.is_none() || candidate.canonicalize().ok() != own)
 }
 
 /// clippy-driver's identity: its binary's content and the clippy.toml it would read.
@@ -381,7 +408,7 @@ fn candidate_matches(
 pub fn candidate_from_dep_info(
     hasher: &mut MemoHasher,
     invocation_key: &Key,
-    dep_info: &crate::depinfo::DepInfo,
+    dep_info: &DepInfo,
     cwd: &Path,
     update: &mut StateUpdate,
 ) -> Result<Candidate, KeyError> {

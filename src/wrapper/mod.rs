@@ -210,12 +210,35 @@ impl WrapperRun {
             arg.push(path);
             args.push(arg);
         }
+        // A crate that links: the linker lists every file it reads (DESIGN.md §6).
+        let linker_dep_info = invocation.runs_linker().then(|| {
+            store.layout.tmp_dir().join(format!(
+                "link-deps-{}-{}.d",
+                std::process::id(),
+                stats::unix_ms(SystemTime::now())
+            ))
+        });
+        if let Some(path) = &linker_dep_info {
+            let mut arg = OsString::from("-Clink-arg=-Wl,--dependency-file=");
+            arg.push(path);
+            args.push(arg);
+        }
         let dropped = own_dep_info.clone();
         let drop_line = move |line: &[u8]| match (&dropped, restore::artifact(line)) {
             (Some(own), Some((path, emit))) => emit == "dep-info" && Path::new(&path) == own,
             _ => false,
         };
-        let started_fs_ns = crate::key::file_hash::filesystem_now(&store.layout.tmp_dir()).ok();
+        // Memos learned while keying (the compiler identity, extern hashes) are written before
+        // the compile, so that invocations starting meanwhile do not compute them again.
+        let memos = StateUpdate {
+            file_hashes: std::mem::take(&mut self.update.file_hashes),
+            compilers: std::mem::take(&mut self.update.compilers),
+            ..StateUpdate::default()
+        };
+        if let Err(err) = store.state.apply(&memos) {
+            tracing::debug!("could not record memos: {err}");
+        }
+        let started_fs_ns = crate::key::file_hash::filesystem_tick(&store.layout.tmp_dir()).ok();
         let compiled = match run::compile(&self.chain, &args, drop_line) {
             Ok(compiled) => compiled,
             Err(err) => {
@@ -226,6 +249,21 @@ impl WrapperRun {
                 return 1;
             }
         };
+        if !compiled.status.success()
+            && linker_dep_info.is_some()
+            && compiled
+                .stderr
+                .windows(15)
+                .any(|window| window == b"dependency-file")
+        {
+            // This linker does not know the flag: compile again exactly as asked (exec, with the
+            // original argv). The first attempt's linker error has already been shown.
+            let outcome = Outcome::Passthrough {
+                reason: Passthrough::LinkerDependencyFile.to_string(),
+            };
+            self.finish(Some(store), Some(invocation), &outcome);
+            return self.exec();
+        }
         let code = run::exit_code(compiled.status);
         let outcome = if !compiled.status.success() {
             Outcome::Miss {
@@ -241,6 +279,7 @@ impl WrapperRun {
                 compiled: &compiled,
                 cwd: &self.cwd,
                 dep_info_path: &dep_info_path,
+                linker_dep_info_path: linker_dep_info.as_deref(),
                 started_fs_ns,
             };
             match record::record(store, hasher, &finished, &mut self.update) {
@@ -261,7 +300,7 @@ impl WrapperRun {
                 reason: "read_only_store".into(),
             }
         };
-        if let Some(path) = &own_dep_info {
+        for path in own_dep_info.iter().chain(&linker_dep_info) {
             let _ = std::fs::remove_file(path);
         }
         let outcome = match fault {

@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::keying::{self, KeyError, MemoHasher};
@@ -63,8 +63,34 @@ pub struct Finished<'a> {
     pub compiled: &'a Compiled,
     pub cwd: &'a Path,
     pub dep_info_path: &'a Path,
-    /// The filesystem's clock just before the compiler started ([`crate::key::file_hash::filesystem_now`]).
+    /// The linker's `--dependency-file`, for crates that link.
+    pub linker_dep_info_path: Option<&'a Path>,
+    /// The filesystem's clock just before the compiler started ([`crate::key::file_hash::filesystem_tick`]).
     pub started_fs_ns: i128,
+}
+
+/// The files the linker read, from its `--dependency-file`: candidate inputs like sources.
+///
+/// The link's own temporaries (codegen-unit objects, rustc's temp dir with `symbols.o`) live in
+/// the out dir and are gone once rustc exits; they are outputs of this compile, not inputs, and
+/// are dropped. Any other listed file that no longer exists cannot be checked on a later hit, so
+/// the compile is not stored.
+fn linker_inputs(path: &Path, cwd: &Path, out_dir: &Path) -> Result<Vec<PathBuf>, NotStored> {
+    let text = match std::fs::read(path) {
+        Ok(text) => text,
+        Err(_) => return Err(NotStored::Refused("no_linker_dep_info")),
+    };
+    let mut inputs = Vec::new();
+    for input in depinfo::parse(&text).inputs {
+        let resolved = cwd.join(&input);
+        if resolved.exists() {
+            inputs.push(input);
+        } else if !resolved.starts_with(out_dir) {
+            tracing::debug!("linker input {} vanished; not storing", resolved.display());
+            return Err(NotStored::Refused("linker_input_vanished"));
+        }
+    }
+    Ok(inputs)
 }
 
 /// Stores a successful compile; returns its result key.
@@ -80,19 +106,29 @@ pub fn record(
         compiled,
         cwd,
         dep_info_path,
+        linker_dep_info_path,
         started_fs_ns,
     } = *finished;
     let dep_info_text = std::fs::read(dep_info_path).map_err(file_fault(dep_info_path))?;
-    let dep_info = depinfo::parse(&dep_info_text);
+    let mut dep_info = depinfo::parse(&dep_info_text);
     if dep_info.inputs.is_empty() {
         return Err(NotStored::Refused("no_dep_info"));
+    }
+    let out_dir = cwd.join(&invocation.out_dir);
+    if let Some(path) = linker_dep_info_path {
+        for input in linker_inputs(path, cwd, &out_dir)? {
+            if !dep_info.inputs.contains(&input) {
+                dep_info.inputs.push(input);
+            }
+        }
     }
     hasher.forget();
     let candidate =
         keying::candidate_from_dep_info(hasher, invocation_key, &dep_info, cwd, update)?;
     // Checked after hashing: a change at any time since the start is caught. The reference is
-    // the filesystem's clock, so a file written just before the start (a build script's OUT_DIR
-    // output) is not mistaken for one written during the compile, unless in the same tick.
+    // a fresh tick of the filesystem's clock taken before the compiler started, so a file
+    // written just before (a build script's OUT_DIR output) is never mistaken for one written
+    // during the compile.
     for input in &dep_info.inputs {
         let path = cwd.join(input);
         let meta = std::fs::metadata(&path).map_err(file_fault(&path))?;
@@ -102,7 +138,6 @@ pub fn record(
         }
     }
 
-    let out_dir = cwd.join(&invocation.out_dir);
     let mut outputs = Vec::new();
     for expected in expected_outputs(invocation) {
         let path = out_dir.join(&expected.file_name);

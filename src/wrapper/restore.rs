@@ -13,6 +13,9 @@
 //!   marks a unit stale when a dependency's newest output is newer than its own newest output.
 //! - `.d`: a copy with its target paths rewritten for this out dir (rustc rewrites `.d` files in
 //!   place, so a hard link would let it overwrite the blob).
+//! - executables, shared objects (proc macros, dylibs, cdylibs) and staticlibs: a copy with the
+//!   recorded mode. A proc macro's `.so` is its unit's only output, so it needs a fresh mtime as
+//!   much as an rmeta does; executables may be edited in place by tools such as `strip`.
 //!
 //! Every file is written under a temp name in the out dir and renamed into place, so a reader
 //! never sees half a file.
@@ -62,7 +65,7 @@ pub fn materialize(
                 }
                 Some(output.blob)
             }
-            OutputKind::Rmeta => {
+            OutputKind::Rmeta | OutputKind::Linked => {
                 copy_with_mode(&blob_path, &temp, output.mode)?;
                 Some(output.blob)
             }

@@ -12,7 +12,7 @@ use crate::harness::{Sandbox, assert_same_files, expected_output, run_command};
 /// target dir. Returns the reference and the store blob holding demo_lib's rlib.
 fn reference_and_cold_build(sb: &Sandbox) -> (BTreeMap<String, Vec<u8>>, PathBuf) {
     sb.cargo(&["build"]).without_wrapper().ok();
-    let plain = sb.lib_outputs(&sb.target);
+    let plain = sb.deps_outputs(&sb.target);
     sb.clean();
     sb.cold_build();
 
@@ -73,7 +73,7 @@ fn garbage_index_and_truncated_blob_leave_the_rebuild_green_and_correct() {
     }
     assert_same_files(
         &plain,
-        &sb.lib_outputs(&sb.target),
+        &sb.deps_outputs(&sb.target),
         "rebuild over a corrupt store",
     );
     assert_eq!(sb.run_bin(), expected_output(&[]));
@@ -96,7 +96,7 @@ fn truncated_blob_is_a_counted_fault_never_a_hit() {
     );
     assert_same_files(
         &plain,
-        &sb.lib_outputs(&sb.target),
+        &sb.deps_outputs(&sb.target),
         "rebuild over a truncated blob",
     );
     assert_eq!(sb.run_bin(), expected_output(&[]));

@@ -251,10 +251,10 @@ impl Sandbox {
             .env("XDG_CONFIG_HOME", self.root.join("xdg-config"));
     }
 
-    /// The `.rlib` and `.rmeta` files in `<target>/debug/deps`, by name (at least an rmeta
-    /// for each of [`LIBS`]).
+    /// The compiled outputs in `<target>/debug/deps`, by name: `.rlib`, `.rmeta`, `.so` (the
+    /// proc macro) and executables (the bin); at least an rmeta for each of [`LIBS`].
     #[track_caller]
-    pub fn lib_outputs(&self, target: &Path) -> BTreeMap<String, Vec<u8>> {
+    pub fn deps_outputs(&self, target: &Path) -> BTreeMap<String, Vec<u8>> {
         let deps = target.join("debug/deps");
         let mut files = BTreeMap::new();
         for entry in fs::read_dir(&deps).unwrap_or_else(|e| panic!("read {}: {e}", deps.display()))
@@ -262,7 +262,7 @@ impl Sandbox {
             let path = entry.unwrap().path();
             if matches!(
                 path.extension().and_then(|e| e.to_str()),
-                Some("rlib" | "rmeta")
+                Some("rlib" | "rmeta" | "so") | None
             ) {
                 let name = path.file_name().unwrap().to_string_lossy().into_owned();
                 files.insert(name, fs::read(&path).unwrap());
