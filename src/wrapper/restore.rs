@@ -77,10 +77,13 @@ pub fn materialize(
                 (rewritten == text).then_some(output.blob)
             }
         };
-        if let Err(err) = fs::rename(&temp, &destination) {
+        let renamed = fs::rename(&temp, &destination);
+        if renamed.is_err() || output.kind == OutputKind::Rlib {
+            // A rename between two links to the same file does nothing and succeeds (POSIX),
+            // leaving the temp link: the destination was already this blob.
             let _ = fs::remove_file(&temp);
-            return Err(err);
         }
+        renamed?;
         restored.push(Restored {
             path: destination,
             known_hash,

@@ -37,3 +37,23 @@ fn compiling_over_restored_outputs_succeeds_with_and_without_rcache() {
     sb.cargo(&["build"]).without_wrapper().ok();
     assert_eq!(sb.run_bin(), expected_output(&[("leaf", "leaf-v3")]));
 }
+
+/// Restoring over an rlib that is already a link to the same blob leaves no temp file behind
+/// (a rename between two links to one file is a no-op that succeeds).
+#[test]
+fn restoring_over_the_same_blob_leaves_no_temp_files() {
+    let sb = Sandbox::new();
+    let out_dir = sb.root.join("direct-out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    sb.compile_leaf_directly(&out_dir)
+        .assert_stored_miss("demo_leaf");
+    for _ in 0..3 {
+        sb.compile_leaf_directly(&out_dir).assert_hit("demo_leaf");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".rcache-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temp files left: {leftovers:?}");
+}
