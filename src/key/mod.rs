@@ -13,10 +13,11 @@
 pub mod compiler;
 pub mod file_hash;
 pub mod hasher;
+pub mod input_paths;
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hasher::{Key, KeyHasher};
 
@@ -175,11 +176,6 @@ pub fn result_key(invocation_key: &Key, inputs: &[InputRecord], env_deps: &[EnvR
     key.finish()
 }
 
-/// Resolves a dep-info path against the compile's cwd.
-pub fn resolve(cwd: &Path, path: &[u8]) -> PathBuf {
-    cwd.join(std::ffi::OsStr::from_bytes(path))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +193,11 @@ mod tests {
             2,
             "d58d12eee2cbe367622cbf6e541842be126b5c871c5e32029f38ab8a0cfe8560",
             "605e05ee7ca939bc5c661ceecfa863815245146bced6cf0756644fe417633a35",
+        ),
+        (
+            3,
+            "cd2dfae8982cddaffce0b8cc804f372397ec82d461e694827c3604c87972c3c9",
+            "fdafb9ed4dd6d221556c1dd7ed55153cdd8544749efec43ace8db94609936c67",
         ),
     ];
 

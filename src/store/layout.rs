@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 pub const FORMAT_VERSION: u32 = 1;
 
 /// Version of the key derivation. Hashed first into every invocation key.
-pub const KEY_VERSION: u32 = 2;
+pub const KEY_VERSION: u32 = 3;
 
 /// LMDB map size, identical in every process (FACTS §1: a process asking for less gets less).
 /// Sparse on Linux: the file grows only with the data written.

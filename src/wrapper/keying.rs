@@ -18,6 +18,7 @@ use crate::depinfo::DepInfo;
 use crate::key::compiler::{self, CompilerIdentity};
 use crate::key::file_hash::{self, FileStamp};
 use crate::key::hasher::{Key, KeyHasher};
+use crate::key::input_paths::InputDirs;
 use crate::key::{self, InvocationFacts};
 use crate::rustc::{Invocation, Passthrough, args::bundled_static_libs};
 use crate::store::entry::{Candidate, Entry, EnvRecord, InputRecord};
@@ -358,14 +359,14 @@ pub struct Match {
 pub fn find_match(
     hasher: &mut MemoHasher,
     invocation_key: &Key,
-    cwd: &Path,
+    dirs: &InputDirs,
     update: &mut StateUpdate,
 ) -> Result<Option<Match>, KeyError> {
     let store = hasher.store();
     let rtxn = store.index.read_txn()?;
     let manifest = store.index.manifest(&rtxn, invocation_key)?;
     for candidate in &manifest.candidates {
-        if !candidate_matches(hasher, candidate, cwd, update) {
+        if !candidate_matches(hasher, candidate, dirs, update) {
             continue;
         }
         let result_key = key::result_key(invocation_key, &candidate.inputs, &candidate.env_deps);
@@ -379,7 +380,7 @@ pub fn find_match(
 fn candidate_matches(
     hasher: &mut MemoHasher,
     candidate: &Candidate,
-    cwd: &Path,
+    dirs: &InputDirs,
     update: &mut StateUpdate,
 ) -> bool {
     let env_matches = candidate.env_deps.iter().all(|env| {
@@ -389,11 +390,14 @@ fn candidate_matches(
     if !env_matches {
         return false;
     }
-    let paths: Vec<PathBuf> = candidate
+    let Some(paths) = candidate
         .inputs
         .iter()
-        .map(|input| key::resolve(cwd, &input.path))
-        .collect();
+        .map(|input| dirs.resolve(&input.path))
+        .collect::<Option<Vec<PathBuf>>>()
+    else {
+        return false;
+    };
     // A missing or unreadable input simply means this candidate does not match.
     match hasher.hash_all(&paths, update) {
         Ok(hashes) => hashes
@@ -409,19 +413,23 @@ pub fn candidate_from_dep_info(
     hasher: &mut MemoHasher,
     invocation_key: &Key,
     dep_info: &DepInfo,
-    cwd: &Path,
+    dirs: &InputDirs,
     update: &mut StateUpdate,
 ) -> Result<Candidate, KeyError> {
-    let paths: Vec<PathBuf> = dep_info.inputs.iter().map(|path| cwd.join(path)).collect();
-    let hashes = hasher.hash_all(&paths, update)?;
-    let inputs: Vec<InputRecord> = dep_info
+    let recorded: Vec<Vec<u8>> = dep_info
         .inputs
         .iter()
+        .map(|path| dirs.record(path))
+        .collect();
+    let paths: Vec<PathBuf> = recorded
+        .iter()
+        .map(|path| dirs.resolve(path).expect("a path just recorded resolves"))
+        .collect();
+    let hashes = hasher.hash_all(&paths, update)?;
+    let inputs: Vec<InputRecord> = recorded
+        .into_iter()
         .zip(hashes)
-        .map(|(path, hash)| InputRecord {
-            path: path.as_os_str().as_bytes().to_vec(),
-            hash,
-        })
+        .map(|(path, hash)| InputRecord { path, hash })
         .collect();
     let env_deps: Vec<EnvRecord> = dep_info
         .env_deps

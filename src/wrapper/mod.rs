@@ -180,7 +180,8 @@ impl WrapperRun {
         if self.config.recache.value {
             return Ok((invocation_key, None));
         }
-        let found = keying::find_match(hasher, &invocation_key, &self.cwd, &mut self.update)?;
+        let dirs = crate::key::input_paths::InputDirs::of(invocation, &self.cwd);
+        let found = keying::find_match(hasher, &invocation_key, &dirs, &mut self.update)?;
         Ok((invocation_key, found))
     }
 

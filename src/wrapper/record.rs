@@ -15,6 +15,7 @@ use super::run::Compiled;
 use crate::depinfo;
 use crate::key::file_hash::FileStamp;
 use crate::key::hasher::Key;
+use crate::key::input_paths::InputDirs;
 use crate::rustc::Invocation;
 use crate::rustc::outputs::{OutputKind, expected_outputs};
 use crate::stats::unix_ms;
@@ -123,8 +124,9 @@ pub fn record(
         }
     }
     hasher.forget();
+    let dirs = InputDirs::of(invocation, cwd);
     let candidate =
-        keying::candidate_from_dep_info(hasher, invocation_key, &dep_info, cwd, update)?;
+        keying::candidate_from_dep_info(hasher, invocation_key, &dep_info, &dirs, update)?;
     // Checked after hashing: a change at any time since the start is caught. The reference is
     // a fresh tick of the filesystem's clock taken before the compiler started, so a file
     // written just before (a build script's OUT_DIR output) is never mistaken for one written

@@ -1,5 +1,6 @@
-//! rcache's integration tests: real cargo and real rustc building the fixture workspace in
-//! `tests/fixtures/demo_ws`, with rcache as `RUSTC_WRAPPER`.
+//! rcache's integration tests: real cargo, rustc and linker building the fixture workspaces in
+//! `tests/fixtures` (`demo_ws`, and `native_ws` for native code and a cdylib), with rcache as
+//! `RUSTC_WRAPPER`.
 //!
 //! One test binary, one module per behaviour (ripgrep style). `harness` owns everything the
 //! tests share: a fresh sandbox per test (a copy of the fixture, its own store, target dir and
@@ -10,6 +11,8 @@ mod harness;
 
 mod argfile;
 mod artifacts;
+mod cargo_test;
+mod cdylib;
 mod check;
 mod cli;
 mod clippy;
@@ -21,5 +24,8 @@ mod events_log;
 mod input_race;
 mod invalidation;
 mod key_scope;
+mod linked_outputs;
+mod linker_identity;
+mod native_link;
 mod passthrough;
 mod restored_outputs;

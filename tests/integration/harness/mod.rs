@@ -35,7 +35,8 @@ use run::read_events;
 /// The binary under test.
 pub const RCACHE: &str = env!("CARGO_BIN_EXE_rcache");
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/demo_ws");
+/// The fixture workspaces, one directory each: `demo_ws` (the default) and `native_ws`.
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 /// How old an edit must be before the next build: well above rcache's slack for racy
 /// timestamps (see [`Sandbox::write`]).
@@ -87,14 +88,20 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// A sandbox holding a copy of `demo_ws`.
     pub fn new() -> Sandbox {
+        Sandbox::with_fixture("demo_ws")
+    }
+
+    /// A sandbox holding a copy of the fixture workspace `tests/fixtures/<name>`.
+    pub fn with_fixture(name: &str) -> Sandbox {
         let dir = tempfile::Builder::new()
             .prefix("rcache-it-")
             .tempdir()
             .expect("create temp dir");
         let root = dir.path().canonicalize().expect("canonicalize temp dir");
         let ws = root.join("ws");
-        copy_tree(Path::new(FIXTURE), &ws);
+        copy_tree(&Path::new(FIXTURES).join(name), &ws);
         Sandbox {
             _dir: dir,
             store: root.join("store"),
@@ -210,9 +217,15 @@ impl Sandbox {
     /// Runs demo_bin from another target dir and returns its stdout.
     #[track_caller]
     pub fn run_bin_in(&self, target: &Path) -> String {
-        let mut cmd = Command::new(target.join("debug/demo_bin"));
-        let (status, stdout, stderr) = run_command(&mut cmd, "demo_bin");
-        assert!(status.success(), "demo_bin failed: {status}\n{stderr}");
+        self.run_program_in(target, "demo_bin")
+    }
+
+    /// Runs the binary `<target>/debug/<name>` (any fixture's) and returns its stdout.
+    #[track_caller]
+    pub fn run_program_in(&self, target: &Path, name: &str) -> String {
+        let mut cmd = Command::new(target.join("debug").join(name));
+        let (status, stdout, stderr) = run_command(&mut cmd, name);
+        assert!(status.success(), "{name} failed: {status}\n{stderr}");
         stdout
     }
 

@@ -1,0 +1,113 @@
+//! The outputs of linked crates as stored and restored: a restored executable keeps its mode
+//! (blobs are 0644, so a restore by hard link would lose the executable bits), and two
+//! invocations that produce byte-identical binaries share one blob.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::harness::{Sandbox, expected_output};
+
+/// The linked outputs of demo_ws in a target dir, with their permission bits: the bin and the
+/// proc macro's `.so` in `deps`, and the build script's executable under `build`.
+fn linked_modes(target: &Path) -> BTreeMap<String, u32> {
+    let deps = target.join("debug/deps");
+    let mut files: Vec<PathBuf> = fs::read_dir(&deps)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_string_lossy();
+            (name.starts_with("demo_bin-") && path.extension().is_none())
+                || (name.starts_with("libdemo_macro-") && name.ends_with(".so"))
+        })
+        .collect();
+    for entry in fs::read_dir(target.join("debug/build")).unwrap() {
+        let dir = entry.unwrap().path();
+        for file in fs::read_dir(&dir).unwrap() {
+            let path = file.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy();
+            if name.starts_with("build_script_build-") && path.extension().is_none() {
+                files.push(path);
+            }
+        }
+    }
+    let modes: BTreeMap<String, u32> = files
+        .iter()
+        .map(|path| {
+            let name = path.strip_prefix(target).unwrap().display().to_string();
+            let mode = fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+            (name, mode)
+        })
+        .collect();
+    assert_eq!(
+        modes.len(),
+        3,
+        "linked outputs in {}: {modes:?}",
+        target.display()
+    );
+    modes
+}
+
+#[test]
+fn restored_executables_keep_their_mode_and_run() {
+    let sb = Sandbox::new();
+    sb.cold_build();
+    let linked = linked_modes(&sb.target);
+    sb.clean();
+
+    let warm = sb.build();
+    for krate in ["demo_macro", "build_script_build", "demo_bin"] {
+        warm.assert_hit(krate);
+    }
+    let restored = linked_modes(&sb.target);
+    assert_eq!(restored, linked, "modes of restored vs linked outputs");
+    for (name, mode) in &restored {
+        assert_ne!(mode & 0o111, 0, "{name} is not executable: {mode:o}");
+    }
+    // Cargo's uplifted copy in target/debug runs.
+    assert_eq!(sb.run_bin(), expected_output(&[]));
+}
+
+/// A second entry for demo_bin: a `description` in its manifest changes
+/// `CARGO_PKG_DESCRIPTION`, which is in the invocation key, but not the binary (nothing reads
+/// it). Rewriting main.rs unchanged makes cargo recompile. The new entry's binary and
+/// dep-info are the bytes the store already has: an entry more, no blob more.
+#[test]
+fn identical_binaries_from_two_invocations_are_one_blob() {
+    let sb = Sandbox::new();
+    sb.cold_build();
+    let bin = sb.target.join("debug/demo_bin");
+    let first = fs::read(&bin).unwrap();
+    let (blobs, entries) = (sb.blobs().len(), sb.stats()["entries"].clone());
+
+    sb.edit(
+        "demo_bin/Cargo.toml",
+        "publish.workspace = true\n",
+        "publish.workspace = true\ndescription = \"the fixture binary\"\n",
+    );
+    let main_rs = fs::read_to_string(sb.path("demo_bin/src/main.rs")).unwrap();
+    sb.write("demo_bin/src/main.rs", &main_rs);
+    let second = sb.build();
+    second.assert_stored_miss("demo_bin");
+    assert!(
+        fs::read(&bin).unwrap() == first,
+        "the premise failed: the description changed demo_bin's bytes"
+    );
+    assert_eq!(
+        sb.stats()["entries"],
+        entries.as_u64().unwrap() + 1,
+        "the second compile of demo_bin is not a new entry"
+    );
+    assert_eq!(
+        sb.blobs().len(),
+        blobs,
+        "an identical binary was stored as a second blob"
+    );
+    let copies = sb
+        .blobs()
+        .iter()
+        .filter(|blob| fs::read(blob).unwrap() == first)
+        .count();
+    assert_eq!(copies, 1, "blobs holding demo_bin's bytes");
+}
