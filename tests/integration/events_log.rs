@@ -1,4 +1,4 @@
-//! The events log (`RCACHE_EVENTS`) describes each wrapper invocation as CONTRACT.md says.
+//! The events log (`RCACHE_EVENTS`) describes each wrapper invocation as README.md documents it.
 //! The per-line shape is checked on every log the harness reads; this checks the values.
 
 use crate::harness::Sandbox;
@@ -11,7 +11,7 @@ const FIXTURE_CRATES: [&str; 5] = [
     "demo_bin",
 ];
 
-/// The events log describes each invocation as CONTRACT.md says: a compiled crate's
+/// The events log describes each invocation as README.md documents it: a compiled crate's
 /// `crate_types` are its `--crate-type`s, and cargo's probes pass through as `probe`.
 #[test]
 fn events_log_names_crate_types_and_probes() {

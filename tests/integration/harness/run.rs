@@ -1,5 +1,5 @@
 //! [`Run`]: a finished command and the rcache events it logged, with assertions on each
-//! crate's outcome; parsing the events log against CONTRACT.md; comparing output files.
+//! crate's outcome; parsing the events log against the format in README.md; comparing output files.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -208,5 +208,5 @@ fn check_event_shape(e: &Value, line: &str) {
         && e["stored"].is_boolean()
         && e["duration_ms"].is_number()
         && e["cwd"].as_str().is_some_and(|c| c.starts_with('/'));
-    assert!(ok, "events line does not follow CONTRACT.md: {line}");
+    assert!(ok, "events line does not follow the events format in README.md: {line}");
 }
