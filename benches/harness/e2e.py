@@ -1,0 +1,357 @@
+#!/usr/bin/env python3
+"""End-to-end benchmark of rcache against no wrapper, sccache and kache, on real crates.
+
+    python3 benches/harness/e2e.py <workload> [--reps N] [--modes ...] [--quick] [--json OUT]
+                                              [--install-peers] [--rcache PATH] [--release]
+
+For one workload (webrender, stylo, fixture, or a path) it fetches the dependencies once, then
+runs every mode as a clean build (`cargo clean`, then `cargo build --offline --locked --timings`),
+all with CARGO_INCREMENTAL=0, LIBZ_SYS_STATIC=1 and a target dir of the workload's own:
+
+- `none`: no wrapper;
+- `<tool>-cold`: the tool with a fresh, empty cache dir;
+- `<tool>-warm`: the cache the cold run of the same repetition left.
+
+With --reps N the whole cycle runs N times, modes interleaved, so that a noisy machine drifts
+every mode alike. It prints a Markdown table of medians and writes everything to JSON.
+See benches/README.md for what each figure means. Standard library only, so CI needs nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.dont_write_bytecode = True  # keep __pycache__ out of the repo
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import measure  # noqa: E402
+import report  # noqa: E402
+import tools  # noqa: E402
+import workloads  # noqa: E402
+
+TOOL_ORDER = ("none", "rcache", "sccache", "kache")
+DEFAULT_WORK_DIR = Path.home() / ".cache" / "rcache-bench" / "work"
+RESULTS_DIR = workloads.HARNESS_DIR / "results"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("workload", nargs="?", help="webrender, stylo, fixture, or a dir with Cargo.toml")
+    p.add_argument("--path", help="build this cargo workspace dir (copied to the work dir) "
+                                  "under the workload's name")
+    p.add_argument("--reps", type=int, help="repetitions of the whole cycle "
+                                            "(default 3; 1 for stylo and --quick)")
+    p.add_argument("--modes", nargs="+", help="modes to run, space- or comma-separated: none, "
+                   "rcache-cold, rcache-warm, sccache-cold, ...; a bare tool name means both. "
+                   "Default: none, rcache and every peer found")
+    p.add_argument("--quick", action="store_true", help="CI mode: fixture, 1 rep, none and rcache "
+                   "(and peers if present); fails unless every build passed and rcache-warm hit")
+    p.add_argument("--json", type=Path, help="where to write the JSON record "
+                   "(default benches/harness/results/<workload>-<timestamp>.json)")
+    p.add_argument("--install-peers", action="store_true",
+                   help="cargo install sccache and kache into --peer-root first")
+    p.add_argument("--peer-root", type=Path, default=tools.DEFAULT_PEER_ROOT,
+                   help="scratch install root of the peers (default %(default)s)")
+    p.add_argument("--rcache", type=Path, help="rcache binary to use as is "
+                   "(default: `cargo build --release` in the repo, then its target/release/rcache)")
+    p.add_argument("--release", action="store_true", help="build the workload with --release")
+    p.add_argument("--jobs", "-j", type=int, help="cargo -j for the workload builds")
+    p.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR,
+                   help="scratch dir for target dirs, caches and logs (default %(default)s)")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a variable for every build (repeatable)")
+    p.add_argument("--show", type=Path, metavar="JSON",
+                   help="print the tables of an earlier run's JSON record, and exit")
+    p.add_argument("--top", type=int, default=10, help="slowest units to report (default 10)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.workload = args.workload or "fixture"
+        args.reps = args.reps or 1
+    if args.workload is None and args.path is None and not (args.install_peers or args.show):
+        p.error("a workload is required")
+    if args.reps is None:
+        args.reps = 1 if args.workload == "stylo" else 3
+    return args
+
+
+def select_modes(args: argparse.Namespace, peers: dict[str, Path]) -> list[str]:
+    """The modes to run, in interleaving order; exits when a requested peer is missing."""
+    if args.modes:
+        wanted = []
+        for item in args.modes:
+            for name in filter(None, item.split(",")):
+                wanted += [f"{name}-cold", f"{name}-warm"] if name in TOOL_ORDER[1:] else [name]
+    else:
+        wanted = ["none", "rcache-cold", "rcache-warm"]
+        for peer in peers:
+            wanted += [f"{peer}-cold", f"{peer}-warm"]
+    for mode in wanted:
+        tool = mode.split("-")[0]
+        if tool not in TOOL_ORDER or (mode != "none" and report.mode_class(mode) not in ("cold", "warm")):
+            sys.exit(f"e2e: unknown mode {mode!r}")
+        if tool in tools.PEERS and tool not in peers:
+            sys.exit(f"e2e: {tool} not found on PATH or in {args.peer_root}/bin "
+                     f"(use --install-peers)")
+    order = [m for t in TOOL_ORDER for m in ([t] if t == "none" else [f"{t}-cold", f"{t}-warm"])]
+    return [m for m in order if m in wanted]
+
+
+def build_rcache(explicit: Path | None) -> Path:
+    """The rcache binary: --rcache as given, or a fresh `cargo build --release` of the repo."""
+    if explicit is not None:
+        if not explicit.is_file():
+            sys.exit(f"e2e: --rcache {explicit} does not exist")
+        return explicit.resolve()
+    print("building rcache (cargo build --release) ...", flush=True)
+    proc = subprocess.run(["cargo", "build", "--release", "--bin", "rcache",
+                           "--message-format=json-render-diagnostics"],
+                          cwd=workloads.REPO_ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"e2e: rcache does not build:\n{proc.stderr[-3000:]}")
+    for line in proc.stdout.splitlines():
+        msg = json.loads(line) if line.startswith("{") else {}
+        if msg.get("reason") == "compiler-artifact" and msg.get("executable") \
+                and msg.get("target", {}).get("name") == "rcache":
+            return Path(msg["executable"])
+    sys.exit("e2e: cargo built no rcache executable")
+
+
+class Bench:
+    """One harness run: a workload, its modes and tools, and the records of every build."""
+
+    def __init__(self, args: argparse.Namespace, workload: workloads.Workload,
+                 tool_set: dict[str, tools.Tool], modes: list[str], stamp: str):
+        """Lay out the scratch dirs and the environment shared by every build."""
+        self.args, self.workload, self.tools, self.modes = args, workload, tool_set, modes
+        root = args.work_dir
+        self.target_dir = root / "target" / workload.name
+        self.cache_root = root / "caches" / workload.name
+        self.log_dir = root / "logs" / f"{workload.name}-{stamp}"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.base_env = {
+            **tools.clean_env(dict(os.environ)),
+            "CARGO_INCREMENTAL": "0",
+            "LIBZ_SYS_STATIC": "1",
+            "CARGO_TARGET_DIR": str(self.target_dir),
+            "CARGO_TERM_COLOR": "never",
+            "CARGO_TERM_PROGRESS_WHEN": "never",
+            **workload.env,
+            **dict(item.split("=", 1) for item in args.env),
+            measure.MARKER_VAR: f"{os.getpid()}-{stamp}",
+        }
+        self.runs: list[dict] = []
+
+    def cargo_build_cmd(self) -> list[str]:
+        """The timed command."""
+        cmd = ["cargo", "build", "--offline", "--locked", "--timings"]
+        if self.args.release:
+            cmd.append("--release")
+        if self.args.jobs:
+            cmd += ["-j", str(self.args.jobs)]
+        return cmd
+
+    def run_all(self) -> None:
+        """Every repetition of every mode, interleaved."""
+        for rep in range(1, self.args.reps + 1):
+            primed: set[str] = set()
+            for mode in self.modes:
+                tool = mode.split("-")[0]
+                if report.mode_class(mode) == "cold":
+                    primed.add(tool)
+                elif report.mode_class(mode) == "warm" and tool not in primed:
+                    self.run_one(rep, f"{tool}-cold", primer=True)  # fills the cache, untimed
+                    primed.add(tool)
+                self.run_one(rep, mode)
+
+    def run_one(self, rep: int, mode: str, primer: bool = False) -> dict:
+        """Clean, prepare the tool, run and measure one build, read stats and timings; record it."""
+        tool_name = mode.split("-")[0]
+        tool = self.tools[tool_name]
+        cls = report.mode_class(mode)
+        cache_dir = self.cache_root / tool_name / "cache"
+        env = {**self.base_env, **tool.env(cache_dir)}
+        stem = f"rep{rep}-{mode}" + ("-primer" if primer else "")
+        events_path = self.log_dir / f"{stem}.events.jsonl"
+        if tool_name == "rcache":
+            env["RCACHE_EVENTS"] = str(events_path)
+        record = {"rep": rep, "mode": mode, "tool": tool_name, "class": cls, "primer": primer,
+                  "started": None, "exit_code": None, "error": None,
+                  "log": str(self.log_dir / f"{stem}.log")}
+        try:
+            subprocess.run(["cargo", "clean"], cwd=self.workload.src, env=self.base_env,
+                           capture_output=True, check=False)
+            shutil.rmtree(self.target_dir, ignore_errors=True)
+            if cls == "cold":
+                tool.reset(env, cache_dir)
+            cache_dir.parent.mkdir(parents=True, exist_ok=True)
+            tool.start(env, warm=(cls == "warm"))
+            started = record["started"] = time.time()
+            result = measure.run_build(self.cargo_build_cmd(), self.workload.src, env,
+                                       Path(record["log"]))
+            record.update(exit_code=result.exit_code, wall_s=result.wall_s, user_s=result.user_s,
+                          sys_s=result.sys_s, daemon_user_s=result.daemon_user_s,
+                          daemon_sys_s=result.daemon_sys_s, foreign_cpu_s=result.foreign_cpu_s)
+            record["stats"] = tool.stats(env)
+            record["stats_summary"] = tool.summarize(record["stats"], env, started)
+        except Exception as exc:  # a tool that fails to start is a failed mode, not a crash
+            record["error"] = f"{type(exc).__name__}: {exc}"
+        finally:
+            tool.stop(env)
+        self._add_units(record, tool_name == "rcache", events_path)
+        self.runs.append(record)
+        self._print_progress(record)
+        return record
+
+    def _add_units(self, record: dict, is_rcache: bool, events_path: Path) -> None:
+        """Attach the timings report's slowest units (and rcache's events) to a record."""
+        units = measure.units_from_timings(measure.find_timings(self.target_dir))
+        events = measure.read_events(events_path) if is_rcache else None
+        record["units"] = len(units)
+        per_kind: dict[str, float] = {}
+        for u in units:
+            per_kind[u["kind"]] = per_kind.get(u["kind"], 0.0) + (u["duration_s"] or 0.0)
+        record["unit_seconds_by_kind"] = {k: round(v, 2) for k, v in per_kind.items()}
+        record["slowest_units"] = measure.slowest_units(units, events, self.args.top,
+                                                        record["started"])
+        if events is not None:
+            record["event_outcomes"] = measure.outcome_counts(events)
+            record["slowest_events"] = measure.slowest_events(events, self.args.top)
+
+    def _print_progress(self, r: dict) -> None:
+        """One line per build on the console."""
+        label = f"[rep {r['rep']}/{self.args.reps}] {r['mode']:<13}"
+        label += " (primer)" if r["primer"] else ""
+        if r["exit_code"] is None:
+            print(f"{label} FAILED: {r['error']}", flush=True)
+            return
+        s = r.get("stats_summary") or {}
+        hits = f"  hits {s.get('hits')}/{s.get('hits', 0) + s.get('misses', 0)}" if s else ""
+        print(f"{label} {r['wall_s']:7.2f} s wall  user {r['user_s']:7.2f} s  sys {r['sys_s']:6.2f} s"
+              f"{hits}  exit {r['exit_code']}", flush=True)
+        if r["exit_code"] != 0:
+            tail = Path(r["log"]).read_text(errors="replace").splitlines()[-15:]
+            print("\n".join("    " + line for line in tail), flush=True)
+
+
+def quick_failures(runs: list[dict], json_path: Path) -> list[str]:
+    """Why a --quick run fails: a build that did not pass, no JSON, or no rcache-warm hits."""
+    failures = [f"{r['mode']} rep {r['rep']}: exit {r['exit_code']} {r['error'] or ''}".strip()
+                for r in runs if r["exit_code"] != 0]
+    if not json_path.is_file():
+        failures.append(f"JSON not written to {json_path}")
+    warm = [r for r in runs if r["mode"] == "rcache-warm" and not r["primer"]]
+    if not warm:
+        failures.append("rcache-warm did not run")
+    for r in warm:
+        hits = (r.get("stats_summary") or {}).get("hits") or 0
+        if hits <= 0:
+            failures.append(f"rcache-warm rep {r['rep']}: no hits in `rcache stats --json`")
+    return failures
+
+
+def repo_state() -> dict:
+    """The repo's commit and whether the work tree differs from it: which rcache was measured."""
+    def git(*argv: str) -> str:
+        """Run git in the repo; empty output when git or the repo is missing."""
+        proc = subprocess.run(["git", *argv], cwd=workloads.REPO_ROOT, capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    return {"commit": git("rev-parse", "HEAD") or None,
+            "dirty": bool(git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"))}
+
+
+def print_tables(runs: list[dict], modes: list[str], top: int) -> None:
+    """The summary table, then the slowest units of the last repetition of each warm mode."""
+    print()
+    print(report.table(report.summarize(runs, modes)))
+    for mode in modes:
+        last = [r for r in runs if r["mode"] == mode and not r["primer"] and r.get("slowest_units")]
+        if report.mode_class(mode) == "warm" and last and top > 0:
+            print(f"\nslowest {top} units of {mode} (rep {last[-1]['rep']}):")
+            print(report.slowest_table(last[-1], top))
+
+
+def main(argv: list[str]) -> int:
+    """Run the harness; the exit code says whether every build passed (and, with --quick, hit)."""
+    args = parse_args(argv)
+    if args.show:
+        record = json.loads(args.show.read_text())
+        print(f"{record['workload']['name']}, {record['date']}, {record['machine']['cores']} cores, "
+              f"{record['machine']['memory_gib']} GiB, reps {record['settings']['reps']}")
+        print_tables(record["runs"], record["settings"]["modes"], args.top)
+        return 0
+    if args.install_peers:
+        failed = tools.install_peers(args.peer_root)
+        if failed:
+            print(f"e2e: could not install {', '.join(failed)}", file=sys.stderr)
+        if args.workload is None and args.path is None:
+            return 1 if failed else 0
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    try:
+        workload = workloads.resolve(args.workload, args.path, args.work_dir)
+    except workloads.WorkloadError as exc:
+        print(f"e2e: {exc}", file=sys.stderr)
+        return 2
+    peers = {p: b for p in tools.PEERS if (b := tools.find_peer(p, args.peer_root))}
+    modes = select_modes(args, peers)
+    tool_set: dict[str, tools.Tool] = {"none": tools.Tool()}
+    if any(m.startswith("rcache") for m in modes):
+        # A private copy: the repo's binary may be rebuilt while a long run is going on.
+        snapshot = args.work_dir / "bin" / workload.name / "rcache"
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(build_rcache(args.rcache), snapshot)
+        tool_set["rcache"] = tools.Rcache(snapshot)
+    for name, binary in peers.items():
+        tool_set[name] = tools.TOOLS[name](binary)
+    if "sccache" in tool_set:
+        tool_set["sccache"].port = tools.sccache_port(workload.name)
+
+    bench = Bench(args, workload, tool_set, modes, stamp)
+    print(f"workload {workload.name} ({workload.src}), modes {' '.join(modes)}, reps {args.reps}",
+          flush=True)
+    fetch_start = time.monotonic()
+    workloads.fetch(workload, bench.base_env)
+    print(f"fetched dependencies in {time.monotonic() - fetch_start:.1f} s (not timed)", flush=True)
+
+    bench.run_all()
+    rows = report.summarize(bench.runs, modes)
+    json_path = args.json or RESULTS_DIR / f"{workload.name}-{stamp}.json"
+    record = {
+        "harness": "benches/harness/e2e.py", "format": 1, "date": stamp,
+        "workload": {"name": workload.name, "origin": str(workload.origin)},
+        "machine": report.machine_info(),
+        "settings": {"reps": args.reps, "modes": modes, "profile": "release" if args.release else "dev",
+                     "jobs": args.jobs, "command": bench.cargo_build_cmd(),
+                     "env": {k: bench.base_env[k] for k in
+                             ("CARGO_INCREMENTAL", "LIBZ_SYS_STATIC", *workload.env,
+                              *(item.split("=", 1)[0] for item in args.env))},
+                     "rustflags": os.environ.get("RUSTFLAGS")},
+        "tools": {name: {"path": str(t.binary) if t.binary else None, "version": t.version()}
+                  for name, t in tool_set.items()},
+        "repo": repo_state(),
+        "summary": rows,
+        "runs": bench.runs,
+    }
+    report.write_json(json_path, record)
+    print_tables(bench.runs, modes, args.top)
+    print(f"\nJSON: {json_path}\nlogs: {bench.log_dir}")
+
+    failures = quick_failures(bench.runs, json_path) if args.quick else \
+        [f"{r['mode']} rep {r['rep']} failed" for r in bench.runs if r["exit_code"] != 0]
+    for failure in failures:
+        print(f"e2e: FAIL: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

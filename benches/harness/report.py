@@ -1,0 +1,128 @@
+"""Summaries of a harness run: the per-mode table, the slowest units, and the JSON record.
+
+The table is Markdown, so it can be pasted into benches/README.md as it is printed.
+- wall, user, sys: medians over the repetitions (user and sys include a peer daemon's CPU);
+- x none: median wall / median wall of `none`;
+- x best peer: median wall / the best (lowest) median wall of a peer in the same class, cold
+  against cold and warm against warm, naming that peer;
+- hit rate: hits / (hits + misses) from the tool's own stats, median over the repetitions;
+- others: the CPU the rest of the machine used during the build, in cores (other users' load,
+  i.e. noise), median over the repetitions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+from pathlib import Path
+
+from tools import PEERS
+
+
+def mode_class(mode: str) -> str:
+    """`cold`, `warm`, or `none`."""
+    return mode.rsplit("-", 1)[1] if "-" in mode else "none"
+
+
+def machine_info() -> dict:
+    """Cores, memory, CPU model and kernel of this machine, and the Rust toolchain."""
+    mem_kib = 0
+    model = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    rustc = subprocess.run(["rustc", "-vV"], capture_output=True, text=True).stdout.strip()
+    return {"cores": os.cpu_count(), "memory_gib": round(mem_kib / 1024 / 1024, 1),
+            "cpu": model, "kernel": platform.release(), "rustc": rustc}
+
+
+def _median(values: list) -> float | None:
+    """Median of the values that are not None, or None."""
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summarize(runs: list[dict], modes: list[str]) -> list[dict]:
+    """One row per mode with the medians and ratios described in the module docstring."""
+    rows = []
+    for mode in modes:
+        timed = [r for r in runs if r["mode"] == mode and not r["primer"]]
+        ok = [r for r in timed if r["exit_code"] == 0]
+        rows.append({
+            "mode": mode,
+            "reps": len(timed),
+            "ok": len(ok),
+            "wall_s": _median([r["wall_s"] for r in ok]),
+            "user_s": _median([r["user_s"] for r in ok]),
+            "sys_s": _median([r["sys_s"] for r in ok]),
+            "hit_rate": _median([(r.get("stats_summary") or {}).get("hit_rate") for r in ok]),
+            "others_cores": _median([r["foreign_cpu_s"] / r["wall_s"] for r in ok
+                                     if r.get("foreign_cpu_s") is not None and r["wall_s"]]),
+        })
+    by_mode = {row["mode"]: row for row in rows}
+    base = (by_mode.get("none") or {}).get("wall_s")
+    best: dict[str, tuple[float, str]] = {}
+    for row in rows:
+        tool = row["mode"].split("-")[0]
+        if tool in PEERS and row["wall_s"] is not None:
+            cls = mode_class(row["mode"])
+            if cls not in best or row["wall_s"] < best[cls][0]:
+                best[cls] = (row["wall_s"], row["mode"])
+    for row in rows:
+        wall = row["wall_s"]
+        row["ratio_none"] = wall / base if wall is not None and base else None
+        peer = best.get(mode_class(row["mode"]))
+        row["best_peer"] = peer[1] if peer and row["mode"] != "none" else None
+        row["ratio_best_peer"] = wall / peer[0] if peer and wall is not None and row["best_peer"] else None
+    return rows
+
+
+def _fmt(value: float | None, fmt: str, unit: str = "") -> str:
+    """Format a number, or an empty cell for None."""
+    return "" if value is None else f"{value:{fmt}}{unit}"
+
+
+def table(rows: list[dict]) -> str:
+    """The summary as a Markdown table."""
+    lines = ["| mode | wall | user | sys | x none | x best peer | hit rate | others | ok/reps |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        peer = ""
+        if r["ratio_best_peer"] is not None:
+            peer = f"{r['ratio_best_peer']:.2f} ({r['best_peer']})"
+        hit = _fmt(r["hit_rate"] * 100 if r["hit_rate"] is not None else None, ".1f", " %")
+        lines.append(f"| {r['mode']} | {_fmt(r['wall_s'], '.2f', ' s')} | "
+                     f"{_fmt(r['user_s'], '.2f', ' s')} | {_fmt(r['sys_s'], '.2f', ' s')} | "
+                     f"{_fmt(r['ratio_none'], '.2f')} | {peer} | {hit} | "
+                     f"{_fmt(r['others_cores'], '.2f')} | {r['ok']}/{r['reps']} |")
+    return "\n".join(lines)
+
+
+def slowest_table(run: dict, top: int = 10) -> str:
+    """The slowest units of one build, as a Markdown table (with rcache's outcome if known)."""
+    has_events = any("outcome" in u for u in run["slowest_units"])
+    head = "| unit | kind | duration |" + (" rcache outcome | reason | wrapper |" if has_events else "")
+    lines = [head, "|---|---|---:|" + ("---|---|---:|" if has_events else "")]
+    for u in run["slowest_units"][:top]:
+        line = f"| {u['name']} {u['version']} | {u['kind']} | {_fmt(u['duration_s'], '.2f', ' s')} |"
+        if has_events:
+            line += (f" {u.get('outcome') or '?'} | {u.get('reason') or ''} |"
+                     f" {_fmt(u.get('wrapper_ms'), '.1f', ' ms')} |")
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def write_json(path: Path, record: dict) -> None:
+    """Write the run's record, creating the results dir if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
