@@ -208,5 +208,8 @@ fn check_event_shape(e: &Value, line: &str) {
         && e["stored"].is_boolean()
         && e["duration_ms"].is_number()
         && e["cwd"].as_str().is_some_and(|c| c.starts_with('/'));
-    assert!(ok, "events line does not follow the events format in README.md: {line}");
+    assert!(
+        ok,
+        "events line does not follow the events format in README.md: {line}"
+    );
 }
