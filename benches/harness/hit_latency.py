@@ -79,8 +79,11 @@ def capture(crate: str) -> dict:
     launcher.write_text(f"#!/bin/sh\nexec {sys.executable} {__file__} --record \"$@\"\n")
     launcher.chmod(0o755)
     env["RUSTC_WRAPPER"] = str(launcher)
+    # The fixture's demo_lib reads DEMO_GREETING with env!; only the wanted crate is built.
+    env.setdefault("DEMO_GREETING", "hello")
     subprocess.run(["cargo", "clean", "-q"], cwd=source, env=env, check=True)
-    subprocess.run(["cargo", "build", "-q"], cwd=source, env=env, check=True)
+    subprocess.run(["cargo", "build", "-q", "-p", name.replace("_", "-") if crate == "syn" else name],
+                   cwd=source, env=env, check=True)
     return json.loads(record.read_text())
 
 
