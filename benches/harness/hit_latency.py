@@ -82,8 +82,7 @@ def capture(crate: str) -> dict:
     # The fixture's demo_lib reads DEMO_GREETING with env!; only the wanted crate is built.
     env.setdefault("DEMO_GREETING", "hello")
     subprocess.run(["cargo", "clean", "-q"], cwd=source, env=env, check=True)
-    subprocess.run(["cargo", "build", "-q", "-p", name.replace("_", "-") if crate == "syn" else name],
-                   cwd=source, env=env, check=True)
+    subprocess.run(["cargo", "build", "-q", "-p", name], cwd=source, env=env, check=True)
     return json.loads(record.read_text())
 
 
