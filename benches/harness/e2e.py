@@ -24,6 +24,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -259,6 +260,11 @@ def quick_failures(runs: list[dict], json_path: Path) -> list[str]:
     return failures
 
 
+def _raise_interrupt(signum: int, frame) -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so that it unwinds like Ctrl-C."""
+    raise KeyboardInterrupt
+
+
 def repo_state() -> dict:
     """The repo's commit and whether the work tree differs from it: which rcache was measured."""
     def git(*argv: str) -> str:
@@ -323,7 +329,15 @@ def main(argv: list[str]) -> int:
     workloads.fetch(workload, bench.base_env)
     print(f"fetched dependencies in {time.monotonic() - fetch_start:.1f} s (not timed)", flush=True)
 
-    bench.run_all()
+    # SIGTERM unwinds like Ctrl-C: the build is killed, daemons stopped, what ran is written.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    interrupted = False
+    try:
+        bench.run_all()
+    except KeyboardInterrupt:
+        interrupted = True
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not lose the record
+        print("e2e: interrupted; writing what ran", file=sys.stderr)
     rows = report.summarize(bench.runs, modes)
     json_path = args.json or RESULTS_DIR / f"{workload.name}-{stamp}.json"
     record = {
@@ -339,6 +353,7 @@ def main(argv: list[str]) -> int:
         "tools": {name: {"path": str(t.binary) if t.binary else None, "version": t.version()}
                   for name, t in tool_set.items()},
         "repo": repo_state(),
+        "interrupted": interrupted,
         "summary": rows,
         "runs": bench.runs,
     }
@@ -348,6 +363,8 @@ def main(argv: list[str]) -> int:
 
     failures = quick_failures(bench.runs, json_path) if args.quick else \
         [f"{r['mode']} rep {r['rep']} failed" for r in bench.runs if r["exit_code"] != 0]
+    if interrupted:
+        failures.append("interrupted before every build ran")
     for failure in failures:
         print(f"e2e: FAIL: {failure}", file=sys.stderr)
     return 1 if failures else 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -85,8 +86,13 @@ def run_build(cmd: list[str], cwd: Path, env: dict[str, str], log: Path) -> Buil
     with open(log, "wb") as out:
         start = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:  # interrupted: take the whole build down with us
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+            raise
         wall = time.monotonic() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     busy_after = _busy_cpu()

@@ -12,6 +12,8 @@ cargo writes a `Cargo.lock` beside a manifest that has none, and the harness mus
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 import shutil
 import subprocess
@@ -65,12 +67,39 @@ def _copy_tree(src: Path, dest: Path) -> None:
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns("target", ".git"), symlinks=True)
 
 
+_locks = []  # open lock files, held until the process exits
+
+
+def lock(work_dir: Path, name: str) -> None:
+    """Own the workload's copy, target dir and caches under work_dir for this run.
+
+    Two runs on one workload would delete each other's target dir in the middle of a build. The
+    lock (flock) goes away with the process, however it ends.
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(work_dir / f"{name}.lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        raise WorkloadError(f"another run (pid {handle.read().strip() or '?'}) is using {work_dir} "
+                            f"for {name}; wait for it to end, or pass another --work-dir") from None
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    _locks.append(handle)
+
+
 def resolve(name: str | None, path: str | None, work_dir: Path) -> Workload:
-    """Turn the command line's workload name and optional --path into a ready Workload."""
+    """Turn the command line's workload name and optional --path into a ready Workload.
+
+    Takes the workload's lock in work_dir first (see `lock`).
+    """
     if path is None and name in NAMED:
         src = NAMED[name]
         if not (src / "Cargo.lock").is_file():
             raise WorkloadError(f"{src}/Cargo.lock is missing: run `cargo generate-lockfile` there")
+        lock(work_dir, name)
         return Workload(name, src, src, committed_lock=True)
     if path is not None:
         origin = Path(path).resolve()
@@ -89,6 +118,7 @@ def resolve(name: str | None, path: str | None, work_dir: Path) -> Workload:
         raise WorkloadError(f"unknown workload {name!r}: use webrender, stylo, fixture or a path")
     if not (origin / "Cargo.toml").is_file():
         raise WorkloadError(f"{origin} has no Cargo.toml")
+    lock(work_dir, name)
     dest = work_dir / "src" / name
     _copy_tree(origin, dest)
     return Workload(name, dest, origin, committed_lock=False, env=dict(WORKLOAD_ENV.get(name, {})))
