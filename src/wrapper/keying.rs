@@ -167,11 +167,15 @@ pub fn compiler_identity(
     compiler_path: &Path,
     update: &mut StateUpdate,
 ) -> Result<CompilerIdentity, KeyError> {
-    let memoized_path = match compiler::memo_key(compiler_path) {
-        Some(_) => compiler_path.to_path_buf(),
-        None => compiler::resolve_proxy(compiler_path)?,
+    // A rustup proxy's stat data does not pin a toolchain: memoize its real rustc instead.
+    let (memoized_path, memo_key) = match compiler::memo_key(compiler_path) {
+        Some(key) => (compiler_path.to_path_buf(), Some(key)),
+        None => {
+            let real = compiler::resolve_proxy(compiler_path)?;
+            let key = compiler::memo_key(&real);
+            (real, key)
+        }
     };
-    let memo_key = compiler::memo_key(&memoized_path);
     if let Some(memo_key) = &memo_key {
         let rtxn = store.state.read_txn()?;
         let memoized = store.state.compiler(&rtxn, memo_key)?;
