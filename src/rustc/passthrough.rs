@@ -1,0 +1,100 @@
+//! Why an invocation is not cached: one [`Passthrough`] variant per reason, whose `Display` form is
+//! the snake_case name counted in `rcache stats` and written to the events log.
+
+/// Why an invocation is not cached. The `Display` form is the snake_case name counted in stats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Passthrough {
+    /// `-vV`, `--version`, `--print ...` with no input, `--help`, `--explain`.
+    Probe,
+    /// `RCACHE_DISABLE`.
+    Disabled,
+    NoInput,
+    StdinInput,
+    MultipleInputs,
+    NonUtf8Argument,
+    BadArgfile,
+    UnknownArgument(String),
+    MissingValue(String),
+    NoCrateName,
+    NoCrateType,
+    NoOutDir,
+    /// A crate type this version does not cache (`bin`, `proc-macro`, ...).
+    CrateType(String),
+    Incremental,
+    /// `-o`: outputs named by the caller.
+    OutputFile,
+    /// `--emit=kind=path`.
+    EmitPath,
+    /// An emit kind other than dep-info, metadata and link.
+    EmitKind(String),
+    SaveTemps,
+    SplitDebuginfo,
+    Profile,
+    /// `--print` together with a compile.
+    PrintRequest,
+    CustomSysroot,
+    /// A `-l static=` library that is bundled but not found on the `-L` paths.
+    StaticLibNotFound(String),
+    /// A staticlib with dependencies: it bundles their rlibs and those of their dependencies,
+    /// which no argument names.
+    StaticlibDependencies,
+    /// A linked crate type for a target whose file names are not derived here (not Linux).
+    TargetNaming,
+    /// The linker (`cc` on PATH, or `-C linker`) could not be found.
+    LinkerNotFound,
+    /// The linker rejected `--dependency-file`, so its inputs cannot be named.
+    LinkerDependencyFile,
+    /// `RUSTC_WORKSPACE_WRAPPER` that is not clippy-driver.
+    UnknownWorkspaceWrapper,
+}
+
+impl std::fmt::Display for Passthrough {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Passthrough::Probe => "probe",
+            Passthrough::Disabled => "disabled",
+            Passthrough::NoInput => "no_input",
+            Passthrough::StdinInput => "stdin_input",
+            Passthrough::MultipleInputs => "multiple_inputs",
+            Passthrough::NonUtf8Argument => "non_utf8_argument",
+            Passthrough::BadArgfile => "bad_argfile",
+            Passthrough::UnknownArgument(_) => "unknown_argument",
+            Passthrough::MissingValue(_) => "missing_value",
+            Passthrough::NoCrateName => "no_crate_name",
+            Passthrough::NoCrateType => "no_crate_type",
+            Passthrough::NoOutDir => "no_out_dir",
+            Passthrough::CrateType(kind) => {
+                return write!(f, "crate_type_{}", kind.replace('-', "_"));
+            }
+            Passthrough::Incremental => "incremental",
+            Passthrough::OutputFile => "output_file",
+            Passthrough::EmitPath => "emit_path",
+            Passthrough::EmitKind(_) => "emit_kind",
+            Passthrough::SaveTemps => "save_temps",
+            Passthrough::SplitDebuginfo => "split_debuginfo",
+            Passthrough::Profile => "profile_guided",
+            Passthrough::PrintRequest => "print_request",
+            Passthrough::CustomSysroot => "custom_sysroot",
+            Passthrough::StaticLibNotFound(_) => "static_lib_not_found",
+            Passthrough::StaticlibDependencies => "staticlib_dependencies",
+            Passthrough::TargetNaming => "target_naming",
+            Passthrough::LinkerNotFound => "linker_not_found",
+            Passthrough::LinkerDependencyFile => "linker_dependency_file_unsupported",
+            Passthrough::UnknownWorkspaceWrapper => "unknown_workspace_wrapper",
+        };
+        f.write_str(name)
+    }
+}
+
+impl Passthrough {
+    /// The detail behind the reason, for the debug log.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Passthrough::UnknownArgument(arg)
+            | Passthrough::MissingValue(arg)
+            | Passthrough::EmitKind(arg)
+            | Passthrough::StaticLibNotFound(arg) => Some(arg),
+            _ => None,
+        }
+    }
+}
