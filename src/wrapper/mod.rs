@@ -199,31 +199,17 @@ impl WrapperRun {
         let mut args = self.rustc_args.clone();
         // Cargo always asks for dep-info; when a caller did not, ask for it at a temp path so
         // that what the caller sees is unchanged.
-        let own_dep_info = (!invocation.emits("dep-info")).then(|| {
-            store.layout.tmp_dir().join(format!(
-                "dep-info-{}-{}.d",
-                std::process::id(),
-                stats::unix_ms(SystemTime::now())
-            ))
-        });
-        if let Some(path) = &own_dep_info {
-            let mut arg = OsString::from("--emit=dep-info=");
-            arg.push(path);
-            args.push(arg);
-        }
+        let own_dep_info = (!invocation.emits("dep-info"))
+            .then(|| add_temp_output_arg(store, "dep-info", "--emit=dep-info=", &mut args));
         // A crate that links: the linker lists every file it reads (DESIGN.md §6).
         let linker_dep_info = invocation.runs_linker().then(|| {
-            store.layout.tmp_dir().join(format!(
-                "link-deps-{}-{}.d",
-                std::process::id(),
-                stats::unix_ms(SystemTime::now())
-            ))
+            add_temp_output_arg(
+                store,
+                "link-deps",
+                "-Clink-arg=-Wl,--dependency-file=",
+                &mut args,
+            )
         });
-        if let Some(path) = &linker_dep_info {
-            let mut arg = OsString::from("-Clink-arg=-Wl,--dependency-file=");
-            arg.push(path);
-            args.push(arg);
-        }
         let dropped = own_dep_info.clone();
         let drop_line = move |line: &[u8]| match (&dropped, restore::artifact(line)) {
             (Some(own), Some((path, emit))) => emit == "dep-info" && Path::new(&path) == own,
@@ -366,6 +352,20 @@ impl WrapperRun {
         );
         1
     }
+}
+
+/// Appends `flag<path>` to `args` for a file rustc or the linker writes on rcache's behalf, at a
+/// per-process temp path in the store, and returns the path.
+fn add_temp_output_arg(store: &Store, stem: &str, flag: &str, args: &mut Vec<OsString>) -> PathBuf {
+    let path = store.layout.tmp_dir().join(format!(
+        "{stem}-{}-{}.d",
+        std::process::id(),
+        stats::unix_ms(SystemTime::now())
+    ));
+    let mut arg = OsString::from(flag);
+    arg.push(&path);
+    args.push(arg);
+    path
 }
 
 /// The `--crate-type` values of an argv that was not parsed into an invocation.
