@@ -21,6 +21,7 @@ mod concurrency;
 mod corruption;
 mod diagnostics;
 mod events_log;
+mod faults;
 mod input_race;
 mod invalidation;
 mod key_scope;

@@ -369,6 +369,18 @@ impl CargoCmd {
         self
     }
 
+    /// Starts the command in the background, its output discarded, for a test that stops it
+    /// midway (see `faults.rs`).
+    pub fn spawn(mut self) -> std::process::Child {
+        self.cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        self.cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", self.what))
+    }
+
     /// Runs the command, whatever its outcome.
     pub fn run(mut self) -> Run {
         let (status, stdout, stderr) = run_command(&mut self.cmd, &self.what);
