@@ -108,39 +108,51 @@ impl FileStamp {
 
 const NANOS_PER_SECOND: i128 = 1_000_000_000;
 
-/// The longest [`filesystem_tick`] waits for the filesystem clock to move.
+/// The longest [`filesystem_tick`] waits for the clock to move.
 const TICK_WAIT_LIMIT: Duration = Duration::from_millis(30);
 
-/// The start of a fresh tick of the filesystem's clock, as a file timestamp, read in `dir`.
+/// The start of a fresh tick of the clock files are stamped from, in nanoseconds.
 ///
 /// The kernel stamps files from a coarse clock (a tick of 1-10 ms), so two writes in one tick
-/// carry the same timestamp and cannot be ordered. This writes a file until its mtime moves to
-/// a new tick and returns that tick. A compile started after this call reads every file written
-/// before it; a file written after it has a timestamp at or after the one returned. Waiting is
-/// bounded: if the clock does not move in time (a whole-second filesystem), the last reading is
-/// returned, which only makes the caller more cautious.
-pub fn filesystem_tick(dir: &Path) -> io::Result<i128> {
-    use std::io::{Seek, SeekFrom, Write};
-    let path = dir.join(format!("clock-{}", std::process::id()));
-    let mut file = File::create(&path)?;
-    let result = (|| {
-        let mut stamp = || -> io::Result<i128> {
-            file.seek(SeekFrom::Start(0))?;
-            file.write_all(b"t")?;
-            Ok(FileStamp::of(&file.metadata()?).mtime_ns)
-        };
-        let first = stamp()?;
-        let deadline = std::time::Instant::now() + TICK_WAIT_LIMIT;
-        loop {
-            let now = stamp()?;
-            if now != first || std::time::Instant::now() >= deadline {
-                return Ok(now);
-            }
-            std::thread::sleep(Duration::from_micros(250));
+/// carry the same timestamp and cannot be ordered. This waits (bounded) for that clock to move
+/// to a new tick and returns it. A compile started after this call reads every file written
+/// before it; a file written after it has a timestamp at or after the one returned, on every
+/// filesystem: on Linux the clock read is `CLOCK_REALTIME_COARSE`, the one non-multigrain
+/// filesystems stamp from, and multigrain timestamps (Linux 6.13+) are never below it. Reading a
+/// file's timestamp instead would not do: on a multigrain filesystem it can be fine-grained, above
+/// the coarse stamps another filesystem gives a later write. If the clock does not move in time,
+/// the last reading is returned, which only makes the caller more cautious.
+pub fn filesystem_tick() -> i128 {
+    let first = coarse_now_ns();
+    let deadline = std::time::Instant::now() + TICK_WAIT_LIMIT;
+    loop {
+        let now = coarse_now_ns();
+        if now != first || std::time::Instant::now() >= deadline {
+            return now;
         }
-    })();
-    let _ = std::fs::remove_file(&path);
-    result
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn coarse_now_ns() -> i128 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer; the coarse realtime
+    // clock exists on every Linux since 2.6.32.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut now) };
+    if status != 0 {
+        return unix_ns(SystemTime::now() - TICK_WAIT_LIMIT);
+    }
+    now.tv_sec as i128 * NANOS_PER_SECOND + now.tv_nsec as i128
+}
+
+/// Elsewhere there is no coarse clock to read: the wall clock minus a margin larger than a tick.
+#[cfg(not(target_os = "linux"))]
+fn coarse_now_ns() -> i128 {
+    unix_ns(SystemTime::now() - TICK_WAIT_LIMIT)
 }
 
 /// Nanoseconds since the epoch (negative before it).
@@ -280,7 +292,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let earlier = dir.path().join("earlier");
         std::fs::write(&earlier, b"x").unwrap();
-        let reference = filesystem_tick(dir.path()).unwrap();
+        let reference = filesystem_tick();
         let before = FileStamp::of(&std::fs::metadata(&earlier).unwrap());
         assert!(
             !before.changed_since_ns(reference),

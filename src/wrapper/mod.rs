@@ -225,7 +225,7 @@ impl WrapperRun {
         if let Err(err) = store.state.apply(&memos) {
             tracing::debug!("could not record memos: {err}");
         }
-        let started_fs_ns = crate::key::file_hash::filesystem_tick(&store.layout.tmp_dir()).ok();
+        let started_fs_ns = crate::key::file_hash::filesystem_tick();
         let compiled = match run::compile(&self.chain, &args, drop_line) {
             Ok(compiled) => compiled,
             Err(err) => {
@@ -256,7 +256,7 @@ impl WrapperRun {
             Outcome::Miss {
                 not_stored: Some("compile_failed".into()),
             }
-        } else if let Some(started_fs_ns) = started_fs_ns {
+        } else {
             let dep_info_path = own_dep_info
                 .clone()
                 .unwrap_or_else(|| out_dir.join(dep_info_name(invocation)));
@@ -280,11 +280,6 @@ impl WrapperRun {
                         reason: err.reason(),
                     }
                 }
-            }
-        } else {
-            // The store's tmp dir is not writable: nothing could be stored anyway.
-            Outcome::Error {
-                reason: "read_only_store".into(),
             }
         };
         for path in own_dep_info.iter().chain(&linker_dep_info) {

@@ -66,7 +66,8 @@ pub struct Finished<'a> {
     pub dep_info_path: &'a Path,
     /// The linker's `--dependency-file`, for crates that link.
     pub linker_dep_info_path: Option<&'a Path>,
-    /// The filesystem's clock just before the compiler started ([`crate::key::file_hash::filesystem_tick`]).
+    /// A fresh tick of the clock files are stamped from, read just before the compiler started
+    /// ([`crate::key::file_hash::filesystem_tick`]).
     pub started_fs_ns: i128,
 }
 
@@ -128,7 +129,7 @@ pub fn record(
     let candidate =
         keying::candidate_from_dep_info(hasher, invocation_key, &dep_info, &dirs, update)?;
     // Checked after hashing: a change at any time since the start is caught. The reference is
-    // a fresh tick of the filesystem's clock taken before the compiler started, so a file
+    // a fresh tick of the clock files are stamped from, taken before the compiler started, so a file
     // written just before (a build script's OUT_DIR output) is never mistaken for one written
     // during the compile.
     for input in &dep_info.inputs {
