@@ -303,6 +303,11 @@ pub fn classify(raw_args: &[OsString]) -> Result<Invocation, Passthrough> {
                     "profile-use" | "profile-generate" | "profile-sample-use" => {
                         return Err(Passthrough::Profile);
                     }
+                    "link-arg" | "link-args"
+                        if setting.as_deref().is_some_and(names_response_file) =>
+                    {
+                        return Err(Passthrough::LinkerResponseFile);
+                    }
                     _ => {}
                 }
                 key_args.extend(["-C".to_string(), value]);
@@ -394,6 +399,14 @@ pub fn classify(raw_args: &[OsString]) -> Result<Invocation, Passthrough> {
         test_harness,
         key_args,
     })
+}
+
+/// True if a `-C link-arg(s)` value hands the linker driver an `@file` (directly, or through
+/// `-Wl,@file` / `-Xlinker @file`).
+fn names_response_file(value: &str) -> bool {
+    value
+        .split([' ', ','])
+        .any(|word| word.starts_with('@') && word.len() > 1)
 }
 
 /// The static archives an rlib bundles: `-l static=name` (unless `-bundle`), found on the `-L`
@@ -512,6 +525,12 @@ mod tests {
             ("--emit=llvm-ir", "emit_kind"),
             ("-C save-temps", "save_temps"),
             ("--frobnicate", "unknown_argument"),
+            ("-C link-arg=@/tmp/args", "linker_response_file"),
+            ("-C link-arg=-Wl,@/tmp/args", "linker_response_file"),
+            (
+                "-C link-arg=-Xlinker -C link-arg=@/tmp/args",
+                "linker_response_file",
+            ),
         ];
         for (extra, reason) in cases {
             let line = format!("{CARGO_LIB} {extra}");

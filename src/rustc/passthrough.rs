@@ -44,6 +44,9 @@ pub enum Passthrough {
     LinkerNotFound,
     /// The linker rejected `--dependency-file`, so its inputs cannot be named.
     LinkerDependencyFile,
+    /// A linker response file (`@file` in `-C link-arg`): the driver reads it, the linker's
+    /// dependency file does not list it, and only its path would be keyed.
+    LinkerResponseFile,
     /// `RUSTC_WORKSPACE_WRAPPER` that is not clippy-driver.
     UnknownWorkspaceWrapper,
 }
@@ -80,6 +83,7 @@ impl std::fmt::Display for Passthrough {
             Passthrough::TargetNaming => "target_naming",
             Passthrough::LinkerNotFound => "linker_not_found",
             Passthrough::LinkerDependencyFile => "linker_dependency_file_unsupported",
+            Passthrough::LinkerResponseFile => "linker_response_file",
             Passthrough::UnknownWorkspaceWrapper => "unknown_workspace_wrapper",
         };
         f.write_str(name)
