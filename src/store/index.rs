@@ -4,8 +4,6 @@
 //! which only costs a miss (FACTS §1). Only misses write here, in one transaction
 //! ([`Index::commit_compile`]); hits only read.
 
-use std::path::Path;
-
 use heed::{EnvFlags, RoTxn, RwTxn, WithoutTls};
 
 use super::StoreError;
@@ -297,10 +295,6 @@ impl Index {
         self.meta.delete(&mut wtxn, meta_key::STORE_BYTES)?;
         wtxn.commit()?;
         Ok(())
-    }
-
-    pub fn path(&self) -> &Path {
-        self.env.path()
     }
 }
 

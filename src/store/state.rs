@@ -153,13 +153,6 @@ impl State {
         Ok(self.compilers.get(rtxn, memo_key)?.map(<[u8]>::to_vec))
     }
 
-    pub fn last_use(&self, rtxn: &RoTxn<WithoutTls>, key: &Key) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .last_use
-            .get(rtxn, key)?
-            .map(|bytes| lmdb::read_u64(Some(bytes))))
-    }
-
     /// Applies an invocation's changes in one (unsynced) write transaction.
     pub fn apply(&self, update: &StateUpdate) -> Result<(), StoreError> {
         if update.is_empty() {
@@ -230,11 +223,6 @@ impl State {
         self.last_use.clear(&mut wtxn)?;
         wtxn.commit()?;
         Ok(())
-    }
-
-    /// Flushes the env; used by commands, never on the wrapper path.
-    pub fn sync(&self) -> Result<(), StoreError> {
-        Ok(self.env.force_sync()?)
     }
 }
 
