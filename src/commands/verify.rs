@@ -49,7 +49,9 @@ pub fn run(config: &Config, repair: bool) -> anyhow::Result<ExitCode> {
             }
             Ok(entry) => {
                 let dangling = entry.outputs.iter().find(|output| {
-                    !counted.contains_key(&output.blob) || bad_blobs.contains(&output.blob)
+                    output.blob().is_some_and(|blob| {
+                        !counted.contains_key(&blob) || bad_blobs.contains(&blob)
+                    })
                 });
                 if let Some(output) = dangling {
                     println!(

@@ -17,6 +17,13 @@ pub enum OutputKind {
     /// A linked executable or shared object, or a staticlib archive: copied, keeping its mode,
     /// with a fresh mtime (cargo compares the newest output of each unit with its dependencies').
     Linked,
+    /// A regular file a build-script run left in its `OUT_DIR` (the name is its path relative to
+    /// `OUT_DIR`): copied back with its mode.
+    RunFile,
+    /// A directory in a run's `OUT_DIR`: recreated with its mode; it references no blob.
+    RunDir,
+    /// A symlink in a run's `OUT_DIR`: its blob holds the link target's bytes.
+    RunSymlink,
 }
 
 /// One expected output: its kind and file name in the out dir.

@@ -48,7 +48,14 @@ pub struct OutputRecord {
     pub mode: u32,
 }
 
-/// A cached compile.
+impl OutputRecord {
+    /// The blob this output references, if any (a directory of a run's tree has none).
+    pub fn blob(&self) -> Option<Key> {
+        (self.kind != OutputKind::RunDir).then_some(self.blob)
+    }
+}
+
+/// A cached compile, or a cached build-script run (whose outputs are its `OUT_DIR` tree).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub outputs: Vec<OutputRecord>,

@@ -7,7 +7,7 @@
 use heed::{EnvFlags, RoTxn, RwTxn, WithoutTls};
 
 use super::StoreError;
-use super::entry::{self, Candidate, Entry, Manifest};
+use super::entry::{self, Candidate, Entry, Manifest, OutputRecord};
 use super::layout::{self, INDEX_MAP_SIZE, Layout, MAX_CANDIDATES, index_db, meta_key};
 use super::lmdb::{self, Db, LmdbEnv};
 use crate::key::hasher::Key;
@@ -142,8 +142,8 @@ impl Index {
         entry: &Entry,
     ) -> Result<(), StoreError> {
         let mut wtxn = self.env.write_txn()?;
-        for output in &entry.outputs {
-            let path = layout.blob_path(&blake3::Hash::from_bytes(output.blob));
+        for blob in entry.outputs.iter().filter_map(OutputRecord::blob) {
+            let path = layout.blob_path(&blake3::Hash::from_bytes(blob));
             if !path.exists() {
                 return Err(StoreError::Corrupt(format!(
                     "blob {} vanished before its entry was committed",
@@ -158,7 +158,11 @@ impl Index {
         }
         self.entries
             .put(&mut wtxn, &result_key, &entry::encode(entry))?;
-        for output in &entry.outputs {
+        for output in entry
+            .outputs
+            .iter()
+            .filter(|output| output.blob().is_some())
+        {
             self.add_blob_ref(&mut wtxn, &output.blob, output.size)?;
         }
         let mut manifest = match self.manifests.get(&wtxn, invocation_key)? {
@@ -195,11 +199,11 @@ impl Index {
     /// Decrements the reference counts of an entry's blobs. A blob that reaches 0 keeps its
     /// record (refs = 0) until gc deletes the file under the write lock.
     fn release_blobs(&self, wtxn: &mut RwTxn, entry: &Entry) -> Result<(), StoreError> {
-        for output in &entry.outputs {
-            if let Some(bytes) = self.blob_refs.get(wtxn, &output.blob)? {
+        for blob in entry.outputs.iter().filter_map(OutputRecord::blob) {
+            if let Some(bytes) = self.blob_refs.get(wtxn, &blob)? {
                 let mut current = BlobRef::decode(bytes)?;
                 current.refs = current.refs.saturating_sub(1);
-                self.blob_refs.put(wtxn, &output.blob, &current.encode())?;
+                self.blob_refs.put(wtxn, &blob, &current.encode())?;
             }
         }
         Ok(())
@@ -255,7 +259,7 @@ impl Index {
             if let Some(bytes) = self.entries.get(&wtxn, key)? {
                 if let Ok(old) = entry::decode::<Entry>(bytes) {
                     self.release_blobs(&mut wtxn, &old)?;
-                    candidates.extend(old.outputs.iter().map(|output| output.blob));
+                    candidates.extend(old.outputs.iter().filter_map(OutputRecord::blob));
                 }
                 self.entries.delete(&mut wtxn, key)?;
             }

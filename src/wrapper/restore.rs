@@ -76,6 +76,12 @@ pub fn materialize(
                 write_with_mode(&temp, &rewritten, output.mode)?;
                 (rewritten == text).then_some(output.blob)
             }
+            OutputKind::RunFile | OutputKind::RunDir | OutputKind::RunSymlink => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a build-script run's entry under a compile's key",
+                ));
+            }
         };
         let renamed = fs::rename(&temp, &destination);
         if renamed.is_err() || output.kind == OutputKind::Rlib {
