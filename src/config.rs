@@ -45,6 +45,8 @@ pub struct Config {
     pub events: Setting<Option<PathBuf>>,
     pub disable: Setting<bool>,
     pub recache: Setting<bool>,
+    /// Cache build-script runs (DESIGN.md §6b); `off` leaves every run to cargo.
+    pub build_scripts: Setting<bool>,
     /// The config file consulted, and whether it exists.
     pub config_file: Option<PathBuf>,
     pub warnings: Vec<String>,
@@ -83,6 +85,10 @@ const DISABLE: Names = Names {
 const RECACHE: Names = Names {
     env: "RCACHE_RECACHE",
     toml: "recache",
+};
+const BUILD_SCRIPTS: Names = Names {
+    env: "RCACHE_BUILD_SCRIPTS",
+    toml: "build_scripts",
 };
 
 impl Config {
@@ -190,18 +196,20 @@ impl Config {
                 source: Source::Default,
             },
         };
-        let flag = |parsed: Option<(String, Source)>| match parsed {
+        let flag = |parsed: Option<(String, Source)>, default: bool| match parsed {
             Some((text, source)) => Setting {
-                value: parse_bool(&text).unwrap_or(false),
+                value: parse_bool(&text).unwrap_or(default),
                 source,
             },
             None => Setting {
-                value: false,
+                value: default,
                 source: Source::Default,
             },
         };
-        let disable = flag(parsed(&DISABLE, &|text| parse_bool(text).map(|_| ())));
-        let recache = flag(parsed(&RECACHE, &|text| parse_bool(text).map(|_| ())));
+        let is_bool = |text: &str| parse_bool(text).map(|_| ());
+        let disable = flag(parsed(&DISABLE, &is_bool), false);
+        let recache = flag(parsed(&RECACHE, &is_bool), false);
+        let build_scripts = flag(parsed(&BUILD_SCRIPTS, &is_bool), true);
 
         Config {
             dir,
@@ -211,6 +219,7 @@ impl Config {
             events,
             disable,
             recache,
+            build_scripts,
             config_file,
             warnings,
         }
@@ -265,6 +274,12 @@ impl Config {
                 RECACHE.toml,
                 self.recache.value.to_string(),
                 &self.recache.source,
+            ),
+            (
+                BUILD_SCRIPTS.env,
+                BUILD_SCRIPTS.toml,
+                if self.build_scripts.value { "on" } else { "off" }.to_string(),
+                &self.build_scripts.source,
             ),
         ]
     }
@@ -363,5 +378,12 @@ mod tests {
         assert_eq!(config.cache_size.value, DEFAULT_CACHE_SIZE);
         assert_eq!(config.warnings.len(), 1);
         assert!(config.disable.value);
+    }
+
+    #[test]
+    fn build_script_caching_is_on_unless_turned_off() {
+        assert!(load(&[]).build_scripts.value);
+        assert!(!load(&[("RCACHE_BUILD_SCRIPTS", "off")]).build_scripts.value);
+        assert!(load(&[("RCACHE_BUILD_SCRIPTS", "on")]).build_scripts.value);
     }
 }

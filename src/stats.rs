@@ -51,31 +51,44 @@ impl Outcome {
         }
     }
 
-    /// Adds this outcome's counter increments to `update`.
+    /// Adds this outcome's counter increments to `update`, for a compile.
     pub fn count(&self, update: &mut StateUpdate) {
-        update.count("requests", 1);
+        self.count_with_prefix(update, "");
+    }
+
+    /// Adds this outcome's counter increments for a build-script run: the same counters under
+    /// `build_scripts.`, outside the compile totals (DESIGN.md §8).
+    pub fn count_build_script_run(&self, update: &mut StateUpdate) {
+        self.count_with_prefix(update, BUILD_SCRIPTS_PREFIX);
+    }
+
+    fn count_with_prefix(&self, update: &mut StateUpdate, prefix: &str) {
+        update.count(format!("{prefix}requests"), 1);
         match self {
             Outcome::Hit { saved_ms } => {
-                update.count("hits", 1);
-                update.count("time_saved_ms", *saved_ms);
+                update.count(format!("{prefix}hits"), 1);
+                update.count(format!("{prefix}time_saved_ms"), *saved_ms);
             }
             Outcome::Miss { not_stored } => {
-                update.count("misses", 1);
+                update.count(format!("{prefix}misses"), 1);
                 if let Some(reason) = not_stored {
-                    update.count(format!("not_stored.{reason}"), 1);
+                    update.count(format!("{prefix}not_stored.{reason}"), 1);
                 }
             }
             Outcome::Passthrough { reason } => {
-                update.count("passthrough", 1);
-                update.count(format!("passthrough_reasons.{reason}"), 1);
+                update.count(format!("{prefix}passthrough"), 1);
+                update.count(format!("{prefix}passthrough_reasons.{reason}"), 1);
             }
             Outcome::Error { reason } => {
-                update.count("errors", 1);
-                update.count(format!("error_reasons.{reason}"), 1);
+                update.count(format!("{prefix}errors"), 1);
+                update.count(format!("{prefix}error_reasons.{reason}"), 1);
             }
         }
     }
 }
+
+/// Counter-name prefix of build-script runs.
+const BUILD_SCRIPTS_PREFIX: &str = "build_scripts.";
 
 /// One line of the events log.
 #[derive(Debug, Serialize)]
@@ -116,10 +129,9 @@ pub fn unix_ms(time: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// `rcache stats --json`.
+/// The outcome counters of one kind of request (compiles, or build-script runs).
 #[derive(Debug, Default, Serialize)]
-pub struct Report {
-    pub cache_dir: String,
+pub struct Counts {
     pub requests: u64,
     pub hits: u64,
     pub misses: u64,
@@ -129,6 +141,48 @@ pub struct Report {
     pub not_stored: BTreeMap<String, u64>,
     pub error_reasons: BTreeMap<String, u64>,
     pub time_saved_ms: u64,
+}
+
+impl Counts {
+    /// Sets the field a counter (name without prefix) belongs to.
+    fn set(&mut self, name: &str, value: u64) {
+        if let Some((group, reason)) = name.split_once('.') {
+            let map = match group {
+                "passthrough_reasons" => &mut self.passthrough_reasons,
+                "not_stored" => &mut self.not_stored,
+                "error_reasons" => &mut self.error_reasons,
+                _ => return,
+            };
+            map.insert(reason.to_string(), value);
+            return;
+        }
+        match name {
+            "requests" => self.requests = value,
+            "hits" => self.hits = value,
+            "misses" => self.misses = value,
+            "passthrough" => self.passthrough = value,
+            "errors" => self.errors = value,
+            "time_saved_ms" => self.time_saved_ms = value,
+            _ => {}
+        }
+    }
+
+    /// Hits as a share of cacheable requests (hits + misses + errors).
+    pub fn hit_rate(&self) -> Option<f64> {
+        let cacheable = self.hits + self.misses + self.errors;
+        (cacheable > 0).then(|| self.hits as f64 / cacheable as f64)
+    }
+}
+
+/// `rcache stats --json`.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub cache_dir: String,
+    /// Compiles (the totals of DESIGN.md §8).
+    #[serde(flatten)]
+    pub compiles: Counts,
+    /// Build-script runs, counted apart from the totals.
+    pub build_scripts: Counts,
     pub entries: u64,
     pub blobs: u64,
     pub store_bytes: u64,
@@ -140,33 +194,11 @@ impl Report {
     /// Fills the counter fields from the state env's counters.
     pub fn add_counters(&mut self, counters: &[(String, u64)]) {
         for (name, value) in counters {
-            let value = *value;
-            if let Some((group, reason)) = name.split_once('.') {
-                let map = match group {
-                    "passthrough_reasons" => &mut self.passthrough_reasons,
-                    "not_stored" => &mut self.not_stored,
-                    "error_reasons" => &mut self.error_reasons,
-                    _ => continue,
-                };
-                map.insert(reason.to_string(), value);
-                continue;
-            }
-            match name.as_str() {
-                "requests" => self.requests = value,
-                "hits" => self.hits = value,
-                "misses" => self.misses = value,
-                "passthrough" => self.passthrough = value,
-                "errors" => self.errors = value,
-                "time_saved_ms" => self.time_saved_ms = value,
-                _ => {}
+            match name.strip_prefix(BUILD_SCRIPTS_PREFIX) {
+                Some(name) => self.build_scripts.set(name, *value),
+                None => self.compiles.set(name, *value),
             }
         }
-    }
-
-    /// Hits as a share of cacheable requests (hits + misses + errors).
-    pub fn hit_rate(&self) -> Option<f64> {
-        let cacheable = self.hits + self.misses + self.errors;
-        (cacheable > 0).then(|| self.hits as f64 / cacheable as f64)
     }
 }
 
@@ -199,13 +231,37 @@ mod tests {
             *totals.entry(name).or_default() += by;
         }
         report.add_counters(&totals.into_iter().collect::<Vec<_>>());
-        assert_eq!(report.requests, 5);
+        let counts = &report.compiles;
+        assert_eq!(counts.requests, 5);
         assert_eq!(
-            report.requests,
-            report.hits + report.misses + report.passthrough + report.errors
+            counts.requests,
+            counts.hits + counts.misses + counts.passthrough + counts.errors
         );
-        assert_eq!(report.not_stored.get("compile_failed"), Some(&1));
-        assert_eq!(report.error_reasons.get("disk_full"), Some(&1));
-        assert_eq!(report.time_saved_ms, 10);
+        assert_eq!(counts.not_stored.get("compile_failed"), Some(&1));
+        assert_eq!(counts.error_reasons.get("disk_full"), Some(&1));
+        assert_eq!(counts.time_saved_ms, 10);
+        assert_eq!(report.build_scripts.requests, 0);
+    }
+
+    #[test]
+    fn build_script_runs_are_counted_apart() {
+        let mut update = StateUpdate::default();
+        Outcome::Hit { saved_ms: 7 }.count_build_script_run(&mut update);
+        Outcome::Passthrough {
+            reason: "link_search_outside_out_dir".into(),
+        }
+        .count_build_script_run(&mut update);
+        let mut report = Report::default();
+        report.add_counters(&update.counters);
+        assert_eq!(report.compiles.requests, 0);
+        assert_eq!(report.build_scripts.requests, 2);
+        assert_eq!(report.build_scripts.hits, 1);
+        assert_eq!(
+            report
+                .build_scripts
+                .passthrough_reasons
+                .get("link_search_outside_out_dir"),
+            Some(&1)
+        );
     }
 }

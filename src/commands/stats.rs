@@ -3,7 +3,7 @@
 use anyhow::Context;
 
 use crate::config::{Config, format_size};
-use crate::stats::Report;
+use crate::stats::{Counts, Report};
 use crate::store::Store;
 
 /// Builds the report for the store in `config`.
@@ -41,24 +41,30 @@ pub fn show(config: &Config, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    let hit_rate = report
-        .hit_rate()
-        .map_or_else(|| "-".to_string(), |rate| format!("{:.1} %", rate * 100.0));
+    let compiles = &report.compiles;
+    let scripts = &report.build_scripts;
+    let rate = |counts: &Counts| {
+        counts
+            .hit_rate()
+            .map_or_else(|| "-".to_string(), |rate| format!("{:.1} %", rate * 100.0))
+    };
+    let seconds = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
     let rows: Vec<(&str, String)> = vec![
         ("Cache location", report.cache_dir.clone()),
-        ("Requests", report.requests.to_string()),
-        ("Hits", report.hits.to_string()),
-        ("Misses", report.misses.to_string()),
-        (
-            "Passthrough (not cacheable)",
-            report.passthrough.to_string(),
-        ),
-        ("Errors (compiler ran instead)", report.errors.to_string()),
-        ("Hit rate (cacheable requests)", hit_rate),
-        (
-            "Compile time saved",
-            format!("{:.1} s", report.time_saved_ms as f64 / 1000.0),
-        ),
+        ("Requests", compiles.requests.to_string()),
+        ("Hits", compiles.hits.to_string()),
+        ("Misses", compiles.misses.to_string()),
+        ("Passthrough (not cacheable)", compiles.passthrough.to_string()),
+        ("Errors (compiler ran instead)", compiles.errors.to_string()),
+        ("Hit rate (cacheable requests)", rate(compiles)),
+        ("Compile time saved", seconds(compiles.time_saved_ms)),
+        ("Build-script runs", scripts.requests.to_string()),
+        ("  restored (hits)", scripts.hits.to_string()),
+        ("  run and recorded (misses)", scripts.misses.to_string()),
+        ("  passthrough", scripts.passthrough.to_string()),
+        ("  errors (script ran instead)", scripts.errors.to_string()),
+        ("  hit rate", rate(scripts)),
+        ("  run time saved", seconds(scripts.time_saved_ms)),
         ("Entries", report.entries.to_string()),
         ("Blobs", report.blobs.to_string()),
         ("Store size", format_size(report.store_bytes)),
@@ -70,9 +76,15 @@ pub fn show(config: &Config, json: bool) -> anyhow::Result<()> {
         println!("{label:<width$}  {value}");
     }
     for (title, reasons) in [
-        ("Passthrough reasons", &report.passthrough_reasons),
-        ("Not stored", &report.not_stored),
-        ("Error reasons", &report.error_reasons),
+        ("Passthrough reasons", &compiles.passthrough_reasons),
+        ("Not stored", &compiles.not_stored),
+        ("Error reasons", &compiles.error_reasons),
+        (
+            "Build-script runs, passthrough reasons",
+            &scripts.passthrough_reasons,
+        ),
+        ("Build-script runs, not recorded", &scripts.not_stored),
+        ("Build-script runs, error reasons", &scripts.error_reasons),
     ] {
         if reasons.is_empty() {
             continue;

@@ -27,9 +27,9 @@ pub struct StoredBlob {
     pub size: u64,
 }
 
-/// Copies `source` into the store, hashing as it goes. The data is synced before the rename, so
+/// Copies `source` (a file, or bytes) into the store, hashing as it goes. The data is synced before the rename, so
 /// an index entry committed afterwards never points at a blob whose content was lost in a crash.
-pub fn put_file(layout: &Layout, source: &mut File) -> io::Result<StoredBlob> {
+pub fn put_file(layout: &Layout, source: &mut impl Read) -> io::Result<StoredBlob> {
     let mut temp = tempfile::Builder::new()
         .prefix("blob-")
         .tempfile_in(layout.tmp_dir())?;
