@@ -2,6 +2,7 @@
 //!
 //! - A path, or a compiler name (`rustc`, `clippy-driver`, ...), means wrapper mode:
 //!   `rcache /path/to/rustc <args>`, as cargo runs a `RUSTC_WRAPPER`.
+//! - `--build-script-run <script>` is a build-script run, from the launcher (DESIGN.md §6b).
 //! - Anything else is parsed by clap as a command.
 
 use std::ffi::OsString;
@@ -12,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands;
 use crate::config::Config;
+use crate::wrapper::build_script;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -83,6 +85,9 @@ pub fn is_wrapper_invocation(first: &OsString) -> bool {
 /// Runs rcache with the process's arguments; returns the exit code.
 pub fn main() -> i32 {
     let args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|first| first == build_script::RUN_FLAG) {
+        return build_script::run(args[2..].to_vec());
+    }
     if args.len() > 1 && is_wrapper_invocation(&args[1]) {
         return crate::wrapper::run(args[1..].to_vec());
     }

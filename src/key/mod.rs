@@ -10,6 +10,7 @@
 //! [`hasher`] is the tagged field encoding; [`file_hash`] hashes files; [`compiler`] identifies
 //! the compiler. `store-format/README.md` lists every field and tag.
 
+pub mod build_script;
 pub mod compiler;
 pub mod file_hash;
 pub mod hasher;

@@ -49,6 +49,20 @@ pub enum Passthrough {
     LinkerResponseFile,
     /// `RUSTC_WORKSPACE_WRAPPER` that is not clippy-driver.
     UnknownWorkspaceWrapper,
+
+    // Build-script runs (DESIGN.md §6b).
+    /// `RCACHE_BUILD_SCRIPTS=off`.
+    BuildScriptsOff,
+    /// A run without an absolute `OUT_DIR` and `CARGO_MANIFEST_DIR`: not started by cargo.
+    NotACargoRun,
+    /// A declared input tree too large to walk on every lookup.
+    TooManyRunInputs,
+    /// A `rustc-link-search` path inside the target dir but outside the run's own `OUT_DIR`
+    /// (another unit's build dir): neither restored with the run nor keyed by it.
+    LinkSearchOutsideOutDir,
+    /// The launcher binary (`rcache-launcher`, installed beside rcache) was not found, so the
+    /// build script's runs cannot be routed through rcache.
+    LauncherMissing,
 }
 
 impl std::fmt::Display for Passthrough {
@@ -85,6 +99,11 @@ impl std::fmt::Display for Passthrough {
             Passthrough::LinkerDependencyFile => "linker_dependency_file_unsupported",
             Passthrough::LinkerResponseFile => "linker_response_file",
             Passthrough::UnknownWorkspaceWrapper => "unknown_workspace_wrapper",
+            Passthrough::BuildScriptsOff => "build_scripts_off",
+            Passthrough::NotACargoRun => "not_a_cargo_run",
+            Passthrough::TooManyRunInputs => "too_many_inputs",
+            Passthrough::LinkSearchOutsideOutDir => "link_search_outside_out_dir",
+            Passthrough::LauncherMissing => "launcher_missing",
         };
         f.write_str(name)
     }

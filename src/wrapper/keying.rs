@@ -156,6 +156,13 @@ impl<'s> MemoHasher<'s> {
         }
     }
 
+    /// Carries a known hash over to a file's new name after a rename.
+    pub fn remember_renamed(&mut self, from: &Path, to: &Path, update: &mut StateUpdate) {
+        if let Some(hash) = self.known.remove(from) {
+            self.remember_written(to, hash, update);
+        }
+    }
+
     pub fn store(&self) -> &'s Store {
         self.store
     }

@@ -9,6 +9,7 @@
 //! - a cache fault at any step before the replay: the compiler runs instead, and the fault is
 //!   counted under `errors`. A build never fails because of rcache.
 
+pub mod build_script;
 pub mod keying;
 pub mod record;
 pub mod restore;
@@ -139,6 +140,7 @@ impl WrapperRun {
                             hasher.remember_written(&output.path, hash, &mut self.update);
                         }
                     }
+                    self.install_launcher(&mut hasher, invocation);
                     restore::replay(&found.entry, &invocation.out_dir, invocation.json_artifacts);
                     let now = stats::unix_ms(SystemTime::now());
                     self.update.last_use.push((found.result_key, now));
@@ -285,12 +287,45 @@ impl WrapperRun {
         for path in own_dep_info.iter().chain(&linker_dep_info) {
             let _ = std::fs::remove_file(path);
         }
+        if compiled.status.success() {
+            self.install_launcher(hasher, invocation);
+        }
         let outcome = match fault {
             Some(reason) => Outcome::Error { reason },
             None => outcome,
         };
         self.finish(Some(store), Some(invocation), &outcome);
         code
+    }
+
+    /// For a build script rcache has just produced: puts the launcher in its place, so that
+    /// cargo's runs of it come to rcache. A failure leaves the script as it was, to run uncached,
+    /// and is counted under `build_scripts`.
+    fn install_launcher(&mut self, hasher: &mut MemoHasher, invocation: &Invocation) {
+        if !build_script::launcher::is_build_script(invocation) || !self.config.build_scripts.value
+        {
+            return;
+        }
+        let binary = self.cwd.join(build_script::launcher::binary_path(invocation));
+        let installed = build_script::launcher::launcher_binary()
+            .map_err(|err| {
+                tracing::warn!("{err}; build-script runs will not be cached");
+                Outcome::Passthrough {
+                    reason: Passthrough::LauncherMissing.to_string(),
+                }
+            })
+            .and_then(|launcher| {
+                build_script::launcher::install(&binary, &launcher).map_err(|err| {
+                    tracing::warn!("could not install the build-script launcher: {err}");
+                    Outcome::Error {
+                        reason: crate::store::io_reason(&err).to_string(),
+                    }
+                })
+            });
+        match installed {
+            Ok(real) => hasher.remember_renamed(&binary, &real, &mut self.update),
+            Err(outcome) => outcome.count_build_script_run(&mut self.update),
+        }
     }
 
     /// Counts the outcome (one unsynced state transaction) and writes the event line.

@@ -1,0 +1,534 @@
+//! Build-script runs (DESIGN.md §6b): `rcache --build-script-run <real script> [args]`, as the
+//! launcher execs it when cargo runs a build script.
+//!
+//! The same two-level shape as a compile: the invocation key covers the script binary, `$RUSTC`
+//! and the keyed environment ([`crate::key::build_script`]); its candidates are the inputs the
+//! recorded run declared ([`inputs`]). Then:
+//! - a hit empties `OUT_DIR`, restores the recorded tree and replays stdout and stderr; cargo
+//!   reads the directives from that stdout, and no script process runs;
+//! - a miss runs the real script with its output streamed, and records its directives, its
+//!   `OUT_DIR` tree and its output, unless it failed or was killed;
+//! - anything rcache cannot key or restore runs the script, with the reason counted under
+//!   `build_scripts` in the stats; a fault never fails the build.
+
+pub mod directives;
+pub mod inputs;
+pub mod launcher;
+pub mod tree;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::Config;
+use crate::key::build_script::{RunFacts, run_env, run_invocation_key};
+use crate::key::file_hash::{FileStamp, filesystem_tick};
+use crate::key::hasher::Key;
+use crate::key::{self};
+use crate::rustc::Passthrough;
+use crate::stats::{self, Event, Outcome};
+use crate::store::entry::{Candidate, Entry, EnvRecord, InputRecord};
+use crate::store::layout::STORE_LOCK_TIMEOUT_MS;
+use crate::store::state::StateUpdate;
+use crate::store::{Store, StoreError};
+use directives::Directives;
+use inputs::{PACKAGE_INPUT, RunDirs};
+
+use super::keying::{self, KeyError, MemoHasher};
+use super::run::{self, CompilerChain};
+
+/// The argument the launcher passes before the real script's path.
+pub const RUN_FLAG: &str = "--build-script-run";
+
+/// Runs one build script through the cache; `args` is the real script, then its arguments.
+/// Returns the exit code when it does not exec the script.
+pub fn run(args: Vec<OsString>) -> i32 {
+    let config = Config::load();
+    crate::logging::init(config.log.value.as_deref());
+    let Some((real, script_args)) = args.split_first() else {
+        eprintln!("rcache: {RUN_FLAG} needs the build script's path");
+        return 2;
+    };
+    let mut script_run = ScriptRun {
+        clock: Instant::now(),
+        real: PathBuf::from(real),
+        args: script_args.to_vec(),
+        update: StateUpdate::default(),
+        config,
+    };
+    let passthrough = if script_run.config.disable.value {
+        Some(Passthrough::Disabled)
+    } else if !script_run.config.build_scripts.value {
+        Some(Passthrough::BuildScriptsOff)
+    } else {
+        None
+    };
+    let Some(env) = RunEnv::from_process() else {
+        return script_run.pass_through(None, Passthrough::NotACargoRun);
+    };
+    if let Some(reason) = passthrough {
+        let store = Store::open(&script_run.config.dir.value).ok();
+        return script_run.pass_through(store.as_ref(), reason);
+    }
+    match Store::open(&script_run.config.dir.value) {
+        Ok(store) => script_run.cached(&store, &env),
+        Err(err) => {
+            tracing::warn!("cache store unusable ({err}); running the build script");
+            let outcome = Outcome::Error {
+                reason: err.reason().to_string(),
+            };
+            script_run.finish(None, &outcome);
+            script_run.exec()
+        }
+    }
+}
+
+/// The directories cargo gave the run.
+struct RunEnv {
+    out_dir: PathBuf,
+    manifest_dir: PathBuf,
+}
+
+impl RunEnv {
+    fn from_process() -> Option<RunEnv> {
+        let absolute = |name: &str| {
+            std::env::var_os(name)
+                .map(PathBuf::from)
+                .filter(|path| path.is_absolute())
+        };
+        Some(RunEnv {
+            out_dir: absolute("OUT_DIR")?,
+            manifest_dir: absolute("CARGO_MANIFEST_DIR")?,
+        })
+    }
+
+    fn dirs(&self) -> RunDirs<'_> {
+        RunDirs {
+            manifest_dir: &self.manifest_dir,
+            out_dir: &self.out_dir,
+        }
+    }
+
+    /// The target dir's profile dir (`target/debug`): `OUT_DIR` is `<it>/build/<unit>/out`.
+    fn profile_dir(&self) -> Option<&Path> {
+        self.out_dir.ancestors().nth(3)
+    }
+}
+
+struct ScriptRun {
+    config: Config,
+    clock: Instant,
+    real: PathBuf,
+    args: Vec<OsString>,
+    update: StateUpdate,
+}
+
+/// A recorded run whose declared inputs are as they are now.
+struct Found {
+    result_key: Key,
+    entry: Entry,
+}
+
+impl ScriptRun {
+    fn cached(&mut self, store: &Store, env: &RunEnv) -> i32 {
+        let mut hasher = MemoHasher::new(store);
+        let looked_up = self.look_up(store, &mut hasher, env);
+        let (invocation_key, found) = match looked_up {
+            Ok(found) => found,
+            Err(KeyError::Passthrough(reason)) => return self.pass_through(Some(store), reason),
+            Err(err) => {
+                tracing::warn!("build-script lookup failed ({err}); running the script");
+                let outcome = Outcome::Error {
+                    reason: err.reason(),
+                };
+                self.finish(Some(store), &outcome);
+                return self.exec();
+            }
+        };
+        let mut fault = None;
+        if let Some(found) = found {
+            match tree::restore(store, &found.entry, &env.out_dir) {
+                Ok(()) => {
+                    replay(&found.entry);
+                    let now = stats::unix_ms(SystemTime::now());
+                    self.update.last_use.push((found.result_key, now));
+                    let outcome = Outcome::Hit {
+                        saved_ms: found.entry.compile_ms,
+                    };
+                    self.finish(Some(store), &outcome);
+                    return 0;
+                }
+                Err(err) => {
+                    tracing::warn!("restoring OUT_DIR failed ({err}); running the script");
+                    fault = Some(crate::store::io_reason(&err).to_string());
+                }
+            }
+        }
+        self.run_and_record(store, &mut hasher, env, &invocation_key, fault)
+    }
+
+    fn look_up(
+        &mut self,
+        store: &Store,
+        hasher: &mut MemoHasher,
+        env: &RunEnv,
+    ) -> Result<(Key, Option<Found>), KeyError> {
+        let script_hash = hasher.hash(&self.real, &mut self.update)?;
+        let rustc_id = match std::env::var_os("RUSTC").filter(|rustc| !rustc.is_empty()) {
+            Some(rustc) => {
+                let path = find_program(&rustc).ok_or_else(|| KeyError::File {
+                    path: PathBuf::from(&rustc),
+                    source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                })?;
+                Some(keying::compiler_identity(store, &path, &mut self.update)?.id)
+            }
+            None => None,
+        };
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let keyed_env = run_env(std::env::vars_os());
+        let invocation_key = run_invocation_key(&RunFacts {
+            script_hash,
+            rustc_id,
+            args: &self.args,
+            cwd: cwd.as_os_str().as_bytes(),
+            env: &keyed_env,
+        });
+        tracing::debug!(key = %key::hasher::hex(&invocation_key), "build-script run key");
+        if self.config.recache.value {
+            return Ok((invocation_key, None));
+        }
+        let rtxn = store.index.read_txn()?;
+        let manifest = store.index.manifest(&rtxn, &invocation_key)?;
+        drop(rtxn);
+        let dirs = env.dirs();
+        for candidate in &manifest.candidates {
+            let Some(result_key) =
+                self.candidate_result_key(hasher, &dirs, &invocation_key, candidate)
+            else {
+                continue;
+            };
+            let rtxn = store.index.read_txn()?;
+            if let Some(entry) = store.index.entry(&rtxn, &result_key)? {
+                return Ok((invocation_key, Some(Found { result_key, entry })));
+            }
+        }
+        Ok((invocation_key, None))
+    }
+
+    /// The result key of a candidate whose env values and input fingerprints are as recorded.
+    fn candidate_result_key(
+        &mut self,
+        hasher: &mut MemoHasher,
+        dirs: &RunDirs,
+        invocation_key: &Key,
+        candidate: &Candidate,
+    ) -> Option<Key> {
+        let env_matches = candidate.env_deps.iter().all(|env| {
+            let now = std::env::var_os(&env.name);
+            now.as_ref().map(|value| value.as_bytes()) == env.value.as_ref().map(String::as_bytes)
+        });
+        if !env_matches {
+            return None;
+        }
+        let mut seen = Vec::new();
+        for input in &candidate.inputs {
+            let now =
+                inputs::fingerprint(hasher, dirs, &input.path, &mut seen, &mut self.update).ok()?;
+            if now != input.hash {
+                return None;
+            }
+        }
+        Some(key::result_key(
+            invocation_key,
+            &candidate.inputs,
+            &candidate.env_deps,
+        ))
+    }
+
+    /// The miss: run the script with its output streamed, then record the run.
+    fn run_and_record(
+        &mut self,
+        store: &Store,
+        hasher: &mut MemoHasher,
+        env: &RunEnv,
+        invocation_key: &Key,
+        fault: Option<String>,
+    ) -> i32 {
+        let memos = StateUpdate {
+            file_hashes: std::mem::take(&mut self.update.file_hashes),
+            compilers: std::mem::take(&mut self.update.compilers),
+            ..StateUpdate::default()
+        };
+        if let Err(err) = store.state.apply(&memos) {
+            tracing::debug!("could not record memos: {err}");
+        }
+        let started_fs_ns = filesystem_tick();
+        let chain = CompilerChain {
+            program: self.real.clone().into_os_string(),
+            leading_args: Vec::new(),
+        };
+        let ran = match run::compile(&chain, &self.args, |_| false) {
+            Ok(ran) => ran,
+            Err(err) => {
+                eprintln!("rcache: could not run {}: {err}", self.real.display());
+                return 101;
+            }
+        };
+        let code = run::exit_code(ran.status);
+        let outcome = if !ran.status.success() {
+            Outcome::Miss {
+                not_stored: Some("script_failed".into()),
+            }
+        } else {
+            let recording = Recording {
+                invocation_key,
+                env,
+                stdout: &ran.stdout,
+                stderr: &ran.stderr,
+                duration_ms: ran.duration_ms,
+                started_fs_ns,
+            };
+            match self.record(store, hasher, &recording) {
+                Ok(()) => Outcome::Miss { not_stored: None },
+                Err(NotRecorded::Passthrough(reason)) => Outcome::Passthrough {
+                    reason: reason.to_string(),
+                },
+                Err(NotRecorded::Refused(reason)) => Outcome::Miss {
+                    not_stored: Some(reason.to_string()),
+                },
+                Err(NotRecorded::Fault(err)) => {
+                    tracing::warn!("recording the build-script run failed ({err})");
+                    Outcome::Error {
+                        reason: err.reason(),
+                    }
+                }
+            }
+        };
+        let outcome = match (fault, outcome) {
+            (Some(reason), Outcome::Miss { .. }) => Outcome::Error { reason },
+            (_, outcome) => outcome,
+        };
+        self.finish(Some(store), &outcome);
+        code
+    }
+
+    /// Records a successful run: its declared inputs, its `OUT_DIR` tree and its output.
+    fn record(
+        &mut self,
+        store: &Store,
+        hasher: &mut MemoHasher,
+        recording: &Recording,
+    ) -> Result<(), NotRecorded> {
+        let env = recording.env;
+        let directives = Directives::parse(recording.stdout);
+        check_link_search(&directives, env)?;
+        let dirs = env.dirs();
+        let mut declared: Vec<Vec<u8>> = if directives.rerun_if_changed.is_empty() {
+            // Env-only declarations switch cargo's package default off; nothing at all keeps it.
+            if directives.declares_nothing() {
+                vec![PACKAGE_INPUT.to_vec()]
+            } else {
+                Vec::new()
+            }
+        } else {
+            directives
+                .rerun_if_changed
+                .iter()
+                .filter(|path| !dirs.is_in_out_dir(&dirs.resolve(path.as_bytes())))
+                .map(|path| path.as_bytes().to_vec())
+                .collect()
+        };
+        declared.sort();
+        declared.dedup();
+        let mut env_names = directives.rerun_if_env_changed.clone();
+        env_names.sort();
+        env_names.dedup();
+        let env_deps: Vec<EnvRecord> = env_names
+            .into_iter()
+            .map(|name| EnvRecord {
+                value: std::env::var_os(&name).map(|value| value.to_string_lossy().into_owned()),
+                name,
+            })
+            .collect();
+
+        hasher.forget();
+        let mut seen = vec![self.real.clone()];
+        let mut inputs = Vec::with_capacity(declared.len());
+        for path in declared {
+            let hash = inputs::fingerprint(hasher, &dirs, &path, &mut seen, &mut self.update)?;
+            inputs.push(InputRecord { path, hash });
+        }
+        // Checked after fingerprinting: a change at any time since the start is caught.
+        for path in &seen {
+            let changed = std::fs::metadata(path)
+                .map(|meta| FileStamp::of(&meta).changed_since_ns(recording.started_fs_ns))
+                .unwrap_or(true);
+            if changed {
+                tracing::debug!("{} changed during the run; not recording", path.display());
+                return Err(NotRecorded::Refused("input_changed_during_run"));
+            }
+        }
+        let outputs = match tree::capture(store, &env.out_dir) {
+            Ok(outputs) => outputs,
+            Err(tree::CaptureError::Refused(reason)) => return Err(NotRecorded::Refused(reason)),
+            Err(tree::CaptureError::Io(source)) => {
+                return Err(NotRecorded::Fault(KeyError::File {
+                    path: env.out_dir.clone(),
+                    source,
+                }));
+            }
+        };
+        let result_key = key::result_key(recording.invocation_key, &inputs, &env_deps);
+        let now = stats::unix_ms(SystemTime::now());
+        let entry = Entry {
+            outputs,
+            stdout: recording.stdout.to_vec(),
+            stderr: recording.stderr.to_vec(),
+            out_dir: env.out_dir.as_os_str().as_bytes().to_vec(),
+            compile_ms: recording.duration_ms,
+            created_unix_ms: now,
+        };
+        let candidate = Candidate {
+            inputs,
+            env_deps,
+            result_key,
+        };
+        let _lock = store.lock(Duration::from_millis(STORE_LOCK_TIMEOUT_MS))?;
+        store.index.commit_compile(
+            &store.layout,
+            recording.invocation_key,
+            candidate,
+            &entry,
+        )?;
+        self.update.last_use.push((result_key, now));
+        Ok(())
+    }
+
+    fn pass_through(&mut self, store: Option<&Store>, reason: Passthrough) -> i32 {
+        let outcome = Outcome::Passthrough {
+            reason: reason.to_string(),
+        };
+        self.finish(store, &outcome);
+        self.exec()
+    }
+
+    /// Counts the outcome under `build_scripts` and writes the event line.
+    fn finish(&mut self, store: Option<&Store>, outcome: &Outcome) {
+        outcome.count_build_script_run(&mut self.update);
+        let applied = match store {
+            Some(store) => store.state.apply(&self.update),
+            None => crate::store::state::State::open(&crate::store::layout::Layout::new(
+                &self.config.dir.value,
+            ))
+            .and_then(|state| state.apply(&self.update)),
+        };
+        if let Err(err) = applied {
+            tracing::warn!("could not record stats: {err}");
+        }
+        let duration_ms = self.clock.elapsed().as_secs_f64() * 1000.0;
+        if let Some(events) = &self.config.events.value {
+            let package = std::env::var("CARGO_PKG_NAME").ok();
+            stats::append_event(
+                events,
+                &Event {
+                    ts_ms: stats::unix_ms(SystemTime::now()),
+                    pid: std::process::id(),
+                    kind: "build_script_run",
+                    crate_name: package.as_deref(),
+                    crate_types: &[],
+                    outcome: outcome.name(),
+                    reason: outcome.reason(),
+                    stored: matches!(outcome, Outcome::Miss { not_stored: None }),
+                    duration_ms,
+                    cwd: &std::env::current_dir().unwrap_or_default(),
+                },
+            );
+        }
+    }
+
+    /// Replaces this process with the real script.
+    fn exec(&self) -> i32 {
+        let err = std::process::Command::new(&self.real)
+            .args(&self.args)
+            .exec();
+        eprintln!("rcache: could not run {}: {err}", self.real.display());
+        101
+    }
+}
+
+/// What [`ScriptRun::record`] needs to know about the finished run.
+struct Recording<'a> {
+    invocation_key: &'a Key,
+    env: &'a RunEnv,
+    stdout: &'a [u8],
+    stderr: &'a [u8],
+    duration_ms: u64,
+    started_fs_ns: i128,
+}
+
+/// Why a successful run was not recorded.
+enum NotRecorded {
+    /// Not cacheable: counted under `passthrough_reasons`.
+    Passthrough(Passthrough),
+    /// A policy decision: counted under `not_stored`.
+    Refused(&'static str),
+    /// A cache fault: counted under `errors`.
+    Fault(KeyError),
+}
+
+impl From<KeyError> for NotRecorded {
+    fn from(err: KeyError) -> Self {
+        match err {
+            KeyError::Passthrough(reason) => NotRecorded::Passthrough(reason),
+            other => NotRecorded::Fault(other),
+        }
+    }
+}
+
+impl From<StoreError> for NotRecorded {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Busy => NotRecorded::Refused("store_busy"),
+            other => NotRecorded::Fault(KeyError::Store(other)),
+        }
+    }
+}
+
+/// A link search path into the target dir must be the run's own `OUT_DIR`, which is restored
+/// with it; a path into another unit's build dir is neither restored nor keyed here.
+fn check_link_search(directives: &Directives, env: &RunEnv) -> Result<(), NotRecorded> {
+    let Some(profile_dir) = env.profile_dir() else {
+        return Ok(());
+    };
+    let dirs = env.dirs();
+    for path in &directives.link_search {
+        let resolved = inputs::normalize(&env.manifest_dir.join(path));
+        if resolved.starts_with(inputs::normalize(profile_dir)) && !dirs.is_in_out_dir(&resolved) {
+            tracing::debug!("link search path {path} is another unit's; not recording");
+            return Err(NotRecorded::Passthrough(
+                Passthrough::LinkSearchOutsideOutDir,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Writes a recorded run's stdout and stderr, byte for byte.
+fn replay(entry: &Entry) {
+    let _ = std::io::stdout().lock().write_all(&entry.stdout);
+    let _ = std::io::stderr().lock().write_all(&entry.stderr);
+}
+
+/// A program named by a path, or found on `PATH` when it is a bare name.
+fn find_program(program: &OsString) -> Option<PathBuf> {
+    let path = Path::new(program);
+    if path.components().count() > 1 {
+        return Some(path.to_path_buf());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(path))
+        .find(|candidate| candidate.is_file())
+}

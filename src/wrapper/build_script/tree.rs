@@ -1,0 +1,263 @@
+//! A run's `OUT_DIR` tree: captured into blobs after a run, restored from them on a hit.
+//!
+//! Every directory, regular file and symlink is an [`OutputRecord`] (`RunDir`, `RunFile`,
+//! `RunSymlink`) named by its path relative to `OUT_DIR`, in walk order (parents first). A
+//! symlink's blob holds its target's bytes. Anything else (a fifo, a socket) is not recorded.
+//!
+//! Restoring trusts no name: each must be a plain relative path below a recorded directory and
+//! not below a recorded symlink, so nothing is ever written outside `OUT_DIR`.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path};
+
+use walkdir::WalkDir;
+
+use crate::key::file_hash::FileStamp;
+use crate::rustc::outputs::OutputKind;
+use crate::store::entry::{Entry, OutputRecord};
+use crate::store::{Store, blob};
+
+/// Why a tree was not captured.
+#[derive(Debug)]
+pub enum CaptureError {
+    /// A policy decision, counted under `not_stored`.
+    Refused(&'static str),
+    Io(io::Error),
+}
+
+impl From<io::Error> for CaptureError {
+    fn from(err: io::Error) -> Self {
+        CaptureError::Io(err)
+    }
+}
+
+/// Stores every file of `out_dir` as a blob and returns the tree's records.
+pub fn capture(store: &Store, out_dir: &Path) -> Result<Vec<OutputRecord>, CaptureError> {
+    let mut records = Vec::new();
+    for entry in WalkDir::new(out_dir)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let entry = entry.map_err(|err| {
+            CaptureError::Io(
+                err.into_io_error()
+                    .unwrap_or_else(|| io::Error::other("walk failed")),
+            )
+        })?;
+        let Some(name) = entry
+            .path()
+            .strip_prefix(out_dir)
+            .ok()
+            .and_then(Path::to_str)
+            .map(str::to_string)
+        else {
+            return Err(CaptureError::Refused("non_utf8_out_dir_path"));
+        };
+        let meta = entry.metadata().map_err(|err| {
+            CaptureError::Io(
+                err.into_io_error()
+                    .unwrap_or_else(|| io::Error::other("stat failed")),
+            )
+        })?;
+        let mode = meta.permissions().mode() & 0o7777;
+        let file_type = meta.file_type();
+        let (kind, stored) = if file_type.is_dir() {
+            (OutputKind::RunDir, None)
+        } else if file_type.is_symlink() {
+            let target = fs::read_link(entry.path())?;
+            let stored = blob::put_file(&store.layout, &mut target.as_os_str().as_bytes())?;
+            (OutputKind::RunSymlink, Some(stored))
+        } else if file_type.is_file() {
+            let mut file = File::open(entry.path())?;
+            let stored = blob::put_file(&store.layout, &mut file)?;
+            if FileStamp::of(&file.metadata()?) != FileStamp::of(&meta) {
+                return Err(CaptureError::Refused("output_changed_while_storing"));
+            }
+            (OutputKind::RunFile, Some(stored))
+        } else {
+            return Err(CaptureError::Refused("special_file_in_out_dir"));
+        };
+        records.push(OutputRecord {
+            name,
+            kind,
+            blob: stored.map_or([0; 32], |stored| *stored.hash.as_bytes()),
+            size: stored.map_or(0, |stored| stored.size),
+            mode,
+        });
+    }
+    Ok(records)
+}
+
+/// Empties `out_dir` and recreates the recorded tree in it. Every blob is opened (and its size
+/// checked) and every name validated before anything in `out_dir` is touched.
+pub fn restore(store: &Store, entry: &Entry, out_dir: &Path) -> io::Result<()> {
+    validate_names(&entry.outputs)?;
+    let mut opened = Vec::with_capacity(entry.outputs.len());
+    for output in &entry.outputs {
+        opened.push(match output.blob() {
+            Some(hash) => Some(blob::open_checked(
+                &store.layout,
+                &blake3::Hash::from_bytes(hash),
+                output.size,
+            )?),
+            None => None,
+        });
+    }
+    empty_dir(out_dir)?;
+    for (output, file) in entry.outputs.iter().zip(opened) {
+        let path = out_dir.join(&output.name);
+        match (output.kind, file) {
+            (OutputKind::RunDir, _) => fs::create_dir(&path)?,
+            (OutputKind::RunFile, Some(_)) => {
+                let blob_path = store
+                    .layout
+                    .blob_path(&blake3::Hash::from_bytes(output.blob));
+                reflink_copy::reflink_or_copy(&blob_path, &path)?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(output.mode))?;
+            }
+            (OutputKind::RunSymlink, Some(mut file)) => {
+                let mut target = Vec::with_capacity(output.size as usize);
+                file.read_to_end(&mut target)?;
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &path)?;
+            }
+            _ => return Err(invalid("an entry that is not a run's tree")),
+        }
+    }
+    // Directory modes last (deepest first): a read-only directory would refuse its children.
+    for output in entry.outputs.iter().rev() {
+        if output.kind == OutputKind::RunDir {
+            let path = out_dir.join(&output.name);
+            fs::set_permissions(&path, fs::Permissions::from_mode(output.mode))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes everything inside `dir` (creating `dir` if it is missing).
+fn empty_dir(dir: &Path) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return fs::create_dir_all(dir),
+        Err(err) => return Err(err),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            fs::remove_dir_all(entry.path())?;
+        } else {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Every name must be a plain relative path whose parent is a directory recorded before it.
+fn validate_names(outputs: &[OutputRecord]) -> io::Result<()> {
+    let mut dirs: HashSet<&Path> = HashSet::new();
+    for output in outputs {
+        let path = Path::new(&output.name);
+        let plain = !output.name.is_empty()
+            && path
+                .components()
+                .all(|component| matches!(component, Component::Normal(_)));
+        if !plain {
+            return Err(invalid("an output name that leaves OUT_DIR"));
+        }
+        let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty());
+        if parent.is_some_and(|parent| !dirs.contains(parent)) {
+            return Err(invalid("an output below something that is not a directory"));
+        }
+        if output.kind == OutputKind::RunDir {
+            dirs.insert(path);
+        }
+    }
+    Ok(())
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("refusing {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, kind: OutputKind) -> OutputRecord {
+        OutputRecord {
+            name: name.into(),
+            kind,
+            blob: [0; 32],
+            size: 0,
+            mode: 0o755,
+        }
+    }
+
+    #[test]
+    fn names_must_stay_inside_out_dir() {
+        let ok = [
+            record("include", OutputKind::RunDir),
+            record("include/a.h", OutputKind::RunFile),
+            record("lib.a", OutputKind::RunFile),
+        ];
+        assert!(validate_names(&ok).is_ok());
+        for bad in [
+            vec![record("../escape", OutputKind::RunFile)],
+            vec![record("/etc/passwd", OutputKind::RunFile)],
+            vec![record("", OutputKind::RunFile)],
+            vec![record("a/./b", OutputKind::RunFile)],
+            // Below a symlink: written through it, possibly outside OUT_DIR.
+            vec![
+                record("link", OutputKind::RunSymlink),
+                record("link/x", OutputKind::RunFile),
+            ],
+            // Below a directory that was never recorded.
+            vec![record("missing/x", OutputKind::RunFile)],
+        ] {
+            assert!(validate_names(&bad).is_err(), "{:?}", bad[bad.len() - 1].name);
+        }
+    }
+
+    #[test]
+    fn a_tree_round_trips_through_the_store() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path().join("store")).unwrap();
+        let out_dir = root.path().join("out");
+        fs::create_dir_all(out_dir.join("include/sub")).unwrap();
+        fs::write(out_dir.join("include/sub/a.h"), b"#define A 1\n").unwrap();
+        fs::write(out_dir.join("gen.rs"), b"pub const X: u8 = 1;").unwrap();
+        fs::set_permissions(out_dir.join("gen.rs"), fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink("include/sub/a.h", out_dir.join("a.h")).unwrap();
+        let outputs = capture(&store, &out_dir).unwrap();
+        let names: Vec<&str> = outputs.iter().map(|output| output.name.as_str()).collect();
+        assert_eq!(names, ["a.h", "gen.rs", "include", "include/sub", "include/sub/a.h"]);
+
+        // A stale file from an earlier run must be gone after the restore.
+        fs::write(out_dir.join("stale.o"), b"old").unwrap();
+        fs::remove_dir_all(out_dir.join("include")).unwrap();
+        let entry = Entry {
+            outputs,
+            stdout: vec![],
+            stderr: vec![],
+            out_dir: out_dir.as_os_str().as_bytes().to_vec(),
+            compile_ms: 0,
+            created_unix_ms: 0,
+        };
+        restore(&store, &entry, &out_dir).unwrap();
+        assert!(!out_dir.join("stale.o").exists());
+        assert_eq!(
+            fs::read(out_dir.join("include/sub/a.h")).unwrap(),
+            b"#define A 1\n"
+        );
+        assert_eq!(
+            fs::read_link(out_dir.join("a.h")).unwrap(),
+            Path::new("include/sub/a.h")
+        );
+        let mode = fs::metadata(out_dir.join("gen.rs")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
