@@ -85,7 +85,10 @@ pub fn is_wrapper_invocation(first: &OsString) -> bool {
 /// Runs rcache with the process's arguments; returns the exit code.
 pub fn main() -> i32 {
     let args: Vec<OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|first| first == build_script::RUN_FLAG) {
+    if args
+        .get(1)
+        .is_some_and(|first| first == build_script::RUN_FLAG)
+    {
         return build_script::run(args[2..].to_vec());
     }
     if args.len() > 1 && is_wrapper_invocation(&args[1]) {

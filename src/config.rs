@@ -278,7 +278,12 @@ impl Config {
             (
                 BUILD_SCRIPTS.env,
                 BUILD_SCRIPTS.toml,
-                if self.build_scripts.value { "on" } else { "off" }.to_string(),
+                if self.build_scripts.value {
+                    "on"
+                } else {
+                    "off"
+                }
+                .to_string(),
                 &self.build_scripts.source,
             ),
         ]

@@ -54,7 +54,10 @@ pub fn show(config: &Config, json: bool) -> anyhow::Result<()> {
         ("Requests", compiles.requests.to_string()),
         ("Hits", compiles.hits.to_string()),
         ("Misses", compiles.misses.to_string()),
-        ("Passthrough (not cacheable)", compiles.passthrough.to_string()),
+        (
+            "Passthrough (not cacheable)",
+            compiles.passthrough.to_string(),
+        ),
         ("Errors (compiler ran instead)", compiles.errors.to_string()),
         ("Hit rate (cacheable requests)", rate(compiles)),
         ("Compile time saved", seconds(compiles.time_saved_ms)),

@@ -306,7 +306,9 @@ impl WrapperRun {
         {
             return;
         }
-        let binary = self.cwd.join(build_script::launcher::binary_path(invocation));
+        let binary = self
+            .cwd
+            .join(build_script::launcher::binary_path(invocation));
         let installed = build_script::launcher::launcher_binary()
             .map_err(|err| {
                 tracing::warn!("{err}; build-script runs will not be cached");

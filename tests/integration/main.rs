@@ -1,5 +1,6 @@
 //! rcache's integration tests: real cargo, rustc and linker building the fixture workspaces in
-//! `tests/fixtures` (`demo_ws`, and `native_ws` for native code and a cdylib), with rcache as
+//! `tests/fixtures` (`demo_ws`; `native_ws` for native code and a cdylib; `scripts_ws` for
+//! build-script runs), with rcache as
 //! `RUSTC_WRAPPER`.
 //!
 //! One test binary, one module per behaviour (ripgrep style). `harness` owns everything the
@@ -11,6 +12,7 @@ mod harness;
 
 mod argfile;
 mod artifacts;
+mod build_scripts;
 mod cargo_test;
 mod cdylib;
 mod check;

@@ -15,8 +15,8 @@ use walkdir::WalkDir;
 use crate::key::hasher::{Key, KeyHasher};
 use crate::rustc::Passthrough;
 use crate::store::layout::KEY_VERSION;
-use crate::wrapper::keying::{KeyError, MemoHasher};
 use crate::store::state::StateUpdate;
+use crate::wrapper::keying::{KeyError, MemoHasher};
 
 /// The recorded path that stands for "every file of the package" (never a real path: NUL).
 pub const PACKAGE_INPUT: &[u8] = b"\0package";
@@ -77,7 +77,15 @@ pub fn fingerprint(
     let mut key = KeyHasher::new("build-script-input", KEY_VERSION);
     if recorded == PACKAGE_INPUT {
         key.field("package", b"");
-        hash_tree(hasher, dirs, dirs.manifest_dir, true, &mut key, seen, update)?;
+        hash_tree(
+            hasher,
+            dirs,
+            dirs.manifest_dir,
+            true,
+            &mut key,
+            seen,
+            update,
+        )?;
         return Ok(key.finish());
     }
     let path = dirs.resolve(recorded);
@@ -123,8 +131,8 @@ fn hash_tree(
                 return true;
             }
             let path = entry.path();
-            let skipped_by_package_rules = package
-                && (entry.file_name() == ".git" || path.join("Cargo.toml").exists());
+            let skipped_by_package_rules =
+                package && (entry.file_name() == ".git" || path.join("Cargo.toml").exists());
             !skipped_by_package_rules && !dirs.is_target_dir(path)
         });
     let mut files = Vec::new();

@@ -397,12 +397,9 @@ impl ScriptRun {
             result_key,
         };
         let _lock = store.lock(Duration::from_millis(STORE_LOCK_TIMEOUT_MS))?;
-        store.index.commit_compile(
-            &store.layout,
-            recording.invocation_key,
-            candidate,
-            &entry,
-        )?;
+        store
+            .index
+            .commit_compile(&store.layout, recording.invocation_key, candidate, &entry)?;
         self.update.last_use.push((result_key, now));
         Ok(())
     }

@@ -168,7 +168,9 @@ fn validate_names(outputs: &[OutputRecord]) -> io::Result<()> {
         if !plain {
             return Err(invalid("an output name that leaves OUT_DIR"));
         }
-        let parent = path.parent().filter(|parent| !parent.as_os_str().is_empty());
+        let parent = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty());
         if parent.is_some_and(|parent| !dirs.contains(parent)) {
             return Err(invalid("an output below something that is not a directory"));
         }
@@ -218,7 +220,11 @@ mod tests {
             // Below a directory that was never recorded.
             vec![record("missing/x", OutputKind::RunFile)],
         ] {
-            assert!(validate_names(&bad).is_err(), "{:?}", bad[bad.len() - 1].name);
+            assert!(
+                validate_names(&bad).is_err(),
+                "{:?}",
+                bad[bad.len() - 1].name
+            );
         }
     }
 
@@ -234,7 +240,10 @@ mod tests {
         std::os::unix::fs::symlink("include/sub/a.h", out_dir.join("a.h")).unwrap();
         let outputs = capture(&store, &out_dir).unwrap();
         let names: Vec<&str> = outputs.iter().map(|output| output.name.as_str()).collect();
-        assert_eq!(names, ["a.h", "gen.rs", "include", "include/sub", "include/sub/a.h"]);
+        assert_eq!(
+            names,
+            ["a.h", "gen.rs", "include", "include/sub", "include/sub/a.h"]
+        );
 
         // A stale file from an earlier run must be gone after the restore.
         fs::write(out_dir.join("stale.o"), b"old").unwrap();
@@ -257,7 +266,10 @@ mod tests {
             fs::read_link(out_dir.join("a.h")).unwrap(),
             Path::new("include/sub/a.h")
         );
-        let mode = fs::metadata(out_dir.join("gen.rs")).unwrap().permissions().mode();
+        let mode = fs::metadata(out_dir.join("gen.rs"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 }

@@ -74,6 +74,33 @@ pub fn expected_output(changes: &[(&str, &str)]) -> String {
     out
 }
 
+/// Downloads the crates.io dependencies a fixture's Cargo.lock pins (scripts_ws uses the `cc`
+/// crate), once per fixture and test process, so that the tests' `--offline` builds find them.
+/// A fixture with path dependencies only needs nothing.
+#[track_caller]
+fn fetch_registry_deps(fixture: &Path) {
+    static FETCHED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let lock = fs::read_to_string(fixture.join("Cargo.lock")).unwrap_or_default();
+    if !lock.contains("source = \"registry+") {
+        return;
+    }
+    let mut fetched = FETCHED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if fetched.iter().any(|done| done == fixture) {
+        return;
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    scrub_env(&mut cmd);
+    cmd.args(["fetch", "--locked", "--manifest-path"])
+        .arg(fixture.join("Cargo.toml"));
+    let what = format!("cargo fetch for {}", fixture.display());
+    let (status, _, stderr) = run_command(&mut cmd, &what);
+    assert!(status.success(), "{what} failed: {status}\n{stderr}");
+    fetched.push(fixture.to_path_buf());
+}
+
 /// One test's private world. Dropping it deletes everything.
 pub struct Sandbox {
     _dir: TempDir,
@@ -101,7 +128,9 @@ impl Sandbox {
             .expect("create temp dir");
         let root = dir.path().canonicalize().expect("canonicalize temp dir");
         let ws = root.join("ws");
-        copy_tree(&Path::new(FIXTURES).join(name), &ws);
+        let fixture = Path::new(FIXTURES).join(name);
+        fetch_registry_deps(&fixture);
+        copy_tree(&fixture, &ws);
         Sandbox {
             _dir: dir,
             store: root.join("store"),
