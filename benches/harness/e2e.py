@@ -107,6 +107,10 @@ def select_modes(args: argparse.Namespace, peers: dict[str, Path]) -> list[str]:
     return [m for m in order if m in wanted]
 
 
+LAUNCHER = "rcache-launcher"
+"""The build-script launcher binary, which rcache expects beside itself."""
+
+
 def build_rcache(explicit: Path | None) -> Path:
     """The rcache binary: --rcache as given, or a fresh `cargo build --release` of the repo."""
     if explicit is not None:
@@ -114,7 +118,7 @@ def build_rcache(explicit: Path | None) -> Path:
             sys.exit(f"e2e: --rcache {explicit} does not exist")
         return explicit.resolve()
     print("building rcache (cargo build --release) ...", flush=True)
-    proc = subprocess.run(["cargo", "build", "--release", "--bin", "rcache",
+    proc = subprocess.run(["cargo", "build", "--release", "--bin", "rcache", "--bin", LAUNCHER,
                            "--message-format=json-render-diagnostics"],
                           cwd=workloads.REPO_ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -254,9 +258,11 @@ def quick_failures(runs: list[dict], json_path: Path) -> list[str]:
     if not warm:
         failures.append("rcache-warm did not run")
     for r in warm:
-        hits = (r.get("stats_summary") or {}).get("hits") or 0
-        if hits <= 0:
+        summary = r.get("stats_summary") or {}
+        if (summary.get("hits") or 0) <= 0:
             failures.append(f"rcache-warm rep {r['rep']}: no hits in `rcache stats --json`")
+        if ((summary.get("build_scripts") or {}).get("hits") or 0) <= 0:
+            failures.append(f"rcache-warm rep {r['rep']}: no build-script run restored")
     return failures
 
 
@@ -280,6 +286,10 @@ def print_tables(runs: list[dict], modes: list[str], top: int) -> None:
     """The summary table, then the slowest units of the last repetition of each warm mode."""
     print()
     print(report.table(report.summarize(runs, modes)))
+    script_lines = report.build_script_lines(runs, modes)
+    if script_lines:
+        print("\nbuild-script runs (rcache, last repetition of each mode):")
+        print("\n".join(script_lines))
     for mode in modes:
         last = [r for r in runs if r["mode"] == mode and not r["primer"] and r.get("slowest_units")]
         if report.mode_class(mode) == "warm" and last and top > 0:
@@ -312,10 +322,17 @@ def main(argv: list[str]) -> int:
     modes = select_modes(args, peers)
     tool_set: dict[str, tools.Tool] = {"none": tools.Tool()}
     if any(m.startswith("rcache") for m in modes):
-        # A private copy: the repo's binary may be rebuilt while a long run is going on.
+        # A private copy: the repo's binary may be rebuilt while a long run is going on. The
+        # build-script launcher, installed beside rcache, comes with it.
         snapshot = args.work_dir / "bin" / workload.name / "rcache"
         snapshot.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(build_rcache(args.rcache), snapshot)
+        binary = build_rcache(args.rcache)
+        shutil.copy2(binary, snapshot)
+        launcher = binary.with_name(LAUNCHER)
+        if not launcher.is_file():
+            print(f"e2e: {launcher} is missing: build-script runs will not be cached", file=sys.stderr)
+        else:
+            shutil.copy2(launcher, snapshot.with_name(LAUNCHER))
         tool_set["rcache"] = tools.Rcache(snapshot)
     for name, binary in peers.items():
         tool_set[name] = tools.TOOLS[name](binary)

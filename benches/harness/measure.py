@@ -167,23 +167,13 @@ def _is_script(event: dict) -> bool:
     return str(event.get("crate") or "").startswith("build_script")
 
 
-def _event_for(unit: dict, events: list[dict], build_start: float | None) -> dict | None:
-    """The rcache event that belongs to a cargo unit.
+def _is_run(event: dict) -> bool:
+    """Whether an rcache event is a build-script run (not a rustc invocation)."""
+    return event.get("kind") == "build_script_run"
 
-    Cargo runs rustc for a registry crate in the crate's source dir (`<name>-<version>`), so the
-    event's cwd names the package; a build script compiles as crate `build_script_*`. For a
-    workspace member the cwd is the workspace root, so the crate name has to do, and among several
-    candidates (every member's build script is `build_script_build`) the one closest in time to
-    the unit, from the build's start (epoch seconds) and the unit's start and duration.
-    """
-    want_script = unit["kind"] == "build-script"
-    pool = [e for e in events if e.get("reason") != "probe" and _is_script(e) == want_script]
-    dir_name = f"{unit['name']}-{unit['version']}"
-    candidates = [e for e in pool if os.path.basename(e.get("cwd") or "") == dir_name]
-    if not candidates:
-        local = [e for e in pool if "/registry/src/" not in (e.get("cwd") or "")]
-        crate = (unit["name"] or "").replace("-", "_")
-        candidates = [e for e in local if want_script or e.get("crate") == crate] or local
+
+def _closest(candidates: list[dict], unit: dict, build_start: float | None) -> dict | None:
+    """Among several events, the one closest in time to the unit's start or end."""
     if len(candidates) > 1 and build_start is not None and unit.get("start_s") is not None:
         begin_ms = (build_start + unit["start_s"]) * 1000
         end_ms = begin_ms + (unit.get("duration_s") or 0) * 1000
@@ -197,11 +187,39 @@ def _event_for(unit: dict, events: list[dict], build_start: float | None) -> dic
     return candidates[0] if candidates else None
 
 
+def _run_event_for(unit: dict, events: list[dict], build_start: float | None) -> dict | None:
+    """The build-script run event of a cargo `build-script-run` unit: same package name."""
+    runs = [e for e in events if _is_run(e) and e.get("crate") == unit["name"]]
+    return _closest(runs, unit, build_start)
+
+
+def _event_for(unit: dict, events: list[dict], build_start: float | None) -> dict | None:
+    """The rcache event that belongs to a cargo unit.
+
+    Cargo runs rustc for a registry crate in the crate's source dir (`<name>-<version>`), so the
+    event's cwd names the package; a build script compiles as crate `build_script_*`. For a
+    workspace member the cwd is the workspace root, so the crate name has to do, and among several
+    candidates (every member's build script is `build_script_build`) the one closest in time to
+    the unit, from the build's start (epoch seconds) and the unit's start and duration.
+    """
+    want_script = unit["kind"] == "build-script"
+    pool = [e for e in events if e.get("reason") != "probe" and not _is_run(e)
+            and _is_script(e) == want_script]
+    dir_name = f"{unit['name']}-{unit['version']}"
+    candidates = [e for e in pool if os.path.basename(e.get("cwd") or "") == dir_name]
+    if not candidates:
+        local = [e for e in pool if "/registry/src/" not in (e.get("cwd") or "")]
+        crate = (unit["name"] or "").replace("-", "_")
+        candidates = [e for e in local if want_script or e.get("crate") == crate] or local
+    return _closest(candidates, unit, build_start)
+
+
 def slowest_units(units: list[dict], events: list[dict] | None, n: int = 10,
                   build_start: float | None = None) -> list[dict]:
     """The n longest units, each with rcache's outcome and reason when there is an events log.
 
-    A build-script run is not a rustc invocation, so no wrapper event belongs to it.
+    A build-script run unit gets the event of its run (rcache caches runs through its launcher);
+    every other unit the event of its rustc invocation.
     """
     top = sorted(units, key=lambda u: u.get("duration_s") or 0, reverse=True)[:n]
     out = []
@@ -209,12 +227,12 @@ def slowest_units(units: list[dict], events: list[dict] | None, n: int = 10,
         row = dict(unit)
         if events is not None:
             if unit["kind"] == "build-script-run":
-                row.update(outcome="build-script-run", reason=None)
+                event = _run_event_for(unit, events, build_start)
             else:
                 event = _event_for(unit, events, build_start)
-                row.update(outcome=event.get("outcome") if event else None,
-                           reason=event.get("reason") if event else None,
-                           wrapper_ms=event.get("duration_ms") if event else None)
+            row.update(outcome=event.get("outcome") if event else None,
+                       reason=event.get("reason") if event else None,
+                       wrapper_ms=event.get("duration_ms") if event else None)
         out.append(row)
     return out
 
@@ -228,9 +246,12 @@ def slowest_events(events: list[dict], n: int = 10) -> list[dict]:
 
 
 def outcome_counts(events: list[dict]) -> dict[str, int]:
-    """How many invocations ended in each outcome (hit, miss, passthrough, error)."""
+    """How many invocations ended in each outcome (hit, miss, passthrough, error); build-script
+    runs apart, as `build_script_run.<outcome>`."""
     counts: dict[str, int] = {}
     for e in events:
         key = str(e.get("outcome"))
+        if _is_run(e):
+            key = f"build_script_run.{key}"
         counts[key] = counts.get(key, 0) + 1
     return counts

@@ -122,6 +122,27 @@ def slowest_table(run: dict, top: int = 10) -> str:
     return "\n".join(lines)
 
 
+def build_script_lines(runs: list[dict], modes: list[str]) -> list[str]:
+    """For each rcache mode: its last build's script runs restored, run, passed through (by
+    reason) and failed over, from `rcache stats --json`."""
+    lines = []
+    for mode in modes:
+        last = [r for r in runs if r["mode"] == mode and not r["primer"]
+                and ((r.get("stats_summary") or {}).get("build_scripts") or {}).get("requests")]
+        if not last:
+            continue
+        s = last[-1]["stats_summary"]["build_scripts"]
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted((s.get("passthrough_reasons") or {}).items()))
+        line = (f"- {mode} (rep {last[-1]['rep']}): {s.get('requests')} runs: restored {s.get('hits')}, "
+                f"run and recorded {s.get('misses')}, passthrough {s.get('passthrough')}"
+                + (f" ({reasons})" if reasons else "") + f", errors {s.get('errors')}")
+        not_stored = s.get("not_stored") or {}
+        if not_stored:
+            line += "; not recorded: " + ", ".join(f"{k} {v}" for k, v in sorted(not_stored.items()))
+        lines.append(line)
+    return lines
+
+
 def write_json(path: Path, record: dict) -> None:
     """Write the run's record, creating the results dir if needed."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -133,8 +133,12 @@ class Rcache(Tool):
         """rcache's stats keys are documented in README.md; they were zeroed before the build."""
         if not stats:
             return None
+        runs = stats.get("build_scripts") or {}
         return _summary(stats.get("requests"), stats.get("hits", 0), stats.get("misses", 0),
-                        passthrough=stats.get("passthrough"), errors=stats.get("errors"))
+                        passthrough=stats.get("passthrough"), errors=stats.get("errors"),
+                        build_scripts={key: runs.get(key) for key in (
+                            "requests", "hits", "misses", "passthrough", "errors",
+                            "passthrough_reasons", "not_stored", "error_reasons")})
 
 
 def sccache_port(workload: str) -> int:
