@@ -149,6 +149,31 @@ mod tests {
         }
     }
 
+    /// Pins the derivation (store-format §5.5): changing what goes into a run key fails this
+    /// test until `KEY_VERSION` is bumped and the format documented.
+    #[test]
+    fn golden_run_key() {
+        let env = vec![
+            (OsString::from("CARGO_PKG_NAME"), OsString::from("demo")),
+            (
+                OsString::from("OUT_DIR"),
+                OsString::from("/t/debug/build/demo-1/out"),
+            ),
+        ];
+        let key = run_invocation_key(&RunFacts {
+            script_hash: [7; 32],
+            rustc_id: Some([9; 32]),
+            args: &[],
+            cwd: b"/ws/demo",
+            env: &env,
+        });
+        assert_eq!(KEY_VERSION, 3);
+        assert_eq!(
+            crate::key::hasher::hex(&key),
+            "80c2f79de350c0ef6f94b364537458432ee742796d3cd38e502e32f86dbbfb64"
+        );
+    }
+
     #[test]
     fn every_fact_changes_the_key() {
         let env = vec![(OsString::from("OUT_DIR"), OsString::from("/t/out"))];
