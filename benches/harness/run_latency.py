@@ -51,20 +51,23 @@ def capture(package: str, rcache: str, store: str) -> dict:
     if len(launchers) != 1:
         sys.exit(f"expected one launcher for {package}, found {launchers}")
     launcher = launchers[0]
-    # Put a recorder in front of the launcher, and make cargo run the script again.
+    # Put a recorder in front of the launcher (under both names: cargo's `build-script-build`
+    # link and rustc's output name), and make cargo run the script again.
     record = WORK / f"{package}.json"
     record.unlink(missing_ok=True)
     saved = launcher.with_name("launcher-saved")
     shutil.copy2(launcher, saved)
-    launcher.unlink()
-    launcher.write_text(f"#!/bin/sh\n{sys.executable} {__file__} --record {record} \"$@\"\n"
+    real = next(launcher.parent.glob("*.rcache-real"))
+    for path in (launcher, real.with_name(real.name.removesuffix(".rcache-real"))):
+        path.unlink()
+        path.write_text(f"#!/bin/sh\n{sys.executable} {__file__} --record {record} \"$@\"\n"
                         f"exec {saved} \"$@\"\n")
-    launcher.chmod(0o755)
+        path.chmod(0o755)
     (source / package / TRIGGERS[package]).touch()
     subprocess.run(["cargo", "build", "-q", "-p", package], cwd=source, env=env, check=True)
     recorded = json.loads(record.read_text())
     recorded["launcher"] = str(saved)
-    recorded["real"] = str(next(launcher.parent.glob("*.rcache-real")))
+    recorded["real"] = str(real)
     return recorded
 
 

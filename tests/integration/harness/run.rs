@@ -18,11 +18,12 @@ pub struct Run {
 }
 
 impl Run {
-    /// The events of invocations that compiled `krate`.
+    /// The events of invocations that compiled `krate` (build-script runs, logged under their
+    /// package name, are not compiles).
     pub fn events_for(&self, krate: &str) -> Vec<&Value> {
         self.events
             .iter()
-            .filter(|e| e["crate"].as_str() == Some(krate))
+            .filter(|e| e["crate"].as_str() == Some(krate) && e["kind"] != "build_script_run")
             .collect()
     }
 
