@@ -38,17 +38,34 @@ fn stats_json_agrees_with_the_events_log_after_cold_and_warm_builds() {
     assert!(hits >= 2 && misses >= 2, "{stats}");
 
     let events = sb.all_events();
-    let logged = |outcome: &str| events.iter().filter(|e| e["outcome"] == outcome).count() as u64;
+    let (runs, compiles): (Vec<_>, Vec<_>) =
+        events.iter().partition(|e| e["kind"] == "build_script_run");
+    let logged = |events: &[&serde_json::Value], outcome: &str| {
+        events.iter().filter(|e| e["outcome"] == outcome).count() as u64
+    };
     assert_eq!(
         requests,
-        events.len() as u64,
-        "one request per logged invocation: {stats}"
+        compiles.len() as u64,
+        "one request per logged compile invocation: {stats}"
     );
     assert_eq!(
         [hits, misses, passthrough, errors],
-        ["hit", "miss", "passthrough", "error"].map(logged),
+        ["hit", "miss", "passthrough", "error"].map(|outcome| logged(&compiles, outcome)),
         "stats vs events log: {stats}"
     );
+    // demo_lib's build script: run and recorded cold, restored warm, counted apart.
+    let scripts = &stats["build_scripts"];
+    assert_eq!(
+        scripts["requests"].as_u64(),
+        Some(runs.len() as u64),
+        "{stats}"
+    );
+    assert_eq!(
+        ["hits", "misses"].map(|k| scripts[k].as_u64().unwrap_or(0)),
+        ["hit", "miss"].map(|outcome| logged(&runs, outcome)),
+        "{stats}"
+    );
+    assert_eq!(scripts["hits"], 1, "{stats}");
 
     assert!(
         stats["passthrough_reasons"]["probe"].as_u64() >= Some(1),
