@@ -86,6 +86,9 @@ pub struct RunFacts<'a> {
     pub cwd: &'a [u8],
     /// From [`run_env`].
     pub env: &'a [(OsString, OsString)],
+    /// Other units' `OUT_DIR`s that `DEP_*` values point into, each with the fingerprint of its
+    /// tree: a `links` dependency whose run changed its files without changing their paths.
+    pub upstream: &'a [(Vec<u8>, Key)],
 }
 
 /// The invocation key of a run. Changing what goes in bumps `KEY_VERSION`.
@@ -102,6 +105,11 @@ pub fn run_invocation_key(facts: &RunFacts) -> Key {
     for (name, value) in facts.env {
         key.os_field("env-name", name);
         key.os_field("env-value", value);
+    }
+    key.field("upstreamc", &(facts.upstream.len() as u64).to_le_bytes());
+    for (out_dir, tree) in facts.upstream {
+        key.field("upstream-out-dir", out_dir);
+        key.field("upstream-tree", tree);
     }
     key.finish()
 }
@@ -166,11 +174,12 @@ mod tests {
             args: &[],
             cwd: b"/ws/demo",
             env: &env,
+            upstream: &[],
         });
         assert_eq!(KEY_VERSION, 3);
         assert_eq!(
             crate::key::hasher::hex(&key),
-            "80c2f79de350c0ef6f94b364537458432ee742796d3cd38e502e32f86dbbfb64"
+            "be79ab350d524a93e51787bbab7e1304fc39e94e43fd5bb0d2554556063d6c83"
         );
     }
 
@@ -183,10 +192,12 @@ mod tests {
             args: &[],
             cwd: b"/p",
             env: &env,
+            upstream: &[],
         };
         let reference = run_invocation_key(&base);
         let other_env = vec![(OsString::from("OUT_DIR"), OsString::from("/u/out"))];
         let args = [OsString::from("x")];
+        let upstream = [(b"/t/debug/build/z-1/out".to_vec(), [4; 32])];
         let variants = [
             RunFacts {
                 script_hash: [2; 32],
@@ -203,6 +214,10 @@ mod tests {
             RunFacts { cwd: b"/q", ..base },
             RunFacts {
                 env: &other_env,
+                ..base
+            },
+            RunFacts {
+                upstream: &upstream,
                 ..base
             },
         ];

@@ -31,8 +31,8 @@ const CACHED: [&str; 6] = [
 const FOREIGN: &str = "bs_foreign";
 
 /// What bs_app prints for the unmodified fixture.
-const BASE_APP_OUTPUT: &str =
-    "file=file-v1\nenv=plain\nnothing=nothing-v1 extra=false\ncc=103\ndep=links-v1\n";
+const BASE_APP_OUTPUT: &str = "file=file-v1\nenv=plain\nnothing=nothing-v1 extra=false\ncc=103\n\
+    dep=links-v1 header=header-v1\n";
 
 struct Scripts {
     sb: Sandbox,
@@ -294,7 +294,22 @@ fn each_declared_input_reruns_exactly_the_scripts_that_declared_it() {
     );
     assert_eq!(
         scripts.app_output(),
-        "file=file-v2\nenv=plain\nnothing=nothing-v2 extra=false\ncc=203\ndep=links-v2\n"
+        "file=file-v2\nenv=plain\nnothing=nothing-v2 extra=false\ncc=203\n\
+         dep=links-v2 header=header-v1\n"
+    );
+
+    // Same DEP_* values, new content in bs_links's OUT_DIR: the dependent's run reads it.
+    sb.edit("bs_links/header.txt", "header-v1", "header-v2");
+    let (_, ran) = scripts.clean_build(&[], &[]);
+    assert_eq!(
+        ran,
+        names(&["bs_links", "bs_dependent", FOREIGN]),
+        "a links dependency's OUT_DIR changed in place"
+    );
+    assert!(
+        scripts
+            .app_output()
+            .contains("dep=links-v2 header=header-v2\n")
     );
 
     let (_, ran) = scripts.clean_build(&[], &[]);

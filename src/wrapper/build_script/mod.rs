@@ -18,7 +18,7 @@ pub mod tree;
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -30,7 +30,7 @@ use crate::key::hasher::Key;
 use crate::key::{self};
 use crate::rustc::Passthrough;
 use crate::stats::{self, Event, Outcome};
-use crate::store::entry::{Candidate, Entry, EnvRecord, InputRecord};
+use crate::store::entry::{Candidate, Entry, EnvRecord, InputRecord, OutputRecord};
 use crate::store::layout::STORE_LOCK_TIMEOUT_MS;
 use crate::store::state::StateUpdate;
 use crate::store::{Store, StoreError};
@@ -116,6 +116,34 @@ impl RunEnv {
     fn profile_dir(&self) -> Option<&Path> {
         self.out_dir.ancestors().nth(3)
     }
+
+    /// The other units' `OUT_DIR`s that `DEP_*` values (metadata of `links` dependencies, such
+    /// as `DEP_Z_INCLUDE`) point into, sorted. Their paths are keyed as values; their content,
+    /// which a dependency's rerun can change in place, is keyed through these.
+    fn upstream_out_dirs(&self, keyed_env: &[(OsString, OsString)]) -> Vec<PathBuf> {
+        let Some(build_dir) = self.out_dir.ancestors().nth(2) else {
+            return Vec::new();
+        };
+        let mut found: Vec<PathBuf> = keyed_env
+            .iter()
+            .filter(|(name, _)| name.as_bytes().starts_with(b"DEP_"))
+            .flat_map(|(_, value)| std::env::split_paths(value).collect::<Vec<_>>())
+            .filter_map(|path| {
+                let unit = inputs::normalize(&path)
+                    .strip_prefix(build_dir)
+                    .ok()?
+                    .components()
+                    .next()?
+                    .as_os_str()
+                    .to_os_string();
+                Some(build_dir.join(unit).join("out"))
+            })
+            .filter(|out_dir| *out_dir != self.out_dir && out_dir.is_dir())
+            .collect();
+        found.sort();
+        found.dedup();
+        found
+    }
 }
 
 struct ScriptRun {
@@ -152,6 +180,8 @@ impl ScriptRun {
         if let Some(found) = found {
             match tree::restore(store, &found.entry, &env.out_dir) {
                 Ok(()) => {
+                    let outputs = &found.entry.outputs;
+                    remember_tree(&mut hasher, outputs, &env.out_dir, &mut self.update);
                     replay(&found.entry);
                     let now = stats::unix_ms(SystemTime::now());
                     self.update.last_use.push((found.result_key, now));
@@ -189,12 +219,21 @@ impl ScriptRun {
         };
         let cwd = std::env::current_dir().unwrap_or_default();
         let keyed_env = run_env(std::env::vars_os());
+        let dirs = env.dirs();
+        let mut upstream = Vec::new();
+        for out_dir in env.upstream_out_dirs(&keyed_env) {
+            let path = out_dir.into_os_string().into_vec();
+            let tree =
+                inputs::fingerprint(hasher, &dirs, &path, &mut Vec::new(), &mut self.update)?;
+            upstream.push((path, tree));
+        }
         let invocation_key = run_invocation_key(&RunFacts {
             script_hash,
             rustc_id,
             args: &self.args,
             cwd: cwd.as_os_str().as_bytes(),
             env: &keyed_env,
+            upstream: &upstream,
         });
         tracing::debug!(key = %key::hasher::hex(&invocation_key), "build-script run key");
         if self.config.recache.value {
@@ -203,7 +242,6 @@ impl ScriptRun {
         let rtxn = store.index.read_txn()?;
         let manifest = store.index.manifest(&rtxn, &invocation_key)?;
         drop(rtxn);
-        let dirs = env.dirs();
         for candidate in &manifest.candidates {
             let Some(result_key) =
                 self.candidate_result_key(hasher, &dirs, &invocation_key, candidate)
@@ -383,6 +421,7 @@ impl ScriptRun {
         };
         let result_key = key::result_key(recording.invocation_key, &inputs, &env_deps);
         let now = stats::unix_ms(SystemTime::now());
+        remember_tree(hasher, &outputs, &env.out_dir, &mut self.update);
         let entry = Entry {
             outputs,
             stdout: recording.stdout.to_vec(),
@@ -511,6 +550,21 @@ fn check_link_search(directives: &Directives, env: &RunEnv) -> Result<(), NotRec
         }
     }
     Ok(())
+}
+
+/// Memoizes the hashes of a run's `OUT_DIR` files, known from the entry, so that a dependent
+/// run keying this tree (through its `DEP_*` values) does not hash them again.
+fn remember_tree(
+    hasher: &mut MemoHasher,
+    outputs: &[OutputRecord],
+    out_dir: &Path,
+    update: &mut StateUpdate,
+) {
+    for output in outputs {
+        if output.kind == crate::rustc::outputs::OutputKind::RunFile {
+            hasher.remember_written(&out_dir.join(&output.name), output.blob, update);
+        }
+    }
 }
 
 /// Writes a recorded run's stdout and stderr, byte for byte.
