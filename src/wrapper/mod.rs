@@ -217,16 +217,7 @@ impl WrapperRun {
             (Some(own), Some((path, emit))) => emit == "dep-info" && Path::new(&path) == own,
             _ => false,
         };
-        // Memos learned while keying (the compiler identity, extern hashes) are written before
-        // the compile, so that invocations starting meanwhile do not compute them again.
-        let memos = StateUpdate {
-            file_hashes: std::mem::take(&mut self.update.file_hashes),
-            compilers: std::mem::take(&mut self.update.compilers),
-            ..StateUpdate::default()
-        };
-        if let Err(err) = store.state.apply(&memos) {
-            tracing::debug!("could not record memos: {err}");
-        }
+        apply_memos_now(store, &mut self.update);
         let started_fs_ns = crate::key::file_hash::filesystem_tick();
         let compiled = match run::compile(&self.chain, &args, drop_line) {
             Ok(compiled) => compiled,
@@ -338,14 +329,7 @@ impl WrapperRun {
         outcome: &Outcome,
     ) {
         outcome.count(&mut self.update);
-        let applied = match store {
-            Some(store) => store.state.apply(&self.update),
-            None => State::open(&crate::store::layout::Layout::new(&self.config.dir.value))
-                .and_then(|state| state.apply(&self.update)),
-        };
-        if let Err(err) = applied {
-            tracing::warn!("could not record stats: {err}");
-        }
+        apply_state_update(store, &self.config.dir.value, &self.update);
         let duration_ms = self.clock.elapsed().as_secs_f64() * 1000.0;
         tracing::debug!(
             outcome = outcome.name(),
@@ -383,6 +367,33 @@ impl WrapperRun {
             Path::new(&self.chain.program).display()
         );
         1
+    }
+}
+
+/// Writes the memos learned while keying (the compiler identity, file hashes) before a long
+/// compile or script run, so that invocations starting meanwhile do not compute them again.
+fn apply_memos_now(store: &Store, update: &mut StateUpdate) {
+    let memos = StateUpdate {
+        file_hashes: std::mem::take(&mut update.file_hashes),
+        compilers: std::mem::take(&mut update.compilers),
+        ..StateUpdate::default()
+    };
+    if let Err(err) = store.state.apply(&memos) {
+        tracing::debug!("could not record memos: {err}");
+    }
+}
+
+/// Applies an invocation's counters, last-use times and memos in one unsynced transaction;
+/// without an open store (it could not be opened), through the state env alone. A failure is
+/// logged, never fatal: stats are not worth a build.
+fn apply_state_update(store: Option<&Store>, store_dir: &Path, update: &StateUpdate) {
+    let applied = match store {
+        Some(store) => store.state.apply(update),
+        None => State::open(&crate::store::layout::Layout::new(store_dir))
+            .and_then(|state| state.apply(update)),
+    };
+    if let Err(err) = applied {
+        tracing::warn!("could not record stats: {err}");
     }
 }
 

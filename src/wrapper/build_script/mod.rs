@@ -295,14 +295,7 @@ impl ScriptRun {
         invocation_key: &Key,
         fault: Option<String>,
     ) -> i32 {
-        let memos = StateUpdate {
-            file_hashes: std::mem::take(&mut self.update.file_hashes),
-            compilers: std::mem::take(&mut self.update.compilers),
-            ..StateUpdate::default()
-        };
-        if let Err(err) = store.state.apply(&memos) {
-            tracing::debug!("could not record memos: {err}");
-        }
+        super::apply_memos_now(store, &mut self.update);
         let started_fs_ns = filesystem_tick();
         let chain = CompilerChain {
             program: self.real.clone().into_os_string(),
@@ -454,16 +447,7 @@ impl ScriptRun {
     /// Counts the outcome under `build_scripts` and writes the event line.
     fn finish(&mut self, store: Option<&Store>, outcome: &Outcome) {
         outcome.count_build_script_run(&mut self.update);
-        let applied = match store {
-            Some(store) => store.state.apply(&self.update),
-            None => crate::store::state::State::open(&crate::store::layout::Layout::new(
-                &self.config.dir.value,
-            ))
-            .and_then(|state| state.apply(&self.update)),
-        };
-        if let Err(err) = applied {
-            tracing::warn!("could not record stats: {err}");
-        }
+        super::apply_state_update(store, &self.config.dir.value, &self.update);
         let duration_ms = self.clock.elapsed().as_secs_f64() * 1000.0;
         if let Some(events) = &self.config.events.value {
             let package = std::env::var("CARGO_PKG_NAME").ok();
