@@ -10,6 +10,7 @@
 //!   counted under `errors`. A build never fails because of rcache.
 
 pub mod build_script;
+pub mod cc;
 pub mod keying;
 pub mod record;
 pub mod restore;
@@ -338,6 +339,7 @@ impl WrapperRun {
         outcome: &Outcome,
     ) {
         outcome.count(&mut self.update);
+        outcome.count_language(&mut self.update, "rust");
         let applied = match store {
             Some(store) => store.state.apply(&self.update),
             None => State::open(&crate::store::layout::Layout::new(&self.config.dir.value))
