@@ -339,6 +339,12 @@ pub fn classify(args: &[OsString]) -> Result<CcInvocation, CcPassthrough> {
             PathBuf::from(Path::new(&source).file_stem().unwrap_or_default()).with_extension("o")
         }
     };
+    if split_dwarf {
+        // The object names its `.dwo` (DW_AT_dwo_name), so with split DWARF the object's own
+        // path changes its content and is keyed.
+        key_args.push("-o".into());
+        key_args.push(object.to_string_lossy().into_owned());
+    }
     let dep_file = dep_mode.then(|| CallerDepFile {
         path: dep_path.map_or_else(|| object.with_extension("d"), PathBuf::from),
         targets,
@@ -433,5 +439,7 @@ mod tests {
         assert_eq!(inv.native_flags, vec!["-march=native".to_string()]);
         assert!(inv.split_dwarf);
         assert_eq!(inv.dwo_path(), PathBuf::from("o/x.dwo"));
+        let other = parse("-c x.c -march=native -g -gsplit-dwarf -o p/x.o").unwrap();
+        assert_ne!(inv.key_args, other.key_args, "the object names its .dwo");
     }
 }
