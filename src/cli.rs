@@ -1,7 +1,10 @@
 //! The command line: wrapper mode or a command, decided by the first argument (DESIGN.md §1).
 //!
 //! - A path, or a compiler name (`rustc`, `clippy-driver`, ...), means wrapper mode:
-//!   `rcache /path/to/rustc <args>`, as cargo runs a `RUSTC_WRAPPER`.
+//!   `rcache /path/to/rustc <args>`, as cargo runs a `RUSTC_WRAPPER`. A C compiler's name or
+//!   path (`rcache cc`, `rcache /usr/bin/clang++`) goes to the C path (`wrapper::cc`).
+//! - rcache started through a link named like a C compiler (`cc`, `gcc`, `clang++`, ...) is the
+//!   ccache-style symlink form: argv[0] is the compiler, found further along PATH.
 //! - `--build-script-run <script>` is a build-script run, from the launcher (DESIGN.md §6b).
 //! - Anything else is parsed by clap as a command.
 
@@ -91,7 +94,17 @@ pub fn main() -> i32 {
     {
         return build_script::run(args[2..].to_vec());
     }
+    // The ccache-style symlink form: rcache started through a link named `cc`, `gcc`, ...
+    if args
+        .first()
+        .is_some_and(|argv0| crate::cc::driver::is_c_compiler(argv0))
+    {
+        return crate::wrapper::cc::run(args[0].clone(), args[1..].to_vec());
+    }
     if args.len() > 1 && is_wrapper_invocation(&args[1]) {
+        if crate::cc::driver::is_c_compiler(&args[1]) {
+            return crate::wrapper::cc::run(args[1].clone(), args[2..].to_vec());
+        }
         return crate::wrapper::run(args[1..].to_vec());
     }
     let cli = Cli::parse_from(&args);

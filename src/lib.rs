@@ -6,10 +6,12 @@
 //! - [`wrapper`]: the compile path: classify, look up, restore or run, store.
 //! - [`key`]: two-level keys (invocation -> manifest candidates -> result) and file hashing.
 //! - [`rustc`]: rustc argv -> a typed invocation or a reason not to cache.
+//! - [`cc`]: gcc/clang argv -> a typed invocation, the C compiler's identity and key.
 //! - [`depinfo`]: the dep-info parser.
 //! - [`stats`], [`config`], [`logging`]: counters and events, settings, diagnostics.
 //! - [`store`]: the content-addressed store (blobs + LMDB index).
 
+pub mod cc;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -62,6 +62,23 @@ impl Outcome {
         self.count_with_prefix(update, BUILD_SCRIPTS_PREFIX);
     }
 
+    /// Adds this compile's increments to its language's split (`rust`, `c`, `cxx`, ...), on top
+    /// of the totals that [`Outcome::count`] adds.
+    pub fn count_language(&self, update: &mut StateUpdate, language: &str) {
+        let prefix = format!("{LANGUAGES_PREFIX}{language}.");
+        update.count(format!("{prefix}requests"), 1);
+        let outcome = match self {
+            Outcome::Hit { saved_ms } => {
+                update.count(format!("{prefix}time_saved_ms"), *saved_ms);
+                "hits"
+            }
+            Outcome::Miss { .. } => "misses",
+            Outcome::Passthrough { .. } => "passthrough",
+            Outcome::Error { .. } => "errors",
+        };
+        update.count(format!("{prefix}{outcome}"), 1);
+    }
+
     fn count_with_prefix(&self, update: &mut StateUpdate, prefix: &str) {
         update.count(format!("{prefix}requests"), 1);
         match self {
@@ -89,6 +106,9 @@ impl Outcome {
 
 /// Counter-name prefix of build-script runs.
 const BUILD_SCRIPTS_PREFIX: &str = "build_scripts.";
+
+/// Counter-name prefix of the per-language split of compiles: `languages.<language>.<outcome>`.
+const LANGUAGES_PREFIX: &str = "languages.";
 
 /// One line of the events log.
 #[derive(Debug, Serialize)]
@@ -174,6 +194,31 @@ impl Counts {
     }
 }
 
+/// One language's share of the compile totals.
+#[derive(Debug, Default, Serialize)]
+pub struct LanguageCounts {
+    pub requests: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub passthrough: u64,
+    pub errors: u64,
+    pub time_saved_ms: u64,
+}
+
+impl LanguageCounts {
+    fn set(&mut self, name: &str, value: u64) {
+        match name {
+            "requests" => self.requests = value,
+            "hits" => self.hits = value,
+            "misses" => self.misses = value,
+            "passthrough" => self.passthrough = value,
+            "errors" => self.errors = value,
+            "time_saved_ms" => self.time_saved_ms = value,
+            _ => {}
+        }
+    }
+}
+
 /// `rcache stats --json`.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -183,6 +228,8 @@ pub struct Report {
     pub compiles: Counts,
     /// Build-script runs, counted apart from the totals.
     pub build_scripts: Counts,
+    /// The compile totals split by language (`rust`, `c`, `cxx`, `objc`, `objcxx`, `asm`).
+    pub languages: BTreeMap<String, LanguageCounts>,
     pub entries: u64,
     pub blobs: u64,
     pub store_bytes: u64,
@@ -194,6 +241,16 @@ impl Report {
     /// Fills the counter fields from the state env's counters.
     pub fn add_counters(&mut self, counters: &[(String, u64)]) {
         for (name, value) in counters {
+            if let Some((language, name)) = name
+                .strip_prefix(LANGUAGES_PREFIX)
+                .and_then(|rest| rest.split_once('.'))
+            {
+                self.languages
+                    .entry(language.to_string())
+                    .or_default()
+                    .set(name, *value);
+                continue;
+            }
             match name.strip_prefix(BUILD_SCRIPTS_PREFIX) {
                 Some(name) => self.build_scripts.set(name, *value),
                 None => self.compiles.set(name, *value),
@@ -241,6 +298,45 @@ mod tests {
         assert_eq!(counts.error_reasons.get("disk_full"), Some(&1));
         assert_eq!(counts.time_saved_ms, 10);
         assert_eq!(report.build_scripts.requests, 0);
+    }
+
+    #[test]
+    fn languages_split_the_totals() {
+        let mut update = StateUpdate::default();
+        for (outcome, language) in [
+            (Outcome::Hit { saved_ms: 3 }, "c"),
+            (Outcome::Miss { not_stored: None }, "cxx"),
+            (
+                Outcome::Passthrough {
+                    reason: "cc_linking".into(),
+                },
+                "c",
+            ),
+            (Outcome::Hit { saved_ms: 5 }, "rust"),
+        ] {
+            outcome.count(&mut update);
+            outcome.count_language(&mut update, language);
+        }
+        let mut totals: BTreeMap<String, u64> = BTreeMap::new();
+        for (name, by) in update.counters {
+            *totals.entry(name).or_default() += by;
+        }
+        let mut report = Report::default();
+        report.add_counters(&totals.into_iter().collect::<Vec<_>>());
+        assert_eq!(report.compiles.requests, 4);
+        assert_eq!(report.compiles.hits, 2);
+        let c = &report.languages["c"];
+        assert_eq!(
+            (c.requests, c.hits, c.passthrough, c.time_saved_ms),
+            (2, 1, 1, 3)
+        );
+        assert_eq!(report.languages["cxx"].misses, 1);
+        let sum: u64 = report
+            .languages
+            .values()
+            .map(|counts| counts.requests)
+            .sum();
+        assert_eq!(sum, report.compiles.requests);
     }
 
     #[test]

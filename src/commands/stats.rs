@@ -78,6 +78,20 @@ pub fn show(config: &Config, json: bool) -> anyhow::Result<()> {
     for (label, value) in rows {
         println!("{label:<width$}  {value}");
     }
+    if !report.languages.is_empty() {
+        println!("\nBy language (requests / hits / misses / passthrough / errors):");
+        for (language, counts) in &report.languages {
+            println!(
+                "  {language:<width$}{} / {} / {} / {} / {}",
+                counts.requests,
+                counts.hits,
+                counts.misses,
+                counts.passthrough,
+                counts.errors,
+                width = width
+            );
+        }
+    }
     for (title, reasons) in [
         ("Passthrough reasons", &compiles.passthrough_reasons),
         ("Not stored", &compiles.not_stored),

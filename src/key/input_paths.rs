@@ -38,6 +38,15 @@ impl InputDirs {
         }
     }
 
+    /// Inputs recorded as written, relative to the cwd only: a C compile's include dirs and
+    /// object path are keyed as arguments, so no directory needs following.
+    pub fn cwd_only(cwd: &Path) -> InputDirs {
+        InputDirs {
+            cwd: cwd.to_path_buf(),
+            anchors: Vec::new(),
+        }
+    }
+
     /// The recorded form of an input path as a dep-info or the linker wrote it.
     pub fn record(&self, path: &Path) -> Vec<u8> {
         let absolute = self.cwd.join(path);

@@ -24,6 +24,14 @@ pub enum OutputKind {
     RunDir,
     /// A symlink in a run's `OUT_DIR`: its blob holds the link target's bytes.
     RunSymlink,
+    /// A C or C++ compile's object file (`-o`): copied, keeping its mode, with a fresh mtime.
+    /// The name is the `-o` path the storing compile was given; a restore writes to its own.
+    CcObject,
+    /// The dep file a C compile's caller asked for (`-MD`/`-MMD`): copied, with the target of
+    /// its rule rewritten from the entry's `out_dir` field to the restoring compile's target.
+    CcDepFile,
+    /// The `.dwo` file of a `-gsplit-dwarf` C compile: copied beside the object.
+    CcSplitDwarf,
 }
 
 /// One expected output: its kind and file name in the out dir.

@@ -309,13 +309,7 @@ pub fn resolve_linker(invocation: &Invocation, cwd: &Path) -> Option<PathBuf> {
         let path = cwd.join(name);
         return path.is_file().then_some(path);
     }
-    let own = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.canonicalize().ok());
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .filter(|candidate| candidate.is_file())
-        .find(|candidate| own.is_none() || candidate.canonicalize().ok() != own)
+    crate::cc::driver::real_program_on_path(std::ffi::OsStr::new(name))
 }
 
 /// clippy-driver's identity: its binary's content and the clippy.toml it would read.

@@ -10,6 +10,7 @@
 //!   counted under `errors`. A build never fails because of rcache.
 
 pub mod build_script;
+pub mod cc;
 pub mod keying;
 pub mod record;
 pub mod restore;
@@ -329,6 +330,7 @@ impl WrapperRun {
         outcome: &Outcome,
     ) {
         outcome.count(&mut self.update);
+        outcome.count_language(&mut self.update, "rust");
         apply_state_update(store, &self.config.dir.value, &self.update);
         let duration_ms = self.clock.elapsed().as_secs_f64() * 1000.0;
         tracing::debug!(

@@ -76,10 +76,15 @@ pub fn materialize(
                 write_with_mode(&temp, &rewritten, output.mode)?;
                 (rewritten == text).then_some(output.blob)
             }
-            OutputKind::RunFile | OutputKind::RunDir | OutputKind::RunSymlink => {
+            OutputKind::RunFile
+            | OutputKind::RunDir
+            | OutputKind::RunSymlink
+            | OutputKind::CcObject
+            | OutputKind::CcDepFile
+            | OutputKind::CcSplitDwarf => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    "a build-script run's entry under a compile's key",
+                    "a build-script run's or a C compile's entry under a rustc key",
                 ));
             }
         };
@@ -98,18 +103,18 @@ pub fn materialize(
     Ok(restored)
 }
 
-fn temp_name(destination: &Path) -> PathBuf {
+pub fn temp_name(destination: &Path) -> PathBuf {
     let mut name = destination.as_os_str().to_os_string();
     name.push(format!(".rcache-{}", std::process::id()));
     PathBuf::from(name)
 }
 
-fn copy_with_mode(source: &Path, destination: &Path, mode: u32) -> io::Result<()> {
+pub fn copy_with_mode(source: &Path, destination: &Path, mode: u32) -> io::Result<()> {
     reflink_copy::reflink_or_copy(source, destination)?;
     fs::set_permissions(destination, fs::Permissions::from_mode(mode))
 }
 
-fn write_with_mode(destination: &Path, content: &[u8], mode: u32) -> io::Result<()> {
+pub fn write_with_mode(destination: &Path, content: &[u8], mode: u32) -> io::Result<()> {
     let mut file = File::create(destination)?;
     file.write_all(content)?;
     file.set_permissions(fs::Permissions::from_mode(mode))

@@ -13,6 +13,7 @@ mod harness;
 mod argfile;
 mod artifacts;
 mod build_scripts;
+mod c_compiles;
 mod cargo_test;
 mod cdylib;
 mod check;

@@ -1,0 +1,109 @@
+//! The invocation key of a C or C++ compile (store-format/README.md lists every field).
+//!
+//! It covers the compiler's identity, the language, the arguments without output names, the
+//! cwd (absolute paths end up in debug info and `__FILE__`), the source's content, the
+//! environment variables the driver and preprocessor read ([`CC_ENV`]), and the native CPU
+//! flags resolved. Headers are not in it: they are the manifest candidates' inputs, taken from
+//! the compiler's own full dep file, exactly as rustc's sources are.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use super::args::CcInvocation;
+use crate::key::hasher::{Key, KeyHasher};
+use crate::store::layout::KEY_VERSION;
+
+/// Environment variables that change what gcc or clang produce: include search paths, the
+/// time macros' and debug info's clock, the driver's program search, the locale (gcc reads
+/// the input charset and the diagnostics' language from it), and clang's option override.
+pub const CC_ENV: [&str; 15] = [
+    "CPATH",
+    "C_INCLUDE_PATH",
+    "CPLUS_INCLUDE_PATH",
+    "OBJC_INCLUDE_PATH",
+    "OBJCPLUS_INCLUDE_PATH",
+    "SOURCE_DATE_EPOCH",
+    "GCC_EXEC_PREFIX",
+    "COMPILER_PATH",
+    "GCC_COMPARE_DEBUG",
+    "CCC_OVERRIDE_OPTIONS",
+    "SDKROOT",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_MESSAGES",
+];
+
+/// [`CC_ENV`] as it is now: each name with its value or `None` when unset.
+pub fn cc_env() -> Vec<(String, Option<OsString>)> {
+    CC_ENV
+        .iter()
+        .map(|name| (name.to_string(), std::env::var_os(name)))
+        .collect()
+}
+
+/// Everything the key of one compile is made of, gathered by the wrapper.
+#[derive(Debug, Clone)]
+pub struct CcKeyFacts<'a> {
+    pub invocation: &'a CcInvocation,
+    pub compiler_id: Key,
+    pub cwd: &'a Path,
+    pub source_hash: Key,
+    pub env: Vec<(String, Option<OsString>)>,
+    /// What the native CPU flags resolved to, if any were given.
+    pub native: Option<Vec<u8>>,
+}
+
+/// The invocation key. Field order and tags are pinned by the golden test below.
+pub fn invocation_key(facts: &CcKeyFacts) -> Key {
+    let mut key = KeyHasher::new("cc-invocation", KEY_VERSION);
+    key.field("compiler", &facts.compiler_id);
+    key.str_field("language", facts.invocation.language.name());
+    for arg in &facts.invocation.key_args {
+        key.str_field("arg", arg);
+    }
+    key.field("cwd", facts.cwd.as_os_str().as_bytes());
+    key.field("source-hash", &facts.source_hash);
+    for (name, value) in &facts.env {
+        key.str_field("env", name);
+        key.opt_field("env-value", value.as_ref().map(|value| value.as_bytes()));
+    }
+    key.opt_field("native-cpu", facts.native.as_deref());
+    key.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cc::args::classify;
+    use crate::key::hasher::hex;
+
+    /// Changing what goes into the key changes this value: bump `KEY_VERSION` (store-format).
+    const GOLDEN: (u32, &str) = (
+        3,
+        "6a4fdc619018aa2eff5790f513639ab71dfa143cb5719330f3875af9272c9ec4",
+    );
+
+    #[test]
+    fn key_derivation_is_pinned() {
+        let args: Vec<OsString> = "-O2 -Iinc -c src/a.c -o /o/a.o -MD -MF /o/a.d"
+            .split_whitespace()
+            .map(OsString::from)
+            .collect();
+        let invocation = classify(&args).unwrap();
+        let facts = CcKeyFacts {
+            invocation: &invocation,
+            compiler_id: [1; 32],
+            cwd: Path::new("/work/demo"),
+            source_hash: [2; 32],
+            env: vec![("CPATH".into(), None), ("LANG".into(), Some("C".into()))],
+            native: None,
+        };
+        assert_eq!(
+            GOLDEN.0, KEY_VERSION,
+            "add a golden value for the new key version"
+        );
+        assert_eq!(hex(&invocation_key(&facts)), GOLDEN.1);
+    }
+}
