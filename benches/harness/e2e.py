@@ -71,6 +71,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="scratch dir for target dirs, caches and logs (default %(default)s)")
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                    help="set a variable for every build (repeatable)")
+    p.add_argument("--rcache-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a variable for rcache's builds only (repeatable); {rcache} in VALUE "
+                        "is the rcache binary, e.g. CC='{rcache} cc'")
     p.add_argument("--show", type=Path, metavar="JSON",
                    help="print the tables of an earlier run's JSON record, and exit")
     p.add_argument("--top", type=int, default=10, help="slowest units to report (default 10)")
@@ -189,6 +192,9 @@ class Bench:
         events_path = self.log_dir / f"{stem}.events.jsonl"
         if tool_name == "rcache":
             env["RCACHE_EVENTS"] = str(events_path)
+            for item in self.args.rcache_env:
+                key, value = item.split("=", 1)
+                env[key] = value.replace("{rcache}", str(tool.binary))
         record = {"rep": rep, "mode": mode, "tool": tool_name, "class": cls, "primer": primer,
                   "started": None, "exit_code": None, "error": None,
                   "log": str(self.log_dir / f"{stem}.log")}
@@ -366,6 +372,7 @@ def main(argv: list[str]) -> int:
                      "env": {k: bench.base_env[k] for k in
                              ("CARGO_INCREMENTAL", "LIBZ_SYS_STATIC", *workload.env,
                               *(item.split("=", 1)[0] for item in args.env))},
+                     "rcache_env": args.rcache_env,
                      "rustflags": os.environ.get("RUSTFLAGS")},
         "tools": {name: {"path": str(t.binary) if t.binary else None, "version": t.version()}
                   for name, t in tool_set.items()},
