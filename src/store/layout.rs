@@ -30,8 +30,12 @@ pub const STORE_LOCK_TIMEOUT_MS: u64 = 2000;
 
 /// Entries gc removes per index write transaction. The store lock is released between batches,
 /// so a wrapper waiting to store (for at most [`STORE_LOCK_TIMEOUT_MS`]) waits for one batch at
-/// most: a few milliseconds.
-pub const GC_BATCH_ENTRIES: usize = 256;
+/// most: tens of milliseconds (3 blob unlinks per entry, then one commit). Fewer, larger
+/// batches pay for fewer commits (each an fdatasync): see `benches/gc.rs`.
+pub const GC_BATCH_ENTRIES: usize = 1024;
+
+/// Threads that unlink a batch's freed blob files at once (see `index/removal.rs`).
+pub const GC_UNLINK_THREADS: usize = 8;
 
 /// How long gc waits for the store lock before each batch (a wrapper holds it for one commit).
 pub const GC_LOCK_TIMEOUT_MS: u64 = 30_000;
