@@ -17,6 +17,7 @@
 
 use std::io;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
@@ -61,10 +62,11 @@ fn start_if_due(
         store.state.set_auto_gc_started(now_ms)?;
     }
     tracing::debug!(?due, "starting rcache gc --auto");
-    spawn_detached().map_err(|source| StoreError::Io {
-        path: std::env::current_exe().unwrap_or_default(),
+    let exe = std::env::current_exe().map_err(|source| StoreError::Io {
+        path: "/proc/self/exe".into(),
         source,
-    })
+    })?;
+    spawn_detached_gc(&exe).map_err(|source| StoreError::Io { path: exe, source })
 }
 
 /// Whether an automatic gc is due now.
@@ -102,12 +104,20 @@ pub fn count_fault(store: &Store) {
     let _ = store.state.apply(&update);
 }
 
-/// Starts `<this executable> gc --auto` detached from this process and its build.
-fn spawn_detached() -> io::Result<()> {
-    let exe = std::env::current_exe()?;
-    let mut command = Command::new(exe);
+/// Starts `<rcache> gc --auto` detached from this process and its build (the wrapper passes
+/// its own executable).
+pub fn spawn_detached_gc(rcache: &Path) -> io::Result<()> {
+    let mut command = detached_command(rcache);
+    command.args(["gc", "--auto"]);
+    // Not waited for: the wrapper exits right after, and init reaps the child.
+    command.spawn().map(drop)
+}
+
+/// A command for `program` that runs detached: its own session, stdio on `/dev/null`, no
+/// inherited descriptor above stderr, no jobserver variables.
+fn detached_command(program: &Path) -> Command {
+    let mut command = Command::new(program);
     command
-        .args(["gc", "--auto"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -123,8 +133,7 @@ fn spawn_detached() -> io::Result<()> {
             Ok(())
         });
     }
-    // Not waited for: the wrapper exits right after, and init reaps the child.
-    command.spawn().map(drop)
+    command
 }
 
 /// Marks every descriptor above stderr close-on-exec: cargo's jobserver pipe (passed to the
@@ -149,5 +158,47 @@ fn mark_inherited_fds_cloexec() {
                 libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn a_detached_command_inherits_no_descriptor_and_leads_its_own_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = dir.path().join("report");
+        // A descriptor inherited without close-on-exec, as cargo passes its jobserver pipe.
+        // A high number, so that it cannot be confused with one the child opens itself.
+        let opened = std::fs::File::open("/dev/null").unwrap();
+        let fd = 100;
+        // SAFETY: dup2 without O_CLOEXEC onto a descriptor number this test owns.
+        assert_eq!(unsafe { libc::dup2(opened.as_raw_fd(), fd) }, fd);
+        let script = format!(
+            "ls /proc/self/fd > {0}; echo sid $(cut -d' ' -f6 /proc/self/stat) pid $$ >> {0}",
+            report.display()
+        );
+        let mut command = detached_command(Path::new("/bin/sh"));
+        command.args(["-c", &script]);
+        assert!(command.status().unwrap().success());
+        let text = std::fs::read_to_string(&report).unwrap();
+        let fds: Vec<&str> = text.lines().filter(|l| !l.starts_with("sid")).collect();
+        assert!(
+            !fds.contains(&fd.to_string().as_str()),
+            "fd {fd} was inherited: {text}"
+        );
+        // Only stdio, plus the one `ls` opened to read /proc/self/fd.
+        assert!(fds.len() <= 4, "{text}");
+        let session: Vec<&str> = text
+            .lines()
+            .find(|l| l.starts_with("sid"))
+            .unwrap()
+            .split(' ')
+            .collect();
+        assert_eq!(session[1], session[3], "not a session leader: {text}");
+        // SAFETY: closes the descriptor dup2 made above.
+        unsafe { libc::close(fd) };
     }
 }
