@@ -13,6 +13,7 @@ use super::layout::{self, INDEX_MAP_SIZE, Layout, MAX_CANDIDATES, index_db, meta
 use super::lmdb::{self, Db, LmdbEnv};
 use crate::key::hasher::Key;
 
+mod bulk;
 mod removal;
 
 pub use removal::{EntryUsage, Freed};
