@@ -3,7 +3,7 @@
 //! Opened with `NO_META_SYNC`: one flush per commit; a system crash may undo the last commit,
 //! which only costs a miss (FACTS §1). Only misses write here, in one transaction
 //! ([`Index::commit_compile`]); hits only read. gc and `verify --repair` remove through
-//! [`removal`].
+//! `index/removal.rs`.
 
 use heed::{EnvFlags, RoTxn, RwTxn, WithoutTls};
 

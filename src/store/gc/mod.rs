@@ -1,6 +1,6 @@
 //! gc: keeps the store within its size and age limits, from the index (DESIGN.md §7).
 //!
-//! - [`plan`]: which entries go, least recently used first, decided from one read snapshot.
+//! - [`mod@plan`]: which entries go, least recently used first, decided from one read snapshot.
 //! - [`trim`] (here): removes them in small batches, each one index write transaction under the
 //!   store lock, which is released between batches so that a build waiting to store waits for
 //!   one batch at most. Then drops the manifest candidates left pointing at nothing.
