@@ -161,6 +161,15 @@ fn prune_removes_by_age_and_dry_run_changes_nothing() {
     thread::sleep(Duration::from_secs(4));
     use_leaf(&sb);
 
+    // RCACHE_MAX_AGE makes gc remove the same entries (the size limit is far away).
+    let mut gc = sb.rcache(&["gc", "--dry-run"]);
+    gc.env("RCACHE_MAX_AGE", "3s");
+    let (status, by_age, _) = run_command(&mut gc, "rcache gc --dry-run");
+    assert!(status.success());
+    assert!(
+        by_age.contains(&format!("Would remove {} entries", entries - 1)),
+        "{by_age}"
+    );
     let dry = sb.rcache_ok(&["prune", "--older-than", "3s", "--dry-run"]);
     assert!(
         dry.contains(&format!("Would remove {} entries", entries - 1)),
