@@ -11,6 +11,7 @@
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -57,6 +58,35 @@ pub enum Command {
     },
     /// Empty the cache (the config is kept).
     Clear,
+    /// Trim the cache to its size limit, least recently used first, and sweep what crashes
+    /// left behind.
+    Gc {
+        /// Trim to this size instead of the configured limit (`10G`, `500M`, `64K`, bytes).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size_arg)]
+        max_size: Option<u64>,
+        /// Print what would be removed, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Run as the automatic gc that a store over the limit starts.
+        #[arg(long, hide = true)]
+        auto: bool,
+        /// The sweep's grace period (default 1h), for tests.
+        #[arg(long, hide = true, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        grace: Option<Duration>,
+    },
+    /// Remove the entries not used for DURATION (`30d`, `12h`, `90s`).
+    Prune {
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        older_than: Duration,
+        /// Print what would be removed, and remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn parse_size_arg(text: &str) -> Result<u64, String> {
+    crate::config::parse_size(text)
+        .ok_or_else(|| format!("{text:?} is not a size (10G, 500M, 64K, bytes)"))
 }
 
 /// Compiler names that select wrapper mode when given without a path.
@@ -149,6 +179,26 @@ pub fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::clear::run(&config)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Gc {
+            max_size,
+            dry_run,
+            auto,
+            grace,
+        }) => {
+            if auto {
+                commands::gc::auto(&config)?;
+            } else {
+                commands::gc::gc(&config, max_size, dry_run, grace)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Prune {
+            older_than,
+            dry_run,
+        }) => {
+            commands::gc::prune(&config, older_than, dry_run)?;
+            Ok(ExitCode::SUCCESS)
+        }
         None if cli.show_stats || cli.zero_stats => Ok(ExitCode::SUCCESS),
         None => {
             use clap::CommandFactory;
@@ -173,7 +223,16 @@ mod tests {
         ] {
             assert!(is_wrapper_invocation(&OsString::from(wrapper)), "{wrapper}");
         }
-        for command in ["stats", "config", "verify", "--show-stats", "-s", "clear"] {
+        for command in [
+            "stats",
+            "config",
+            "verify",
+            "--show-stats",
+            "-s",
+            "clear",
+            "gc",
+            "prune",
+        ] {
             assert!(
                 !is_wrapper_invocation(&OsString::from(command)),
                 "{command}"

@@ -233,8 +233,15 @@ pub struct Report {
     pub entries: u64,
     pub blobs: u64,
     pub store_bytes: u64,
+    /// Bytes that storing each blob once saves: the sum over blobs of (refs - 1) * size.
+    pub dedup_saved_bytes: u64,
     pub index_bytes: u64,
     pub cache_size_limit: u64,
+    /// `RCACHE_MAX_AGE` in seconds, if set.
+    pub max_age_secs: Option<u64>,
+    /// Automatic gc runs (started by stores over the limit), and their faults.
+    pub auto_gc_runs: u64,
+    pub auto_gc_faults: u64,
 }
 
 impl Report {
@@ -251,9 +258,13 @@ impl Report {
                     .set(name, *value);
                 continue;
             }
-            match name.strip_prefix(BUILD_SCRIPTS_PREFIX) {
-                Some(name) => self.build_scripts.set(name, *value),
-                None => self.compiles.set(name, *value),
+            match name.as_str() {
+                "auto_gc_runs" => self.auto_gc_runs = *value,
+                "auto_gc_faults" => self.auto_gc_faults = *value,
+                _ => match name.strip_prefix(BUILD_SCRIPTS_PREFIX) {
+                    Some(name) => self.build_scripts.set(name, *value),
+                    None => self.compiles.set(name, *value),
+                },
             }
         }
     }

@@ -12,6 +12,7 @@ pub fn report(config: &Config) -> anyhow::Result<Report> {
     let mut report = Report {
         cache_dir: config.dir.value.display().to_string(),
         cache_size_limit: config.cache_size.value,
+        max_age_secs: config.max_age.value.map(|age| age.as_secs()),
         ..Report::default()
     };
     report.add_counters(&store.state.counters()?);
@@ -20,6 +21,7 @@ pub fn report(config: &Config) -> anyhow::Result<Report> {
     report.entries = totals.entries;
     report.blobs = totals.blobs;
     report.store_bytes = totals.store_bytes;
+    report.dedup_saved_bytes = store.index.dedup_saved_bytes(&rtxn)?;
     report.index_bytes = store.index.file_bytes();
     Ok(report)
 }
@@ -72,6 +74,21 @@ pub fn show(config: &Config, json: bool) -> anyhow::Result<()> {
         ("Blobs", report.blobs.to_string()),
         ("Store size", format_size(report.store_bytes)),
         ("Size limit", format_size(report.cache_size_limit)),
+        (
+            "Age limit",
+            report.max_age_secs.map_or_else(
+                || "none".to_string(),
+                |secs| humantime::format_duration(std::time::Duration::from_secs(secs)).to_string(),
+            ),
+        ),
+        (
+            "Saved by deduplication",
+            format_size(report.dedup_saved_bytes),
+        ),
+        (
+            "Automatic gc runs",
+            format!("{} ({} faults)", report.auto_gc_runs, report.auto_gc_faults),
+        ),
         ("Index file size", format_size(report.index_bytes)),
     ];
     let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);

@@ -2,7 +2,8 @@
 //!
 //! Opened with `NO_META_SYNC`: one flush per commit; a system crash may undo the last commit,
 //! which only costs a miss (FACTS §1). Only misses write here, in one transaction
-//! ([`Index::commit_compile`]); hits only read.
+//! ([`Index::commit_compile`]); hits only read. gc and `verify --repair` remove through
+//! `index/removal.rs`.
 
 use heed::{EnvFlags, RoTxn, RwTxn, WithoutTls};
 
@@ -11,6 +12,11 @@ use super::entry::{self, Candidate, Entry, Manifest, OutputRecord};
 use super::layout::{self, INDEX_MAP_SIZE, Layout, MAX_CANDIDATES, index_db, meta_key};
 use super::lmdb::{self, Db, LmdbEnv};
 use crate::key::hasher::Key;
+
+mod bulk;
+mod removal;
+
+pub use removal::{EntryUsage, Freed};
 
 /// Reference count and size of one blob, 16 bytes little-endian in `blob_refs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +130,11 @@ impl Index {
         })
     }
 
+    /// `store_bytes` alone: what the size limit is compared with after every store.
+    pub fn store_bytes(&self, rtxn: &RoTxn<WithoutTls>) -> Result<u64, StoreError> {
+        Ok(lmdb::read_u64(self.meta.get(rtxn, meta_key::STORE_BYTES)?))
+    }
+
     /// Size of the index's data file, reported apart from `store_bytes` (it never shrinks).
     pub fn file_bytes(&self) -> u64 {
         std::fs::metadata(self.env.path().join("data.mdb"))
@@ -145,10 +156,7 @@ impl Index {
         for blob in entry.outputs.iter().filter_map(OutputRecord::blob) {
             let path = layout.blob_path(&blake3::Hash::from_bytes(blob));
             if !path.exists() {
-                return Err(StoreError::Corrupt(format!(
-                    "blob {} vanished before its entry was committed",
-                    path.display()
-                )));
+                return Err(StoreError::BlobVanished(path));
             }
         }
         let result_key = candidate.result_key;
@@ -217,11 +225,13 @@ impl Index {
         Ok(())
     }
 
-    /// Every entry key with its decoded entry (or the decode error), for verify.
-    pub fn all_entries(&self) -> Result<Vec<(Key, DecodedEntry)>, StoreError> {
-        let rtxn = self.read_txn()?;
+    /// Every entry key with its decoded entry (or the decode error), for verify and gc.
+    pub fn all_entries(
+        &self,
+        rtxn: &RoTxn<WithoutTls>,
+    ) -> Result<Vec<(Key, DecodedEntry)>, StoreError> {
         let mut all = Vec::new();
-        for item in self.entries.iter(&rtxn)? {
+        for item in self.entries.iter(rtxn)? {
             let (key, value) = item?;
             let Ok(key) = <Key>::try_from(key) else {
                 continue;
@@ -231,11 +241,13 @@ impl Index {
         Ok(all)
     }
 
-    /// Every blob reference record, for verify and gc.
-    pub fn all_blob_refs(&self) -> Result<Vec<(Key, BlobRef)>, StoreError> {
-        let rtxn = self.read_txn()?;
+    /// Every blob reference record, for verify, gc and stats.
+    pub fn all_blob_refs(
+        &self,
+        rtxn: &RoTxn<WithoutTls>,
+    ) -> Result<Vec<(Key, BlobRef)>, StoreError> {
         let mut all = Vec::new();
-        for item in self.blob_refs.iter(&rtxn)? {
+        for item in self.blob_refs.iter(rtxn)? {
             let (key, value) = item?;
             if let (Ok(key), Ok(blob_ref)) = (<Key>::try_from(key), BlobRef::decode(value)) {
                 all.push((key, blob_ref));
@@ -244,50 +256,26 @@ impl Index {
         Ok(all)
     }
 
-    /// Removes entries (releasing their blobs), then deletes the files of blobs whose count is
-    /// 0 and drops their records, all inside one write transaction: the LMDB write lock is what
-    /// keeps a concurrent store from referencing a blob while its file is deleted.
-    pub fn remove_entries_and_free_blobs(
+    /// One blob's reference record, if it has one.
+    pub fn blob_ref(
         &self,
-        layout: &Layout,
-        keys: &[Key],
-        also_free: &[Key],
-    ) -> Result<(u64, u64), StoreError> {
-        let mut wtxn = self.env.write_txn()?;
-        let mut candidates: Vec<Key> = also_free.to_vec();
-        for key in keys {
-            if let Some(bytes) = self.entries.get(&wtxn, key)? {
-                if let Ok(old) = entry::decode::<Entry>(bytes) {
-                    self.release_blobs(&mut wtxn, &old)?;
-                    candidates.extend(old.outputs.iter().filter_map(OutputRecord::blob));
-                }
-                self.entries.delete(&mut wtxn, key)?;
-            }
-        }
-        let (mut freed_blobs, mut freed_bytes) = (0, 0);
-        candidates.sort();
-        candidates.dedup();
-        for blob in candidates {
-            let record = match self.blob_refs.get(&wtxn, &blob)? {
-                Some(bytes) => BlobRef::decode(bytes)?,
-                None => continue,
-            };
-            if record.refs > 0 {
-                continue;
-            }
-            let path = layout.blob_path(&blake3::Hash::from_bytes(blob));
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(StoreError::Io { path, source }),
-            }
-            self.blob_refs.delete(&mut wtxn, &blob)?;
-            self.add_store_bytes(&mut wtxn, -(record.size as i64))?;
-            freed_blobs += 1;
-            freed_bytes += record.size;
-        }
-        wtxn.commit()?;
-        Ok((freed_blobs, freed_bytes))
+        rtxn: &RoTxn<WithoutTls>,
+        blob: &Key,
+    ) -> Result<Option<BlobRef>, StoreError> {
+        self.blob_refs
+            .get(rtxn, blob)?
+            .map(BlobRef::decode)
+            .transpose()
+    }
+
+    /// Bytes that deduplication saves: each blob is stored once however many entries name it,
+    /// so the sum over blobs of `(refs - 1) * size`.
+    pub fn dedup_saved_bytes(&self, rtxn: &RoTxn<WithoutTls>) -> Result<u64, StoreError> {
+        Ok(self
+            .all_blob_refs(rtxn)?
+            .iter()
+            .map(|(_, record)| record.refs.saturating_sub(1).saturating_mul(record.size))
+            .sum())
     }
 
     /// Empties every database (for `rcache clear`).

@@ -28,6 +28,30 @@ pub const MAX_CANDIDATES: usize = 16;
 /// How long a wrapper waits for the store lock before skipping the store step.
 pub const STORE_LOCK_TIMEOUT_MS: u64 = 2000;
 
+/// Entries gc removes per index write transaction. The store lock is released between batches,
+/// so a wrapper waiting to store (for at most [`STORE_LOCK_TIMEOUT_MS`]) waits for one batch at
+/// most: tens of milliseconds (3 blob unlinks per entry, then one commit). Fewer, larger
+/// batches pay for fewer commits (each an fdatasync): see `benches/gc.rs`.
+pub const GC_BATCH_ENTRIES: usize = 1024;
+
+/// Threads that unlink a batch's freed blob files at once (see `index/removal.rs`).
+pub const GC_UNLINK_THREADS: usize = 8;
+
+/// How long gc waits for the store lock before each batch (a wrapper holds it for one commit).
+pub const GC_LOCK_TIMEOUT_MS: u64 = 30_000;
+
+/// The sweep removes an orphan blob or a temp file only when it is older than this: a blob
+/// written for an entry that is not committed yet, or a temp file of a running compile, is
+/// younger (see store-format/README.md, "gc").
+pub const GC_GRACE_SECS: u64 = 3600;
+
+/// Automatic gc trims to this share of the size limit, so that it does not run again after
+/// every store.
+pub const AUTO_GC_TARGET_PERCENT: u64 = 90;
+
+/// With an age limit set, how often a store starts an automatic gc even under the size limit.
+pub const AUTO_GC_AGE_CHECK_SECS: u64 = 3600;
+
 /// Names of the LMDB databases in the durable index env.
 pub mod index_db {
     /// invocation key -> manifest (candidate list).
@@ -100,6 +124,10 @@ impl Layout {
     /// Short-timeout lock taken before the index write transaction of a store or gc batch.
     pub fn store_lock(&self) -> PathBuf {
         self.version_dir().join("store.lock")
+    }
+    /// Held by the automatic gc while it runs, so that stores start at most one.
+    pub fn gc_lock(&self) -> PathBuf {
+        self.version_dir().join("gc.lock")
     }
     /// `blobs/ab/cdef...`: two hex digits of fan-out, then the remaining 62.
     pub fn blob_path(&self, hash: &blake3::Hash) -> PathBuf {

@@ -6,6 +6,7 @@
 //! - [`index`]: the durable LMDB index (manifests, entries, blob reference counts).
 //! - [`state`]: the NO_SYNC env (counters, last-use times, memoized hashes).
 //! - [`lmdb`]: opening envs and databases safely.
+//! - [`gc`]: keeping the store within its limits, and sweeping what crashes left behind.
 //!
 //! Write order (DESIGN.md §3): blobs first, then one index transaction that checks every blob
 //! still exists and references it. A crash in between leaves orphan blobs for gc, never an entry
@@ -13,6 +14,7 @@
 
 pub mod blob;
 pub mod entry;
+pub mod gc;
 pub mod index;
 pub mod layout;
 pub mod lmdb;
@@ -44,6 +46,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is busy (lock held longer than the timeout)")]
     Busy,
+    /// A blob was deleted (by gc, which frees blobs whose count is 0) between its write and the
+    /// commit of the entry that references it; the entry is not stored.
+    #[error("blob {} vanished before its entry was committed", .0.display())]
+    BlobVanished(PathBuf),
 }
 
 impl StoreError {
@@ -55,6 +61,7 @@ impl StoreError {
             StoreError::Lmdb(_) => "index_error",
             StoreError::Corrupt(_) => "corrupt_store",
             StoreError::Busy => "store_busy",
+            StoreError::BlobVanished(_) => "blob_vanished",
         }
     }
 }
@@ -126,27 +133,41 @@ impl Store {
     /// Takes the store lock, polling up to `timeout`. It is taken before an index write
     /// transaction so that a wrapper never blocks in `write_txn()` behind a long gc.
     pub fn lock(&self, timeout: Duration) -> Result<File, StoreError> {
-        let path = self.layout.store_lock();
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|source| StoreError::Io {
-                path: path.clone(),
-                source,
-            })?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(file),
-                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err(fs::TryLockError::WouldBlock) => return Err(StoreError::Busy),
-                Err(fs::TryLockError::Error(source)) => {
-                    return Err(StoreError::Io { path, source });
-                }
+        lock_file(self.layout.store_lock(), timeout)
+    }
+
+    /// Takes the automatic gc's lock if it is free; `None` if an automatic gc is running.
+    pub fn try_gc_lock(&self) -> Result<Option<File>, StoreError> {
+        match lock_file(self.layout.gc_lock(), Duration::ZERO) {
+            Ok(file) => Ok(Some(file)),
+            Err(StoreError::Busy) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// Takes an exclusive `flock` on `path` (created if needed), polling up to `timeout`. The lock
+/// is released when the returned file is dropped.
+fn lock_file(path: PathBuf, timeout: Duration) -> Result<File, StoreError> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(fs::TryLockError::WouldBlock) => return Err(StoreError::Busy),
+            Err(fs::TryLockError::Error(source)) => {
+                return Err(StoreError::Io { path, source });
             }
         }
     }

@@ -7,6 +7,7 @@
 //! transaction, with a marker file beside the env; if the walk fails, or a marker left by a walk
 //! that died is found, the env is deleted and recreated.
 
+use std::collections::HashMap;
 use std::fs;
 
 use heed::{EnvFlags, RoTxn, WithoutTls};
@@ -17,6 +18,8 @@ use super::lmdb::{self, Db, LmdbEnv};
 use crate::key::hasher::Key;
 
 const BOOT_ID_KEY: &[u8] = b"\0boot_id";
+/// When the last automatic gc was started, unix ms (hidden from the counters by its NUL).
+const AUTO_GC_STARTED_KEY: &[u8] = b"\0auto_gc_started_ms";
 
 pub struct State {
     env: &'static LmdbEnv,
@@ -176,6 +179,62 @@ impl State {
         for (memo_key, identity) in &update.compilers {
             self.compilers.put(&mut wtxn, memo_key, identity)?;
         }
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// Every last-use time, by result key (for gc).
+    pub fn last_uses(&self) -> Result<HashMap<Key, u64>, StoreError> {
+        let rtxn = self.read_txn()?;
+        let mut all = HashMap::new();
+        for item in self.last_use.iter(&rtxn)? {
+            let (key, value) = item?;
+            if let Ok(key) = <Key>::try_from(key) {
+                all.insert(key, lmdb::read_u64(Some(value)));
+            }
+        }
+        Ok(all)
+    }
+
+    /// The last-use times of these result keys, in order (`None`: never recorded).
+    pub fn last_uses_of(&self, keys: &[Key]) -> Result<Vec<Option<u64>>, StoreError> {
+        let rtxn = self.read_txn()?;
+        keys.iter()
+            .map(|key| {
+                Ok(self
+                    .last_use
+                    .get(&rtxn, key)?
+                    .map(|v| lmdb::read_u64(Some(v))))
+            })
+            .collect()
+    }
+
+    /// Forgets the last-use times of removed entries.
+    pub fn forget_last_uses(&self, keys: &[Key]) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut wtxn = self.env.write_txn()?;
+        for key in keys {
+            self.last_use.delete(&mut wtxn, key)?;
+        }
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// When the last automatic gc was started (unix ms), if ever.
+    pub fn auto_gc_started(&self) -> Result<Option<u64>, StoreError> {
+        let rtxn = self.read_txn()?;
+        Ok(self
+            .counters
+            .get(&rtxn, AUTO_GC_STARTED_KEY)?
+            .map(|v| lmdb::read_u64(Some(v))))
+    }
+
+    pub fn set_auto_gc_started(&self, unix_ms: u64) -> Result<(), StoreError> {
+        let mut wtxn = self.env.write_txn()?;
+        self.counters
+            .put(&mut wtxn, AUTO_GC_STARTED_KEY, &unix_ms.to_le_bytes())?;
         wtxn.commit()?;
         Ok(())
     }

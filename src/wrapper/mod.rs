@@ -264,7 +264,11 @@ impl WrapperRun {
                 started_fs_ns,
             };
             match record::record(store, hasher, &finished, &mut self.update) {
-                Ok(_) => Outcome::Miss { not_stored: None },
+                Ok(_) => {
+                    let (size, age) = (self.config.cache_size.value, self.config.max_age.value);
+                    crate::store::gc::after_store(store, size, age);
+                    Outcome::Miss { not_stored: None }
+                }
                 Err(NotStored::Refused(reason)) => Outcome::Miss {
                     not_stored: Some(reason.to_string()),
                 },

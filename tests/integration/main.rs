@@ -25,6 +25,7 @@ mod corruption;
 mod diagnostics;
 mod events_log;
 mod faults;
+mod gc;
 mod input_race;
 mod invalidation;
 mod key_scope;
