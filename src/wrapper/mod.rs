@@ -265,8 +265,7 @@ impl WrapperRun {
             };
             match record::record(store, hasher, &finished, &mut self.update) {
                 Ok(_) => {
-                    let (size, age) = (self.config.cache_size.value, self.config.max_age.value);
-                    crate::store::gc::after_store(store, size, age);
+                    trim_after_store(store, &self.config);
                     Outcome::Miss { not_stored: None }
                 }
                 Err(NotStored::Refused(reason)) => Outcome::Miss {
@@ -374,6 +373,11 @@ impl WrapperRun {
         );
         1
     }
+}
+
+/// After a store: keeps the store within its size and age limits (a detached gc when over).
+fn trim_after_store(store: &Store, config: &Config) {
+    crate::store::gc::after_store(store, config.cache_size.value, config.max_age.value);
 }
 
 /// Writes the memos learned while keying (the compiler identity, file hashes) before a long

@@ -323,7 +323,10 @@ impl ScriptRun {
                 started_fs_ns,
             };
             match self.record(store, hasher, &recording) {
-                Ok(()) => Outcome::Miss { not_stored: None },
+                Ok(()) => {
+                    super::trim_after_store(store, &self.config);
+                    Outcome::Miss { not_stored: None }
+                }
                 Err(NotRecorded::Passthrough(reason)) => Outcome::Passthrough {
                     reason: reason.to_string(),
                 },

@@ -259,7 +259,10 @@ impl CcRun {
                 started_fs_ns,
             };
             match store::record(store, hasher, &finished, &mut self.update) {
-                Ok(_) => Outcome::Miss { not_stored: None },
+                Ok(_) => {
+                    super::trim_after_store(store, &self.config);
+                    Outcome::Miss { not_stored: None }
+                }
                 Err(CcNotStored::Refused(reason)) => Outcome::Miss {
                     not_stored: Some(reason.to_string()),
                 },
