@@ -11,7 +11,6 @@
 //! would run with the native CPU and features spelled out ([`native_target`]).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
@@ -103,23 +102,7 @@ fn run_stderr(compiler: &Path, args: &[&str]) -> Result<Vec<u8>, IdentityError> 
 }
 
 fn run(compiler: &Path, args: &[&str]) -> Result<std::process::Output, IdentityError> {
-    let command = format!("{} {}", compiler.display(), args.join(" "));
-    let output = Command::new(compiler)
-        .args(args)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|err| IdentityError::Command {
-            command: command.clone(),
-            detail: err.to_string(),
-        })?;
-    if !output.status.success() {
-        return Err(IdentityError::Command {
-            command,
-            detail: output.status.to_string(),
-        });
-    }
-    Ok(output)
+    compiler::run_probe(compiler, args, &[("LC_ALL", "C")])
 }
 
 #[cfg(test)]

@@ -191,11 +191,21 @@ pub fn native_cpu_memo_key(compiler_id: &Key, target: Option<&str>) -> Key {
 }
 
 fn run(compiler: &Path, args: &[&str]) -> Result<Vec<u8>, IdentityError> {
+    run_probe(compiler, args, &[]).map(|output| output.stdout)
+}
+
+/// Runs a compiler probe (`-vV`, `--print sysroot`, `-v`, ...) with `env` added and stdin
+/// closed; its output, or an error naming the command when it cannot run or fails.
+pub fn run_probe(
+    compiler: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<std::process::Output, IdentityError> {
     let command = format!("{} {}", compiler.display(), args.join(" "));
     let output = Command::new(compiler)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
-        .stderr(Stdio::null())
         .output()
         .map_err(|err| IdentityError::Command {
             command: command.clone(),
@@ -207,7 +217,7 @@ fn run(compiler: &Path, args: &[&str]) -> Result<Vec<u8>, IdentityError> {
             detail: output.status.to_string(),
         });
     }
-    Ok(output.stdout)
+    Ok(output)
 }
 
 #[cfg(test)]
