@@ -27,7 +27,7 @@ use crate::stats::{self, Event, Outcome};
 use crate::store::Store;
 use crate::store::state::{State, StateUpdate};
 use keying::{KeyError, MemoHasher, WorkspaceWrapper};
-use record::{Finished, NotStored};
+use record::Finished;
 use run::CompilerChain;
 
 /// Runs one wrapper invocation; `args` starts with the compiler. Returns the exit code (when it
@@ -268,15 +268,7 @@ impl WrapperRun {
                     trim_after_store(store, &self.config);
                     Outcome::Miss { not_stored: None }
                 }
-                Err(NotStored::Refused(reason)) => Outcome::Miss {
-                    not_stored: Some(reason.to_string()),
-                },
-                Err(NotStored::Fault(err)) => {
-                    tracing::warn!("storing failed ({err})");
-                    Outcome::Error {
-                        reason: err.reason(),
-                    }
-                }
+                Err(not_stored) => not_stored.into_outcome(),
             }
         };
         for path in own_dep_info.iter().chain(&linker_dep_info) {

@@ -29,13 +29,38 @@ use crate::store::{Store, StoreError, blob};
 pub enum NotStored {
     /// A policy decision: counted under `not_stored`.
     Refused(&'static str),
+    /// Found not cacheable only once it ran (a C time macro, a build script's foreign link
+    /// path): counted under `passthrough_reasons`.
+    Uncacheable(String),
     /// A cache fault: counted under `errors`.
     Fault(KeyError),
 }
 
+impl NotStored {
+    /// The outcome counted for a compile or run that finished but was not stored.
+    pub(crate) fn into_outcome(self) -> crate::stats::Outcome {
+        use crate::stats::Outcome;
+        match self {
+            NotStored::Refused(reason) => Outcome::Miss {
+                not_stored: Some(reason.to_string()),
+            },
+            NotStored::Uncacheable(reason) => Outcome::Passthrough { reason },
+            NotStored::Fault(err) => {
+                tracing::warn!("storing failed ({err})");
+                Outcome::Error {
+                    reason: err.reason(),
+                }
+            }
+        }
+    }
+}
+
 impl From<KeyError> for NotStored {
     fn from(err: KeyError) -> Self {
-        NotStored::Fault(err)
+        match err {
+            KeyError::Passthrough(reason) => NotStored::Uncacheable(reason.to_string()),
+            other => NotStored::Fault(other),
+        }
     }
 }
 
@@ -48,7 +73,7 @@ impl From<StoreError> for NotStored {
     }
 }
 
-fn file_fault(path: &Path) -> impl FnOnce(std::io::Error) -> NotStored + '_ {
+pub(crate) fn file_fault(path: &Path) -> impl FnOnce(std::io::Error) -> NotStored + '_ {
     move |source| {
         NotStored::Fault(KeyError::File {
             path: path.to_path_buf(),

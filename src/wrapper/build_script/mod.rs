@@ -35,7 +35,7 @@ use crate::store::Store;
 use crate::store::entry::{Candidate, Entry};
 use crate::store::state::StateUpdate;
 use inputs::RunDirs;
-use record::{NotRecorded, Recording, remember_tree};
+use record::{Recording, remember_tree};
 
 use super::keying::{self, KeyError, MemoHasher};
 use super::run::{self, CompilerChain};
@@ -327,18 +327,7 @@ impl ScriptRun {
                     super::trim_after_store(store, &self.config);
                     Outcome::Miss { not_stored: None }
                 }
-                Err(NotRecorded::Passthrough(reason)) => Outcome::Passthrough {
-                    reason: reason.to_string(),
-                },
-                Err(NotRecorded::Refused(reason)) => Outcome::Miss {
-                    not_stored: Some(reason.to_string()),
-                },
-                Err(NotRecorded::Fault(err)) => {
-                    tracing::warn!("recording the build-script run failed ({err})");
-                    Outcome::Error {
-                        reason: err.reason(),
-                    }
-                }
+                Err(not_recorded) => not_recorded.into_outcome(),
             }
         };
         let outcome = match (fault, outcome) {

@@ -18,11 +18,12 @@ use crate::key::{self};
 use crate::rustc::Passthrough;
 use crate::rustc::outputs::OutputKind;
 use crate::stats;
+use crate::store::Store;
 use crate::store::entry::{Candidate, Entry, EnvRecord, InputRecord, OutputRecord};
 use crate::store::layout::STORE_LOCK_TIMEOUT_MS;
 use crate::store::state::StateUpdate;
-use crate::store::{Store, StoreError};
 use crate::wrapper::keying::{KeyError, MemoHasher};
+use crate::wrapper::record::NotStored;
 
 impl ScriptRun {
     /// Records a successful run: its declared inputs, its `OUT_DIR` tree and its output.
@@ -31,7 +32,7 @@ impl ScriptRun {
         store: &Store,
         hasher: &mut MemoHasher,
         recording: &Recording,
-    ) -> Result<(), NotRecorded> {
+    ) -> Result<(), NotStored> {
         let env = recording.env;
         let directives = Directives::parse(recording.stdout);
         check_link_search(&directives, env)?;
@@ -78,14 +79,14 @@ impl ScriptRun {
                 .unwrap_or(true);
             if changed {
                 tracing::debug!("{} changed during the run; not recording", path.display());
-                return Err(NotRecorded::Refused("input_changed_during_run"));
+                return Err(NotStored::Refused("input_changed_during_run"));
             }
         }
         let outputs = match tree::capture(store, &env.out_dir) {
             Ok(outputs) => outputs,
-            Err(tree::CaptureError::Refused(reason)) => return Err(NotRecorded::Refused(reason)),
+            Err(tree::CaptureError::Refused(reason)) => return Err(NotStored::Refused(reason)),
             Err(tree::CaptureError::Io(source)) => {
-                return Err(NotRecorded::Fault(KeyError::File {
+                return Err(NotStored::Fault(KeyError::File {
                     path: env.out_dir.clone(),
                     source,
                 }));
@@ -126,37 +127,9 @@ pub(super) struct Recording<'a> {
     pub(super) started_fs_ns: i128,
 }
 
-/// Why a successful run was not recorded.
-pub(super) enum NotRecorded {
-    /// Not cacheable: counted under `passthrough_reasons`.
-    Passthrough(Passthrough),
-    /// A policy decision: counted under `not_stored`.
-    Refused(&'static str),
-    /// A cache fault: counted under `errors`.
-    Fault(KeyError),
-}
-
-impl From<KeyError> for NotRecorded {
-    fn from(err: KeyError) -> Self {
-        match err {
-            KeyError::Passthrough(reason) => NotRecorded::Passthrough(reason),
-            other => NotRecorded::Fault(other),
-        }
-    }
-}
-
-impl From<StoreError> for NotRecorded {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Busy => NotRecorded::Refused("store_busy"),
-            other => NotRecorded::Fault(KeyError::Store(other)),
-        }
-    }
-}
-
 /// A link search path into the target dir must be the run's own `OUT_DIR`, which is restored
 /// with it; a path into another unit's build dir is neither restored nor keyed here.
-fn check_link_search(directives: &Directives, env: &RunEnv) -> Result<(), NotRecorded> {
+fn check_link_search(directives: &Directives, env: &RunEnv) -> Result<(), NotStored> {
     let Some(profile_dir) = env.profile_dir() else {
         return Ok(());
     };
@@ -165,8 +138,8 @@ fn check_link_search(directives: &Directives, env: &RunEnv) -> Result<(), NotRec
         let resolved = inputs::normalize(&env.manifest_dir.join(path));
         if resolved.starts_with(inputs::normalize(profile_dir)) && !dirs.is_in_out_dir(&resolved) {
             tracing::debug!("link search path {path} is another unit's; not recording");
-            return Err(NotRecorded::Passthrough(
-                Passthrough::LinkSearchOutsideOutDir,
+            return Err(NotStored::Uncacheable(
+                Passthrough::LinkSearchOutsideOutDir.to_string(),
             ));
         }
     }

@@ -34,7 +34,7 @@ use crate::key::input_paths::InputDirs;
 use crate::stats::{self, Event, Outcome};
 use crate::store::Store;
 use crate::store::state::StateUpdate;
-use store::{CcFinished, CcNotStored};
+use store::CcFinished;
 
 /// Runs one C compiler call: `program` is the compiler as rcache was given it (a name, a path,
 /// or argv[0] of a link), `args` its arguments. Returns the exit code when it does not exec.
@@ -263,16 +263,7 @@ impl CcRun {
                     super::trim_after_store(store, &self.config);
                     Outcome::Miss { not_stored: None }
                 }
-                Err(CcNotStored::Refused(reason)) => Outcome::Miss {
-                    not_stored: Some(reason.to_string()),
-                },
-                Err(CcNotStored::TimeMacros) => passthrough(CcPassthrough::TimeMacros),
-                Err(CcNotStored::Fault(err)) => {
-                    tracing::warn!("storing failed ({err})");
-                    Outcome::Error {
-                        reason: err.reason(),
-                    }
-                }
+                Err(not_stored) => not_stored.into_outcome(),
             }
         };
         let _ = std::fs::remove_file(&own_dep_file);

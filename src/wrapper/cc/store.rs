@@ -14,9 +14,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::super::keying::{self, KeyError, MemoHasher};
+use super::super::record::{NotStored, file_fault};
 use super::super::run::Compiled;
 use crate::cc::args::CcInvocation;
 use crate::cc::depfile;
+use crate::cc::passthrough::CcPassthrough;
 use crate::depinfo;
 use crate::key::file_hash::FileStamp;
 use crate::key::hasher::Key;
@@ -28,44 +30,9 @@ use crate::store::layout::STORE_LOCK_TIMEOUT_MS;
 use crate::store::state::StateUpdate;
 use crate::store::{Store, StoreError, blob};
 
-/// Why a C compile was not stored.
-#[derive(Debug)]
-pub enum CcNotStored {
-    /// A policy decision: counted under `not_stored`.
-    Refused(&'static str),
-    /// An input uses a time macro: counted as a passthrough.
-    TimeMacros,
-    /// A cache fault: counted under `errors`.
-    Fault(KeyError),
-}
-
-impl From<KeyError> for CcNotStored {
-    fn from(err: KeyError) -> Self {
-        CcNotStored::Fault(err)
-    }
-}
-
-impl From<StoreError> for CcNotStored {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Busy => CcNotStored::Refused("store_busy"),
-            other => CcNotStored::Fault(KeyError::Store(other)),
-        }
-    }
-}
-
-fn file_fault(path: &Path) -> impl FnOnce(std::io::Error) -> CcNotStored + '_ {
+fn store_fault(store: &Store) -> impl FnOnce(std::io::Error) -> NotStored + '_ {
     move |source| {
-        CcNotStored::Fault(KeyError::File {
-            path: path.to_path_buf(),
-            source,
-        })
-    }
-}
-
-fn store_fault(store: &Store) -> impl FnOnce(std::io::Error) -> CcNotStored + '_ {
-    move |source| {
-        CcNotStored::Fault(KeyError::Store(StoreError::Io {
+        NotStored::Fault(KeyError::Store(StoreError::Io {
             path: store.layout.tmp_dir(),
             source,
         }))
@@ -90,7 +57,7 @@ pub fn record(
     hasher: &mut MemoHasher,
     finished: &CcFinished,
     update: &mut StateUpdate,
-) -> Result<Key, CcNotStored> {
+) -> Result<Key, NotStored> {
     let CcFinished {
         invocation,
         invocation_key,
@@ -100,11 +67,11 @@ pub fn record(
         started_fs_ns,
     } = *finished;
     let Ok(text) = std::fs::read(own_dep_file) else {
-        return Err(CcNotStored::Refused("no_dep_info"));
+        return Err(NotStored::Refused("no_dep_info"));
     };
     let dep_info = depinfo::parse(&text);
     if dep_info.inputs.is_empty() {
-        return Err(CcNotStored::Refused("no_dep_info"));
+        return Err(NotStored::Refused("no_dep_info"));
     }
     let paths: Vec<PathBuf> = dep_info
         .inputs
@@ -112,7 +79,9 @@ pub fn record(
         .map(|input| cwd.join(input))
         .collect();
     if depfile::uses_time_macros(&paths) {
-        return Err(CcNotStored::TimeMacros);
+        return Err(NotStored::Uncacheable(
+            CcPassthrough::TimeMacros.to_string(),
+        ));
     }
     hasher.forget();
     let dirs = InputDirs::cwd_only(cwd);
@@ -122,7 +91,7 @@ pub fn record(
         let meta = std::fs::metadata(path).map_err(file_fault(path))?;
         if FileStamp::of(&meta).changed_since_ns(started_fs_ns) {
             tracing::debug!("{} changed during the compile; not storing", path.display());
-            return Err(CcNotStored::Refused("input_changed_during_compile"));
+            return Err(NotStored::Refused("input_changed_during_compile"));
         }
     }
 
@@ -146,7 +115,7 @@ pub fn record(
         // Only a dep file whose target rcache can name is stored, so that a restore can write
         // the restoring compile's own target into it.
         if depfile::retarget(&text, &dep_target, &dep_target).is_none() {
-            return Err(CcNotStored::Refused("dep_file_target"));
+            return Err(NotStored::Refused("dep_file_target"));
         }
         let stored =
             blob::put_file(&store.layout, &mut text.as_slice()).map_err(store_fault(store))?;
@@ -163,7 +132,7 @@ pub fn record(
         if let Ok(meta) = std::fs::metadata(&dwo) {
             // A `.dwo` left by an earlier compile (this one wrote none) must not be stored.
             if !FileStamp::of(&meta).changed_since_ns(started_fs_ns) {
-                return Err(CcNotStored::Refused("stale_dwo"));
+                return Err(NotStored::Refused("stale_dwo"));
             }
             outputs.push(store_file(
                 store,
@@ -200,13 +169,13 @@ fn store_file(
     path: &Path,
     kind: OutputKind,
     update: &mut StateUpdate,
-) -> Result<OutputRecord, CcNotStored> {
+) -> Result<OutputRecord, NotStored> {
     let mut file = File::open(path).map_err(file_fault(path))?;
     let before = file.metadata().map_err(file_fault(path))?;
     let stored = blob::put_file(&store.layout, &mut file).map_err(store_fault(store))?;
     let after = file.metadata().map_err(file_fault(path))?;
     if FileStamp::of(&before) != FileStamp::of(&after) {
-        return Err(CcNotStored::Refused("output_changed_while_storing"));
+        return Err(NotStored::Refused("output_changed_while_storing"));
     }
     hasher.remember_written(path, *stored.hash.as_bytes(), update);
     Ok(OutputRecord {
