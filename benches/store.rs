@@ -40,6 +40,7 @@ use rcache::store::Store;
 use rcache::store::blob;
 use rcache::store::entry::{Candidate, Entry, EnvRecord, InputRecord, OutputRecord};
 use rcache::store::layout::Layout;
+use rcache::store::state::StateUpdate;
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
@@ -268,7 +269,12 @@ fn synthetic_candidate(invocation: &Key, i: u64) -> Candidate {
 fn put_bytes(layout: &Layout, dir: &Path, name: &str, bytes: &[u8]) -> blob::StoredBlob {
     let path = dir.join(name);
     fs::write(&path, bytes).unwrap();
-    blob::put_file(layout, &mut File::open(&path).unwrap()).unwrap()
+    blob::put_file(
+        layout,
+        &mut File::open(&path).unwrap(),
+        &mut StateUpdate::default(),
+    )
+    .unwrap()
 }
 
 fn bench_index_lookup(c: &mut Criterion) {
@@ -368,7 +374,8 @@ fn bench_blob_put(c: &mut Criterion) {
                     source.write_all_at(&counter.to_le_bytes(), 0).unwrap();
                     source.seek(SeekFrom::Start(0)).unwrap();
                     let started = Instant::now();
-                    let stored = blob::put_file(layout, &mut source).unwrap();
+                    let stored =
+                        blob::put_file(layout, &mut source, &mut StateUpdate::default()).unwrap();
                     total += started.elapsed();
                     fs::remove_file(layout.blob_path(&stored.hash)).unwrap();
                 }
@@ -378,11 +385,12 @@ fn bench_blob_put(c: &mut Criterion) {
 
         // Content already in the store: hashed and copied to a temp file, which is dropped.
         let mut source = File::open(&source_path).unwrap();
-        let stored = blob::put_file(layout, &mut source).unwrap();
+        let stored = blob::put_file(layout, &mut source, &mut StateUpdate::default()).unwrap();
         group.bench_function(BenchmarkId::new("already_stored", label), |b| {
             b.iter(|| {
                 source.seek(SeekFrom::Start(0)).unwrap();
-                let again = blob::put_file(layout, &mut source).unwrap();
+                let again =
+                    blob::put_file(layout, &mut source, &mut StateUpdate::default()).unwrap();
                 assert_eq!(again.hash, stored.hash);
             })
         });

@@ -50,6 +50,18 @@ pub enum StoreError {
     /// commit of the entry that references it; the entry is not stored.
     #[error("blob {} vanished before its entry was committed", .0.display())]
     BlobVanished(PathBuf),
+    /// The store directory belongs to another user than the effective one (`sudo cargo build`
+    /// on a user's cache, or a store shared between users): rcache neither reads nor writes it.
+    #[error(
+        "{} belongs to uid {owner}, not to this user (uid {euid}); rcache only uses a store of \
+         its own (set RCACHE_DIR to one)",
+        path.display()
+    )]
+    NotOwned {
+        path: PathBuf,
+        owner: u32,
+        euid: u32,
+    },
 }
 
 impl StoreError {
@@ -62,6 +74,7 @@ impl StoreError {
             StoreError::Corrupt(_) => "corrupt_store",
             StoreError::Busy => "store_busy",
             StoreError::BlobVanished(_) => "blob_vanished",
+            StoreError::NotOwned { .. } => "foreign_store",
         }
     }
 }
@@ -72,6 +85,7 @@ pub fn io_reason(err: &io::Error) -> &'static str {
         io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => "disk_full",
         io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => "read_only_store",
         io::ErrorKind::NotFound => "missing_file",
+        io::ErrorKind::InvalidData => "corrupt_store",
         _ => "io_error",
     }
 }
@@ -87,6 +101,7 @@ impl Store {
     /// Opens the store at `root`, creating it (mode 0700, with `CACHEDIR.TAG`) if needed.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
         let layout = Layout::new(root);
+        check_owner(&layout)?;
         Self::create_dirs(&layout)?;
         let state = State::open(&layout)?;
         let index = Index::open(&layout)?;
@@ -143,6 +158,34 @@ impl Store {
             Err(StoreError::Busy) => Ok(None),
             Err(err) => Err(err),
         }
+    }
+}
+
+/// Refuses a store whose root directory exists and belongs to another uid than the effective
+/// one, root included: root writing into a user's store would leave files the user cannot
+/// replace or delete. A root that does not exist yet is fine (it will be created as ours).
+pub fn check_owner(layout: &Layout) -> Result<(), StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match fs::metadata(&layout.root) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(StoreError::Io {
+                path: layout.root.clone(),
+                source,
+            });
+        }
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if meta.uid() == euid {
+        Ok(())
+    } else {
+        Err(StoreError::NotOwned {
+            path: layout.root.clone(),
+            owner: meta.uid(),
+            euid,
+        })
     }
 }
 

@@ -55,7 +55,9 @@ impl State {
     /// read-only dir, a full reader table, too many open files) is returned and loses nothing.
     /// A recreated env cannot be reopened in the same process (heed tracks open paths), so the
     /// process that recreates it reports the error and the next one starts afresh.
+    /// Refuses a store of another user, as [`super::Store::open`] does.
     pub fn open(layout: &Layout) -> Result<State, StoreError> {
+        super::check_owner(layout)?;
         match Self::open_checked(layout) {
             Err(err) if is_corruption(&err) => {
                 tracing::warn!("state env corrupt ({err}); recreating it");

@@ -12,6 +12,7 @@
 pub mod build_script;
 pub mod cc;
 pub mod keying;
+pub mod notice;
 pub mod record;
 pub mod restore;
 pub mod run;
@@ -72,10 +73,8 @@ pub fn run(args: Vec<OsString>) -> i32 {
         Ok(invocation) => match wrapper_run.open_store() {
             Ok(store) => wrapper_run.cached(&store, &invocation, &compiler_path, wrapper.as_ref()),
             Err(err) => {
-                tracing::warn!("cache store unusable ({err}); running the compiler");
-                let outcome = Outcome::Error {
-                    reason: err.reason().to_string(),
-                };
+                let outcome =
+                    notice::store_unusable(&err, &wrapper_run.config.dir.value, "compiler");
                 wrapper_run.finish(None, Some(&invocation), &outcome);
                 wrapper_run.exec()
             }
@@ -134,7 +133,16 @@ impl WrapperRun {
         let mut fault = None;
         if let Some(found) = found {
             let out_dir = self.cwd.join(&invocation.out_dir);
-            match restore::materialize(store, &found.entry, &out_dir, &invocation.out_dir) {
+            let expected = rustc::outputs::expected_outputs(invocation);
+            let restored = restore::materialize(
+                store,
+                &found.entry,
+                &expected,
+                &out_dir,
+                &invocation.out_dir,
+                &mut self.update,
+            );
+            match restored {
                 Ok(restored) => {
                     for output in restored {
                         if let Some(hash) = output.known_hash {

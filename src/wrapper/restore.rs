@@ -27,8 +27,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::depinfo::escape_path;
-use crate::rustc::outputs::OutputKind;
+use crate::rustc::outputs::{ExpectedOutput, OutputKind};
 use crate::store::entry::Entry;
+use crate::store::state::StateUpdate;
 use crate::store::{Store, blob};
 
 /// A materialized output, with the hash rcache knows for it (none for a rewritten `.d`).
@@ -39,16 +40,24 @@ pub struct Restored {
 
 /// Materializes every output of `entry` into `out_dir` (resolved against the cwd); `.d` targets
 /// are rewritten to `out_dir_as_given`, the spelling rustc would have used. Nothing is printed.
+///
+/// The entry must name exactly the files this invocation writes (`expected`, in order): a
+/// corrupt or hostile entry whose names would reach outside the out dir (`..`, an absolute path,
+/// a path through a directory or symlink) or clobber another file is refused before anything is
+/// opened or written.
 pub fn materialize(
     store: &Store,
     entry: &Entry,
+    expected: &[ExpectedOutput],
     out_dir: &Path,
     out_dir_as_given: &Path,
+    update: &mut StateUpdate,
 ) -> io::Result<Vec<Restored>> {
+    check_names(entry, expected)?;
     let mut opened = Vec::with_capacity(entry.outputs.len());
     for output in &entry.outputs {
         let hash = blake3::Hash::from_bytes(output.blob);
-        opened.push(blob::open_checked(&store.layout, &hash, output.size)?);
+        opened.push(blob::open_verified(store, &hash, output.size, update)?);
     }
     let mut restored = Vec::with_capacity(entry.outputs.len());
     for (output, mut file) in entry.outputs.iter().zip(opened) {
@@ -101,6 +110,37 @@ pub fn materialize(
         });
     }
     Ok(restored)
+}
+
+/// Refuses an entry whose outputs are not exactly `expected`, kind and file name, in order.
+/// Expected names are single file names built from the crate name, so this also guarantees that
+/// every destination is a direct child of the out dir.
+fn check_names(entry: &Entry, expected: &[ExpectedOutput]) -> io::Result<()> {
+    let matches = entry.outputs.len() == expected.len()
+        && entry
+            .outputs
+            .iter()
+            .zip(expected)
+            .all(|(output, expected)| {
+                output.kind == expected.kind
+                    && output.name == expected.file_name
+                    && is_plain_file_name(&output.name)
+            });
+    if matches {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "refusing an entry whose output names are not this compile's",
+        ))
+    }
+}
+
+/// One normal path component: no separator, not `.` or `..`, not empty.
+fn is_plain_file_name(name: &str) -> bool {
+    let mut components = Path::new(name).components();
+    matches!(components.next(), Some(std::path::Component::Normal(_)))
+        && components.next().is_none()
 }
 
 pub fn temp_name(destination: &Path) -> PathBuf {

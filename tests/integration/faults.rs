@@ -13,7 +13,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::harness::{LIBS, RCACHE, Sandbox, expected_output, run_command};
+use crate::harness::{LIBS, RCACHE, Run, Sandbox, expected_output, run_command};
 
 /// A mount made by a test; unmounted when dropped. Declare it after the [`Sandbox`] so it is
 /// dropped first, before the sandbox deletes the directory it is mounted on.
@@ -102,15 +102,81 @@ fn read_only_store_falls_back_and_builds_correctly() {
     let run = sb.cargo(&["build"]).env("RCACHE_DIR", &ro).ok();
     assert_eq!(sb.run_bin(), expected_output(&[]));
     for lib in LIBS {
-        let e = run
-            .event(lib)
-            .expect("cargo compiled the lib after a clean");
-        assert!(
-            e["outcome"] == "error" && e["reason"] == "read_only_store",
-            "{lib} over a read-only store should be an error counted as read_only_store\n{}",
-            run.describe_events()
-        );
+        run.assert_passthrough(lib, "read_only_store");
     }
+    assert_one_warning(&run, "the cache dir is read-only");
+}
+
+/// The build's stderr holds exactly one rcache warning, and it says `what`.
+#[track_caller]
+fn assert_one_warning(run: &Run, what: &str) {
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|line| line.contains("rcache: warning"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "expected one rcache warning for the whole build\n{}",
+        run.stderr
+    );
+    assert!(warnings[0].contains(what), "{}", warnings[0]);
+}
+
+/// Every file under `dir` with its size and modification time: what a build wrote shows.
+fn tree_snapshot(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    let mut files: Vec<_> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            (
+                entry.path().to_path_buf(),
+                meta.len(),
+                meta.modified().unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// `sudo cargo build` over a user's store: root must neither use nor write it.
+#[test]
+fn store_of_another_user_is_refused_and_left_untouched() {
+    use std::os::unix::fs::MetadataExt;
+    let sb = Sandbox::new();
+    sb.cold_build();
+    const OTHER_UID: u32 = 4242;
+    for entry in walkdir::WalkDir::new(&sb.store) {
+        let path = entry.unwrap().into_path();
+        std::os::unix::fs::lchown(&path, Some(OTHER_UID), Some(OTHER_UID)).unwrap();
+    }
+    assert_ne!(fs::metadata(&sb.store).unwrap().uid(), unsafe {
+        libc::geteuid()
+    });
+    let before = tree_snapshot(&sb.store);
+
+    sb.clean();
+    let run = sb.build();
+    assert_eq!(sb.run_bin(), expected_output(&[]));
+    for lib in LIBS {
+        run.assert_passthrough(lib, "foreign_store");
+    }
+    assert_one_warning(&run, "belongs to another user");
+    assert_eq!(
+        tree_snapshot(&sb.store),
+        before,
+        "a build as another user changed files in the store"
+    );
+    let (ok, report) = rcache_in(&sb, &sb.store, &["stats"]);
+    assert!(!ok && report.contains("uid 4242"), "{report}");
+    assert_eq!(
+        tree_snapshot(&sb.store),
+        before,
+        "rcache stats wrote into it"
+    );
 }
 
 #[test]

@@ -76,10 +76,11 @@ pub fn run(args: Vec<OsString>) -> i32 {
     match Store::open(&script_run.config.dir.value) {
         Ok(store) => script_run.cached(&store, &env),
         Err(err) => {
-            tracing::warn!("cache store unusable ({err}); running the build script");
-            let outcome = Outcome::Error {
-                reason: err.reason().to_string(),
-            };
+            let outcome = crate::wrapper::notice::store_unusable(
+                &err,
+                &script_run.config.dir.value,
+                "build script",
+            );
             script_run.finish(None, &outcome);
             script_run.exec()
         }
@@ -178,7 +179,7 @@ impl ScriptRun {
         };
         let mut fault = None;
         if let Some(found) = found {
-            match tree::restore(store, &found.entry, &env.out_dir) {
+            match tree::restore(store, &found.entry, &env.out_dir, &mut self.update) {
                 Ok(()) => {
                     let outputs = &found.entry.outputs;
                     remember_tree(&mut hasher, outputs, &env.out_dir, &mut self.update);

@@ -82,7 +82,7 @@ impl ScriptRun {
                 return Err(NotStored::Refused("input_changed_during_run"));
             }
         }
-        let outputs = match tree::capture(store, &env.out_dir) {
+        let outputs = match tree::capture(store, &env.out_dir, &mut self.update) {
             Ok(outputs) => outputs,
             Err(tree::CaptureError::Refused(reason)) => return Err(NotStored::Refused(reason)),
             Err(tree::CaptureError::Io(source)) => {

@@ -19,6 +19,7 @@ use walkdir::WalkDir;
 use crate::key::file_hash::FileStamp;
 use crate::rustc::outputs::OutputKind;
 use crate::store::entry::{Entry, OutputRecord};
+use crate::store::state::StateUpdate;
 use crate::store::{Store, blob};
 
 /// Why a tree was not captured.
@@ -36,7 +37,11 @@ impl From<io::Error> for CaptureError {
 }
 
 /// Stores every file of `out_dir` as a blob and returns the tree's records.
-pub fn capture(store: &Store, out_dir: &Path) -> Result<Vec<OutputRecord>, CaptureError> {
+pub fn capture(
+    store: &Store,
+    out_dir: &Path,
+    update: &mut StateUpdate,
+) -> Result<Vec<OutputRecord>, CaptureError> {
     let mut records = Vec::new();
     for entry in WalkDir::new(out_dir)
         .min_depth(1)
@@ -70,11 +75,11 @@ pub fn capture(store: &Store, out_dir: &Path) -> Result<Vec<OutputRecord>, Captu
             (OutputKind::RunDir, None)
         } else if file_type.is_symlink() {
             let target = fs::read_link(entry.path())?;
-            let stored = blob::put_file(&store.layout, &mut target.as_os_str().as_bytes())?;
+            let stored = blob::put_file(&store.layout, &mut target.as_os_str().as_bytes(), update)?;
             (OutputKind::RunSymlink, Some(stored))
         } else if file_type.is_file() {
             let mut file = File::open(entry.path())?;
-            let stored = blob::put_file(&store.layout, &mut file)?;
+            let stored = blob::put_file(&store.layout, &mut file, update)?;
             if FileStamp::of(&file.metadata()?) != FileStamp::of(&meta) {
                 return Err(CaptureError::Refused("output_changed_while_storing"));
             }
@@ -95,15 +100,21 @@ pub fn capture(store: &Store, out_dir: &Path) -> Result<Vec<OutputRecord>, Captu
 
 /// Empties `out_dir` and recreates the recorded tree in it. Every blob is opened (and its size
 /// checked) and every name validated before anything in `out_dir` is touched.
-pub fn restore(store: &Store, entry: &Entry, out_dir: &Path) -> io::Result<()> {
+pub fn restore(
+    store: &Store,
+    entry: &Entry,
+    out_dir: &Path,
+    update: &mut StateUpdate,
+) -> io::Result<()> {
     validate_names(&entry.outputs)?;
     let mut opened = Vec::with_capacity(entry.outputs.len());
     for output in &entry.outputs {
         opened.push(match output.blob() {
-            Some(hash) => Some(blob::open_checked(
-                &store.layout,
+            Some(hash) => Some(blob::open_verified(
+                store,
                 &blake3::Hash::from_bytes(hash),
                 output.size,
+                update,
             )?),
             None => None,
         });
@@ -238,7 +249,7 @@ mod tests {
         fs::write(out_dir.join("gen.rs"), b"pub const X: u8 = 1;").unwrap();
         fs::set_permissions(out_dir.join("gen.rs"), fs::Permissions::from_mode(0o600)).unwrap();
         std::os::unix::fs::symlink("include/sub/a.h", out_dir.join("a.h")).unwrap();
-        let outputs = capture(&store, &out_dir).unwrap();
+        let outputs = capture(&store, &out_dir, &mut StateUpdate::default()).unwrap();
         let names: Vec<&str> = outputs.iter().map(|output| output.name.as_str()).collect();
         assert_eq!(
             names,
@@ -256,7 +267,7 @@ mod tests {
             compile_ms: 0,
             created_unix_ms: 0,
         };
-        restore(&store, &entry, &out_dir).unwrap();
+        restore(&store, &entry, &out_dir, &mut StateUpdate::default()).unwrap();
         assert!(!out_dir.join("stale.o").exists());
         assert_eq!(
             fs::read(out_dir.join("include/sub/a.h")).unwrap(),

@@ -88,10 +88,11 @@ pub fn run(program: OsString, args: Vec<OsString>) -> i32 {
             match cc_run.open_store() {
                 Ok(store) => cc_run.cached(&store, &invocation, &real),
                 Err(err) => {
-                    tracing::warn!("cache store unusable ({err}); running the compiler");
-                    let outcome = Outcome::Error {
-                        reason: err.reason().to_string(),
-                    };
+                    let outcome = crate::wrapper::notice::store_unusable(
+                        &err,
+                        &cc_run.config.dir.value,
+                        "compiler",
+                    );
                     cc_run.finish(None, Some(&invocation), &outcome);
                     cc_run.exec()
                 }
@@ -137,7 +138,8 @@ impl CcRun {
         };
         let mut fault = None;
         if let Some(found) = found {
-            match restore::materialize(store, &found.entry, invocation, &self.cwd) {
+            match restore::materialize(store, &found.entry, invocation, &self.cwd, &mut self.update)
+            {
                 Ok(restored) => {
                     for (path, hash) in restored {
                         hasher.remember_written(&path, hash, &mut self.update);

@@ -14,6 +14,7 @@ use crate::cc::depfile;
 use crate::key::hasher::Key;
 use crate::rustc::outputs::OutputKind;
 use crate::store::entry::Entry;
+use crate::store::state::StateUpdate;
 use crate::store::{Store, blob};
 use crate::wrapper::restore::{copy_with_mode, temp_name, write_with_mode};
 
@@ -28,11 +29,12 @@ pub fn materialize(
     entry: &Entry,
     invocation: &CcInvocation,
     cwd: &Path,
+    update: &mut StateUpdate,
 ) -> io::Result<Vec<(PathBuf, Key)>> {
     let mut opened = Vec::with_capacity(entry.outputs.len());
     for output in &entry.outputs {
         let hash = blake3::Hash::from_bytes(output.blob);
-        opened.push(blob::open_checked(&store.layout, &hash, output.size)?);
+        opened.push(blob::open_verified(store, &hash, output.size, update)?);
     }
     let wants_dep_file = invocation.dep_file.is_some();
     let has_dep_file = entry

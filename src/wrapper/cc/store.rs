@@ -117,8 +117,8 @@ pub fn record(
         if depfile::retarget(&text, &dep_target, &dep_target).is_none() {
             return Err(NotStored::Refused("dep_file_target"));
         }
-        let stored =
-            blob::put_file(&store.layout, &mut text.as_slice()).map_err(store_fault(store))?;
+        let stored = blob::put_file(&store.layout, &mut text.as_slice(), update)
+            .map_err(store_fault(store))?;
         outputs.push(OutputRecord {
             name: dep_file.path.to_string_lossy().into_owned(),
             kind: OutputKind::CcDepFile,
@@ -172,7 +172,7 @@ fn store_file(
 ) -> Result<OutputRecord, NotStored> {
     let mut file = File::open(path).map_err(file_fault(path))?;
     let before = file.metadata().map_err(file_fault(path))?;
-    let stored = blob::put_file(&store.layout, &mut file).map_err(store_fault(store))?;
+    let stored = blob::put_file(&store.layout, &mut file, update).map_err(store_fault(store))?;
     let after = file.metadata().map_err(file_fault(path))?;
     if FileStamp::of(&before) != FileStamp::of(&after) {
         return Err(NotStored::Refused("output_changed_while_storing"));
