@@ -161,8 +161,13 @@ impl Index {
         }
         let result_key = candidate.result_key;
         if let Some(old) = self.entries.get(&wtxn, &result_key)? {
-            let old: Entry = entry::decode(old).map_err(|err| corrupt("entry", err))?;
-            self.release_blobs(&mut wtxn, &old)?;
+            // An undecodable old entry is replaced all the same (the lookup counted it as a
+            // fault). Its blobs' counts cannot be released and stay too high: such blobs are
+            // kept until `rcache verify --repair` recounts them, never freed too early.
+            match entry::decode::<Entry>(old) {
+                Ok(old) => self.release_blobs(&mut wtxn, &old)?,
+                Err(err) => tracing::warn!("replacing an undecodable entry: {err}"),
+            }
         }
         self.entries
             .put(&mut wtxn, &result_key, &entry::encode(entry))?;

@@ -21,7 +21,7 @@ use crate::key::hasher::{Key, KeyHasher};
 use crate::key::input_paths::InputDirs;
 use crate::key::{self, InvocationFacts};
 use crate::rustc::{Invocation, Passthrough, args::bundled_static_libs};
-use crate::store::entry::{Candidate, Entry, EnvRecord, InputRecord};
+use crate::store::entry::{Candidate, Entry, EnvRecord, InputRecord, Manifest};
 use crate::store::layout::KEY_VERSION;
 use crate::store::state::StateUpdate;
 use crate::store::{Store, StoreError};
@@ -359,6 +359,48 @@ pub struct Match {
     pub entry: Entry,
 }
 
+/// What a lookup found.
+pub struct Lookup<T> {
+    pub found: Option<T>,
+    /// A manifest or entry record that does not decode was met (and treated as absent): the
+    /// invocation is a counted fault, and its store step replaces the record.
+    pub damaged: Option<String>,
+}
+
+/// Reads a manifest; an undecodable one reads as empty, with the fault in `damaged`.
+pub fn read_manifest(
+    store: &Store,
+    rtxn: &RoTxn<WithoutTls>,
+    invocation_key: &Key,
+    damaged: &mut Option<String>,
+) -> Result<Manifest, StoreError> {
+    match store.index.manifest(rtxn, invocation_key) {
+        Err(StoreError::Corrupt(what)) => {
+            tracing::warn!("{what}; compiling, and the store step replaces it");
+            *damaged = Some("corrupt_store".into());
+            Ok(Manifest::default())
+        }
+        other => other,
+    }
+}
+
+/// Reads an entry; an undecodable one reads as absent, with the fault in `damaged`.
+pub fn read_entry(
+    store: &Store,
+    rtxn: &RoTxn<WithoutTls>,
+    result_key: &Key,
+    damaged: &mut Option<String>,
+) -> Result<Option<Entry>, StoreError> {
+    match store.index.entry(rtxn, result_key) {
+        Err(StoreError::Corrupt(what)) => {
+            tracing::warn!("{what}; compiling, and the store step replaces it");
+            *damaged = Some("corrupt_store".into());
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
 /// Checks the candidates newest first; the first whose every input hash and env-dep value is
 /// the same as now gives the entry. No compiler runs.
 pub fn find_match(
@@ -366,20 +408,27 @@ pub fn find_match(
     invocation_key: &Key,
     dirs: &InputDirs,
     update: &mut StateUpdate,
-) -> Result<Option<Match>, KeyError> {
+) -> Result<Lookup<Match>, KeyError> {
     let store = hasher.store();
+    let mut damaged = None;
     let rtxn = store.index.read_txn()?;
-    let manifest = store.index.manifest(&rtxn, invocation_key)?;
+    let manifest = read_manifest(store, &rtxn, invocation_key, &mut damaged)?;
     for candidate in &manifest.candidates {
         if !candidate_matches(hasher, candidate, dirs, update) {
             continue;
         }
         let result_key = key::result_key(invocation_key, &candidate.inputs, &candidate.env_deps);
-        if let Some(entry) = store.index.entry(&rtxn, &result_key)? {
-            return Ok(Some(Match { result_key, entry }));
+        if let Some(entry) = read_entry(store, &rtxn, &result_key, &mut damaged)? {
+            return Ok(Lookup {
+                found: Some(Match { result_key, entry }),
+                damaged,
+            });
         }
     }
-    Ok(None)
+    Ok(Lookup {
+        found: None,
+        damaged,
+    })
 }
 
 fn candidate_matches(

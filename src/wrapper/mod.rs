@@ -48,6 +48,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         chain,
         rustc_args,
         update: StateUpdate::default(),
+        damaged_record: None,
     };
 
     let classified = if wrapper_run.config.disable.value {
@@ -95,6 +96,9 @@ struct WrapperRun {
     chain: CompilerChain,
     rustc_args: Vec<OsString>,
     update: StateUpdate,
+    /// A manifest or entry record met during the lookup that does not decode: the fault this
+    /// invocation counts, whatever its store step does.
+    damaged_record: Option<String>,
 }
 
 impl WrapperRun {
@@ -130,7 +134,7 @@ impl WrapperRun {
                 return self.exec();
             }
         };
-        let mut fault = None;
+        let mut fault = self.damaged_record.take();
         if let Some(found) = found {
             let out_dir = self.cwd.join(&invocation.out_dir);
             let expected = rustc::outputs::expected_outputs(invocation);
@@ -192,8 +196,9 @@ impl WrapperRun {
             return Ok((invocation_key, None));
         }
         let dirs = crate::key::input_paths::InputDirs::of(invocation, &self.cwd);
-        let found = keying::find_match(hasher, &invocation_key, &dirs, &mut self.update)?;
-        Ok((invocation_key, found))
+        let lookup = keying::find_match(hasher, &invocation_key, &dirs, &mut self.update)?;
+        self.damaged_record = lookup.damaged;
+        Ok((invocation_key, lookup.found))
     }
 
     /// The miss: compile with output streamed, then store. `fault` is a restore failure that

@@ -26,6 +26,7 @@ mod diagnostics;
 mod events_log;
 mod faults;
 mod gc;
+mod hostile_store;
 mod input_race;
 mod invalidation;
 mod key_scope;

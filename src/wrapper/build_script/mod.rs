@@ -57,6 +57,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         real: PathBuf::from(real),
         args: script_args.to_vec(),
         update: StateUpdate::default(),
+        damaged_record: None,
         config,
     };
     let passthrough = if script_run.config.disable.value {
@@ -153,6 +154,9 @@ struct ScriptRun {
     real: PathBuf,
     args: Vec<OsString>,
     update: StateUpdate,
+    /// A manifest or entry record met during the lookup that does not decode: the fault this
+    /// invocation counts, whatever its store step does.
+    damaged_record: Option<String>,
 }
 
 /// A recorded run whose declared inputs are as they are now.
@@ -177,7 +181,7 @@ impl ScriptRun {
                 return self.exec();
             }
         };
-        let mut fault = None;
+        let mut fault = self.damaged_record.take();
         if let Some(found) = found {
             match tree::restore(store, &found.entry, &env.out_dir, &mut self.update) {
                 Ok(()) => {
@@ -241,7 +245,8 @@ impl ScriptRun {
             return Ok((invocation_key, None));
         }
         let rtxn = store.index.read_txn()?;
-        let manifest = store.index.manifest(&rtxn, &invocation_key)?;
+        let manifest =
+            keying::read_manifest(store, &rtxn, &invocation_key, &mut self.damaged_record)?;
         drop(rtxn);
         for candidate in &manifest.candidates {
             let Some(result_key) =
@@ -250,7 +255,8 @@ impl ScriptRun {
                 continue;
             };
             let rtxn = store.index.read_txn()?;
-            if let Some(entry) = store.index.entry(&rtxn, &result_key)? {
+            let entry = keying::read_entry(store, &rtxn, &result_key, &mut self.damaged_record)?;
+            if let Some(entry) = entry {
                 return Ok((invocation_key, Some(Found { result_key, entry })));
             }
         }

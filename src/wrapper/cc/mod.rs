@@ -56,6 +56,7 @@ pub fn run(program: OsString, args: Vec<OsString>) -> i32 {
         args,
         language: driver::default_language(&program).name(),
         update: StateUpdate::default(),
+        damaged_record: None,
     };
     let Some(real) = real else {
         eprintln!(
@@ -115,6 +116,9 @@ struct CcRun {
     args: Vec<OsString>,
     language: &'static str,
     update: StateUpdate,
+    /// A manifest or entry record met during the lookup that does not decode: the fault this
+    /// invocation counts, whatever its store step does.
+    damaged_record: Option<String>,
 }
 
 impl CcRun {
@@ -136,7 +140,7 @@ impl CcRun {
                 return self.exec();
             }
         };
-        let mut fault = None;
+        let mut fault = self.damaged_record.take();
         if let Some(found) = found {
             match restore::materialize(store, &found.entry, invocation, &self.cwd, &mut self.update)
             {
@@ -196,8 +200,9 @@ impl CcRun {
             return Ok((invocation_key, None));
         }
         let dirs = InputDirs::cwd_only(&self.cwd);
-        let found = keying::find_match(hasher, &invocation_key, &dirs, &mut self.update)?;
-        Ok((invocation_key, found))
+        let lookup = keying::find_match(hasher, &invocation_key, &dirs, &mut self.update)?;
+        self.damaged_record = lookup.damaged;
+        Ok((invocation_key, lookup.found))
     }
 
     /// The miss: compile with output streamed, then store.
