@@ -233,3 +233,57 @@ fn a_blob_with_other_bytes_of_the_same_size_is_never_restored() {
     }
     sb.rcache_ok(&["verify"]);
 }
+
+/// A compiler whose dep-info is garbage (here a script that runs rustc, then overwrites the
+/// `.d` files it wrote): rcache cannot know the inputs, so it stores nothing, and the compile
+/// still succeeds with rustc's outputs. Called directly, as cargo would, since cargo itself
+/// reads the `.d` too.
+#[test]
+fn garbage_dep_info_from_the_compiler_is_never_stored() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let script = sb.root.join("garbage-dep-info-rustc");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n\"{rustc}\" \"$@\" || exit $?\nout=; prev=\nfor arg in \"$@\"; do\n  \
+             [ \"$prev\" = --out-dir ] && out=$arg\n  prev=$arg\ndone\n\
+             [ -n \"$out\" ] && for d in \"$out\"/*.d; do\n  \
+             printf '\\377\\376 : ::\\n\\\\\\n\\000%s' \"$d\" > \"$d\"\ndone\nexit 0\n",
+            rustc = crate::harness::real_rustc().display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+
+    let reference = sb.root.join("reference");
+    fs::create_dir_all(&reference).unwrap();
+    let mut plain = std::process::Command::new(crate::harness::real_rustc());
+    plain
+        .args(crate::harness::leaf_rustc_args(&reference))
+        .current_dir(&sb.ws);
+    let (status, _, stderr) = crate::harness::run_command(&mut plain, "plain rustc");
+    assert!(status.success(), "{stderr}");
+
+    let out = sb.root.join("out");
+    for attempt in 0..2 {
+        fs::create_dir_all(&out).unwrap();
+        let run = sb.rcache_rustc_with(&script, &crate::harness::leaf_rustc_args(&out), &[]);
+        assert!(run.status.success(), "attempt {attempt}: {}", run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+        let event = run.event("demo_leaf").expect("an event for the compile");
+        assert!(
+            event["outcome"] == "error"
+                || (event["outcome"] == "miss" && event["reason"].is_string()),
+            "attempt {attempt}: a compile with garbage dep-info was stored or hit\n{}",
+            run.describe_events()
+        );
+        let name = "libdemo_leaf-0123456789abcdef.rlib";
+        assert_eq!(
+            fs::read(out.join(name)).unwrap(),
+            fs::read(reference.join(name)).unwrap(),
+            "the rlib differs from rustc's"
+        );
+    }
+    assert_eq!(sb.stats()["entries"], 0, "an entry was stored");
+}

@@ -32,6 +32,7 @@ mod invalidation;
 mod key_scope;
 mod linked_outputs;
 mod linker_identity;
+mod load;
 mod native_link;
 mod passthrough;
 mod restored_outputs;

@@ -356,9 +356,14 @@ impl Sandbox {
 
     /// `rcache <real rustc> <args>` in the workspace, as cargo would run it.
     pub fn rcache_rustc(&self, args: &[String], env: &[(&str, &str)]) -> Run {
+        self.rcache_rustc_with(real_rustc(), args, env)
+    }
+
+    /// `rcache <compiler> <args>` in the workspace, as cargo would run it.
+    pub fn rcache_rustc_with(&self, compiler: &Path, args: &[String], env: &[(&str, &str)]) -> Run {
         let mut cmd = Command::new(RCACHE);
         scrub_env(&mut cmd);
-        cmd.arg(real_rustc()).args(args).current_dir(&self.ws);
+        cmd.arg(compiler).args(args).current_dir(&self.ws);
         self.rcache_env(&mut cmd);
         cmd.envs(env.iter().copied());
         let events = self.next_events_path();
