@@ -208,6 +208,12 @@ fn full_disk_store_falls_back_and_leaves_a_valid_index() {
     );
     let (ok, report) = rcache_in(&sb, &store, &["verify"]);
     assert!(ok, "the store is not valid after a full disk\n{report}");
+    let (ok, stats) = rcache_in(&sb, &store, &["stats", "--json"]);
+    assert!(ok, "{stats}");
+    assert!(
+        stats.contains("\"disk_full\""),
+        "the full disk is not counted in the stats\n{stats}"
+    );
 }
 
 /// The next value of a 64-bit LCG (Knuth's MMIX constants): deterministic delays, so a
