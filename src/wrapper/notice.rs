@@ -28,10 +28,10 @@ const MARKER_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 pub fn store_unusable(err: &StoreError, store_dir: &Path, what_runs: &str) -> Outcome {
     tracing::warn!("cache store unusable ({err}); running the {what_runs}");
     let reason = err.reason();
-    let hint = match reason {
-        "read_only_store" => "the cache dir is read-only",
-        "foreign_store" => "the cache dir belongs to another user",
-        "corrupt_store" => "the cache is corrupt; `rcache clear` empties it",
+    let line = match reason {
+        "read_only_store" => format!("the cache dir is read-only ({err})"),
+        "foreign_store" => err.to_string(),
+        "corrupt_store" => format!("the cache is corrupt ({err}); `rcache clear` empties it"),
         _ => {
             return Outcome::Error {
                 reason: reason.to_string(),
@@ -39,9 +39,7 @@ pub fn store_unusable(err: &StoreError, store_dir: &Path, what_runs: &str) -> Ou
         }
     };
     if first_time_this_build(store_dir, reason) {
-        let line = format!(
-            "rcache: warning: caching is off for this build: {hint} ({err}); compiling normally\n"
-        );
+        let line = format!("rcache: warning: caching is off for this build: {line}\n");
         let _ = io::stderr().write_all(line.as_bytes());
     }
     match reason {

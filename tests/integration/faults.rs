@@ -164,7 +164,7 @@ fn store_of_another_user_is_refused_and_left_untouched() {
     for lib in LIBS {
         run.assert_passthrough(lib, "foreign_store");
     }
-    assert_one_warning(&run, "belongs to another user");
+    assert_one_warning(&run, "belongs to uid 4242");
     assert_eq!(
         tree_snapshot(&sb.store),
         before,
