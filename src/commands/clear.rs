@@ -6,12 +6,14 @@
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::store::Store;
 use crate::store::layout::Layout;
+use crate::store::{Store, StoreError};
 
 pub fn run(config: &Config) -> anyhow::Result<()> {
     match Store::open(&config.dir.value) {
         Ok(store) => clear_open_store(&store)?,
+        // Another user's store is theirs to clear, even for root.
+        Err(err @ StoreError::NotOwned { .. }) => return Err(err.into()),
         Err(err) => {
             eprintln!("rcache: the store could not be opened ({err}); removing its files");
             remove_store_files(&Layout::new(&config.dir.value))?;
