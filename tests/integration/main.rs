@@ -34,3 +34,4 @@ mod linker_identity;
 mod native_link;
 mod passthrough;
 mod restored_outputs;
+mod syscall_faults;

@@ -1,0 +1,626 @@
+//! Faults injected at the syscall level with strace (issue 8, "Crash" and "I/O errors, including
+//! inside LMDB"): what a Rust seam cannot reach, LMDB's own writes and fsyncs included.
+//!
+//! Every test drives one real rustc compile of demo_leaf through rcache, without cargo
+//! ([`leaf_rustc_args`], about 40 ms), each with its own `-C metadata` so that every compile
+//! has its own outputs and blobs. A reference compile of the same arguments made by rustc alone
+//! (in another out dir) says what the outputs must be, byte for byte (the `.d` file names its
+//! out dir, which is normalized away).
+//!
+//! - **Killed mid-store and mid-restore**: `strace -e inject=<syscall>:signal=KILL:when=<k>`
+//!   kills at a chosen point of a traced uninjected run (strace counts `when=` per syscall and
+//!   per tracee, so each point of a trace is "the k-th call of that syscall"), without `-f`
+//!   (rcache only; the orphaned rustc is killed after) and with `-f` (rustc, or rcache, whichever
+//!   reaches the point first). The next run must be correct; afterwards `rcache verify` is clean
+//!   and `rcache gc --grace 0s` reclaims exactly the orphans.
+//! - **Stale LMDB reader slots**: more processes than LMDB has reader slots are SIGKILLed while
+//!   holding read transactions on both envs, while this process keeps the envs open (so that
+//!   no opener may reset the reader table); the store still serves a hit.
+//! - **I/O errors**: `strace -e inject=<syscall>:error=<errno>:when=<k>` on rcache only, for
+//!   every write, rename and fsync of a store (a miss into an existing store, a miss into a new
+//!   store, a hit) and the store's opens: every compile exits 0 with correct outputs, the store
+//!   verifies, and the next run is correct.
+//!
+//! Runs are walked in a fixed order over fixed points: a failure reproduces.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::{RCACHE, Sandbox, expected_output, leaf_rustc_args, real_rustc, run_command};
+
+/// The `-C metadata` value in [`leaf_rustc_args`], replaced per compile.
+const LEAF_METADATA: &str = "0123456789abcdef";
+
+/// One compile of demo_leaf with its own `-C metadata` and out dir, and the outputs rustc alone
+/// produces for it.
+struct Leaf {
+    args: Vec<String>,
+    out: PathBuf,
+    reference: BTreeMap<String, Vec<u8>>,
+}
+
+impl Leaf {
+    /// Compile number `n` of this sandbox: its reference is compiled here, by rustc alone.
+    #[track_caller]
+    fn new(sb: &Sandbox, n: u64) -> Leaf {
+        let metadata = format!("{:016x}", 0x5eed_0000_0000_0000 + n);
+        let args_for = |out: &Path| -> Vec<String> {
+            leaf_rustc_args(out)
+                .into_iter()
+                .map(|arg| arg.replace(LEAF_METADATA, &metadata))
+                .collect()
+        };
+        let reference_dir = sb.root.join("reference").join(&metadata);
+        fs::create_dir_all(&reference_dir).unwrap();
+        let mut cmd = Command::new(real_rustc());
+        copy_env(&sb.rcache(&[]), &mut cmd);
+        cmd.args(args_for(&reference_dir)).current_dir(&sb.ws);
+        let (status, _, stderr) = run_command(&mut cmd, "reference rustc");
+        assert!(status.success(), "reference compile failed: {stderr}");
+        let (reference, _) = outputs_of(&reference_dir);
+        assert_eq!(reference.len(), 3, "rustc wrote {:?}", reference.keys());
+
+        let out = sb.root.join("out").join(&metadata);
+        fs::create_dir_all(&out).unwrap();
+        Leaf {
+            args: args_for(&out),
+            out,
+            reference,
+        }
+    }
+
+    /// Asserts that the out dir holds the reference outputs (temp files of killed runs aside);
+    /// returns how many `*.rcache-<pid>` temp files it holds.
+    #[track_caller]
+    fn assert_outputs(&self, what: &str) -> usize {
+        let (outputs, leftovers) = outputs_of(&self.out);
+        assert_eq!(
+            outputs.keys().collect::<Vec<_>>(),
+            self.reference.keys().collect::<Vec<_>>(),
+            "{what}: different output files"
+        );
+        for (name, bytes) in &self.reference {
+            assert!(
+                outputs[name] == *bytes,
+                "{what}: {name} differs from rustc's"
+            );
+        }
+        leftovers
+    }
+}
+
+/// The files of an out dir by name, the `.d` file's mentions of the dir replaced by `<out>`,
+/// and how many temp files of restores (`<name>.rcache-<pid>`) it holds beside them.
+fn outputs_of(dir: &Path) -> (BTreeMap<String, Vec<u8>>, usize) {
+    let mut files = BTreeMap::new();
+    let mut leftovers = 0;
+    for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.contains(".rcache-") {
+            leftovers += 1;
+            continue;
+        }
+        let mut bytes = fs::read(&path).unwrap();
+        if name.ends_with(".d") {
+            let text = String::from_utf8(bytes).expect("utf-8 dep-info");
+            bytes = text.replace(dir.to_str().unwrap(), "<out>").into_bytes();
+        }
+        files.insert(name, bytes);
+    }
+    (files, leftovers)
+}
+
+/// Gives `to` the environment changes of `from` (the harness's scrubbed rcache environment).
+fn copy_env(from: &Command, to: &mut Command) {
+    for (key, value) in from.get_envs() {
+        match value {
+            Some(value) => to.env(key, value),
+            None => to.env_remove(key),
+        };
+    }
+}
+
+/// A finished run of `rcache <rustc> <args>`, possibly under strace.
+struct Outcome {
+    status: ExitStatus,
+    stderr: String,
+    /// The rcache events it logged (none if rcache was killed before its end, or if the write
+    /// of the events line itself was failed).
+    events: Vec<Value>,
+}
+
+impl Outcome {
+    fn killed(&self) -> bool {
+        self.status.signal() == Some(libc::SIGKILL)
+    }
+
+    /// The one event's `outcome`, with its reason (`hit`, `miss`, `miss:compile_failed`,
+    /// `error:disk_full`, ...), or `none`.
+    fn describe(&self) -> String {
+        match self.events.as_slice() {
+            [] => "none".into(),
+            [event] => match event["reason"].as_str() {
+                Some(reason) => format!("{}:{reason}", event["outcome"].as_str().unwrap()),
+                None => event["outcome"].as_str().unwrap().to_string(),
+            },
+            more => panic!("{} events for one compile: {more:?}", more.len()),
+        }
+    }
+
+    /// A fault was counted: an error, or a miss not stored for a reason other than a failed
+    /// compile.
+    fn counted_fault(&self) -> bool {
+        self.events.iter().any(|event| {
+            event["outcome"] == "error" || (event["outcome"] == "miss" && event["stored"] == false)
+        })
+    }
+}
+
+/// How to run strace around rcache.
+#[derive(Default)]
+struct Strace<'a> {
+    /// `-f`: also trace (and count, and inject into) rustc and rcache's threads.
+    follow: bool,
+    /// `-e trace=...`; every syscall by default.
+    trace: Option<&'a str>,
+    /// `-e inject=...`.
+    inject: Option<String>,
+    /// Where the trace goes (with `-y`, fd paths); `/dev/null` by default.
+    output: Option<&'a Path>,
+}
+
+/// Runs `rcache <real rustc> <leaf args>` in the sandbox, under strace if `strace` is given,
+/// with `RCACHE_DIR=store`.
+fn run_leaf(sb: &Sandbox, store: &Path, leaf: &Leaf, strace: Option<Strace>) -> Outcome {
+    let base = sb.rcache(&[]);
+    let mut cmd = match &strace {
+        None => Command::new(RCACHE),
+        Some(strace) => {
+            let mut cmd = Command::new("strace");
+            cmd.args(["-qq", "-y", "-o"]);
+            cmd.arg(strace.output.unwrap_or(Path::new("/dev/null")));
+            if strace.follow {
+                cmd.arg("-f");
+            }
+            if let Some(trace) = strace.trace {
+                cmd.arg(format!("--trace={trace}"));
+            }
+            if let Some(inject) = &strace.inject {
+                cmd.arg(format!("--inject={inject}"));
+            }
+            cmd.arg("--").arg(RCACHE);
+            cmd
+        }
+    };
+    copy_env(&base, &mut cmd);
+    let events = sb.root.join("events.jsonl");
+    let _ = fs::remove_file(&events);
+    cmd.arg(real_rustc())
+        .args(&leaf.args)
+        .current_dir(&sb.ws)
+        .env("RCACHE_DIR", store)
+        .env("RCACHE_EVENTS", &events);
+    let (status, _, stderr) = run_command(&mut cmd, "rcache rustc (strace)");
+    let events = fs::read_to_string(&events)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("events line"))
+        .collect();
+    Outcome {
+        status,
+        stderr,
+        events,
+    }
+}
+
+/// An uninjected run that must succeed with the reference outputs; returns its outcome.
+#[track_caller]
+fn run_clean(sb: &Sandbox, store: &Path, leaf: &Leaf, what: &str) -> Outcome {
+    let run = run_leaf(sb, store, leaf, None);
+    assert!(
+        run.status.success(),
+        "{what}: exit {}\n{}",
+        run.status,
+        run.stderr
+    );
+    leaf.assert_outputs(what);
+    run
+}
+
+/// One syscall of a trace, and how strace's `when=` counts it.
+#[derive(Debug, Clone)]
+struct Call {
+    tid: u32,
+    name: String,
+    /// 1-based ordinal among this tracee's calls of this syscall.
+    ordinal: u32,
+    line: String,
+}
+
+impl Call {
+    /// The injection that hits this call (or an earlier call of another tracee that reaches
+    /// the same ordinal of the same syscall first).
+    fn inject(&self, action: &str) -> String {
+        format!("{}:{action}:when={}", self.name, self.ordinal)
+    }
+}
+
+/// Parses an strace output file (with or without `-f` pids) into its calls, in order.
+fn parse_trace(path: &Path) -> Vec<Call> {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut counts: BTreeMap<(u32, String), u32> = BTreeMap::new();
+    let mut calls = Vec::new();
+    for line in text.lines() {
+        let (tid, rest) = match line.split_once(' ') {
+            Some((pid, rest)) if pid.bytes().all(|b| b.is_ascii_digit()) => {
+                (pid.parse().unwrap(), rest.trim_start())
+            }
+            _ => (0, line),
+        };
+        let Some(paren) = rest.find('(') else {
+            continue;
+        };
+        let name = &rest[..paren];
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            continue; // `<... resumed>`, `--- SIGCHLD`, `+++ exited`
+        }
+        let ordinal = counts.entry((tid, name.to_string())).or_default();
+        *ordinal += 1;
+        calls.push(Call {
+            tid,
+            name: name.to_string(),
+            ordinal: *ordinal,
+            line: line.to_string(),
+        });
+    }
+    calls
+}
+
+/// Traces an uninjected run and returns its calls.
+#[track_caller]
+fn profile(sb: &Sandbox, store: &Path, leaf: &Leaf, follow: bool, what: &str) -> Vec<Call> {
+    let output = sb.root.join("profile.trace");
+    let strace = Strace {
+        follow,
+        output: Some(&output),
+        ..Strace::default()
+    };
+    let run = run_leaf(sb, store, leaf, Some(strace));
+    assert!(
+        run.status.success(),
+        "{what}: {}\n{}",
+        run.status,
+        run.stderr
+    );
+    leaf.assert_outputs(what);
+    let calls = parse_trace(&output);
+    assert!(
+        calls.len() > 100,
+        "{what}: only {} calls traced",
+        calls.len()
+    );
+    calls
+}
+
+/// Waits until the fixture's sources are old enough for rcache to memoize their hashes (their
+/// mtime and ctime over a second before a compile starts, git's rule against racy timestamps):
+/// until then every run hashes them again, and the number of syscalls of a run, which the
+/// walks count on, would depend on the time it starts.
+fn settle_sources(sb: &Sandbox) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(sb.path("demo_leaf/src/lib.rs")).unwrap();
+    let stamped = meta.mtime().max(meta.ctime()) as u64;
+    let settled = std::time::UNIX_EPOCH + Duration::from_secs(stamped + 2);
+    while let Ok(left) = settled.duration_since(std::time::SystemTime::now()) {
+        thread::sleep(left);
+    }
+}
+
+/// The pids of every process whose command line names a path in the sandbox (rustc orphaned
+/// by a killed rcache); other tests' processes are never matched.
+fn sandbox_pids(sb: &Sandbox) -> Vec<i32> {
+    let inside = format!("{}/", sb.root.display());
+    let me = std::process::id() as i32;
+    let mut pids = Vec::new();
+    for entry in fs::read_dir("/proc").expect("read /proc") {
+        let Ok(entry) = entry else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // A process may exit at any time: unreadable means gone. A zombie has no cmdline.
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if pid != me && String::from_utf8_lossy(&cmdline).contains(&inside) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// SIGKILLs what is left of a killed run until nothing is; returns how many were left.
+fn kill_leftovers(sb: &Sandbox) -> usize {
+    let mut killed = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pids = sandbox_pids(sb);
+        if pids.is_empty() {
+            return killed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes survive SIGKILL: {pids:?}"
+        );
+        killed += pids.len();
+        for pid in pids {
+            // SAFETY: kill(2) has no memory effects; a pid that exited meanwhile gives ESRCH.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `rcache <args>` on `store`; returns (success, stdout, report).
+fn rcache_on(sb: &Sandbox, store: &Path, args: &[&str]) -> (bool, String, String) {
+    let what = format!("rcache {}", args.join(" "));
+    let (status, stdout, stderr) = run_command(sb.rcache(args).env("RCACHE_DIR", store), &what);
+    let report = format!("{what}: {status}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    (status.success(), stdout, report)
+}
+
+#[track_caller]
+fn assert_verifies(sb: &Sandbox, store: &Path, what: &str) {
+    let (ok, _, report) = rcache_on(sb, store, &["verify"]);
+    assert!(ok, "{what}: the store does not verify\n{report}");
+}
+
+/// Blob files on disk under `store`.
+fn blob_files(store: &Path) -> usize {
+    walkdir_files(&store.join("v1/blobs"))
+}
+
+fn walkdir_files(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|entry| entry.unwrap().path())
+        .map(|path| {
+            if path.is_dir() {
+                walkdir_files(&path)
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+/// The index's blob count, from `rcache stats --json`.
+#[track_caller]
+fn indexed_blobs(sb: &Sandbox, store: &Path) -> usize {
+    let (ok, stdout, report) = rcache_on(sb, store, &["stats", "--json"]);
+    assert!(ok, "{report}");
+    let stats: Value = serde_json::from_str(stdout.trim()).expect("stats --json");
+    stats["blobs"].as_u64().expect("stats blobs") as usize
+}
+
+/// Up to `count` indices spread evenly over `range`, in order.
+fn spread(range: std::ops::Range<usize>, count: usize) -> Vec<usize> {
+    let len = range.end.saturating_sub(range.start);
+    if len == 0 || count == 0 {
+        return Vec::new();
+    }
+    let step = len.div_ceil(count);
+    range.step_by(step.max(1)).collect()
+}
+
+/// Kills one run at `call`, then checks the aftermath: leftovers killed, and the next
+/// uninjected run correct and a hit or a stored miss (nothing in the store stays broken).
+/// Returns who was killed and how many temp files the killed run left in the out dir.
+#[track_caller]
+fn kill_at(
+    sb: &Sandbox,
+    leaf: &Leaf,
+    call: &Call,
+    follow: bool,
+    expect_hit: bool,
+) -> (Killed, usize) {
+    let strace = Strace {
+        follow,
+        inject: Some(call.inject("signal=KILL")),
+        ..Strace::default()
+    };
+    let temp_files_before = outputs_of(&leaf.out).1;
+    let run = run_leaf(sb, &sb.store, leaf, Some(strace));
+    let killed = if run.killed() {
+        Killed::Rcache
+    } else if run.status.code() == Some(128 + libc::SIGKILL) {
+        Killed::Rustc
+    } else {
+        assert!(
+            run.status.success(),
+            "a run not killed failed: {}\n{}",
+            run.status,
+            run.stderr
+        );
+        Killed::Nothing
+    };
+    kill_leftovers(sb);
+    let what = format!(
+        "the run after a kill at {} #{} ({})",
+        call.name, call.ordinal, call.line
+    );
+    let temp_files = outputs_of(&leaf.out).1 - temp_files_before;
+    leaf.assert_outputs_after(sb, &what, expect_hit);
+    (killed, temp_files)
+}
+
+impl Leaf {
+    /// Runs this compile uninjected: it must be correct, and a hit (or, unless `expect_hit`, a
+    /// stored miss).
+    #[track_caller]
+    fn assert_outputs_after(&self, sb: &Sandbox, what: &str, expect_hit: bool) {
+        let rerun = run_clean(sb, &sb.store, self, what);
+        let outcome = rerun.describe();
+        let fine = outcome == "hit" || (!expect_hit && outcome == "miss");
+        assert!(
+            fine,
+            "{what}: {outcome}, expected a hit{}",
+            if expect_hit { "" } else { " or a stored miss" }
+        );
+    }
+}
+
+/// Which process of a run the injected SIGKILL reached.
+enum Killed {
+    Rcache,
+    /// rustc (rcache then exits with 137, after counting a failed compile).
+    Rustc,
+    /// Neither: this run made fewer calls of that syscall than the traced one did (the LMDB
+    /// envs grow, so their page writes vary a little from run to run).
+    Nothing,
+}
+
+/// What a walk of kills did.
+#[derive(Debug, Default)]
+struct Kills {
+    runs: usize,
+    rcache_killed: usize,
+    rustc_killed: usize,
+    /// `*.rcache-<pid>` temp files the killed runs left in their out dirs.
+    temp_files_left: usize,
+}
+
+impl Kills {
+    fn add(&mut self, (killed, temp_files_left): (Killed, usize)) {
+        self.runs += 1;
+        match killed {
+            Killed::Rcache => self.rcache_killed += 1,
+            Killed::Rustc => self.rustc_killed += 1,
+            Killed::Nothing => {}
+        }
+        self.temp_files_left += temp_files_left;
+    }
+
+    /// At least 90% of the kills landed.
+    fn landed(&self) -> bool {
+        (self.rcache_killed + self.rustc_killed) * 10 >= self.runs * 9
+    }
+}
+
+#[test]
+fn killed_mid_store_and_mid_restore_lose_nothing() {
+    let started = Instant::now();
+    let sb = Sandbox::new();
+    settle_sources(&sb);
+    let mut next = 0u64;
+    let mut leaf = || {
+        next += 1;
+        Leaf::new(&sb, next)
+    };
+    // The store exists and knows the compiler: the walks see the steady state.
+    let warm = leaf();
+    assert_eq!(
+        run_clean(&sb, &sb.store, &warm, "warm-up").describe(),
+        "miss"
+    );
+    let miss = profile(&sb, &sb.store, &leaf(), false, "traced miss");
+    let miss_f = profile(&sb, &sb.store, &leaf(), true, "traced miss (-f)");
+    let stored = leaf();
+    run_clean(&sb, &sb.store, &stored, "store for the restore walk");
+    let hit = profile(&sb, &sb.store, &stored, false, "traced hit");
+
+    // Store: the tail after rustc exits (blobs, the lock, the index commit, the stats) at
+    // every other call; the start and the compile more sparsely.
+    let tail = miss
+        .iter()
+        .rposition(|call| call.name == "wait4")
+        .expect("rcache waits for rustc");
+    // From 1: strace itself makes the first call (execve) before it can inject.
+    let mut points = spread(1..tail, 12);
+    points.extend((tail..miss.len()).step_by(2));
+    let mut store = Kills::default();
+    for &point in &points {
+        store.add(kill_at(&sb, &leaf(), &miss[point], false, false));
+    }
+    // Store with -f: a point of rustc's run or rcache's, whichever tracee gets there first.
+    let mut store_f = Kills::default();
+    for point in spread(1..miss_f.len(), 24) {
+        store_f.add(kill_at(&sb, &leaf(), &miss_f[point], true, false));
+    }
+    // Restore: every call from the index's opening on (the lookup, the blob checks, every
+    // output's temp file and rename, the replay, the stats), the start more sparsely.
+    let lookup = hit
+        .iter()
+        .position(|call| call.line.contains("/v1/index/data.mdb"))
+        .expect("the hit opens the index");
+    let mut points = spread(1..lookup, 8);
+    points.extend(lookup..hit.len());
+    let mut restore = Kills::default();
+    for &point in &points {
+        restore.add(kill_at(&sb, &stored, &hit[point], false, true));
+    }
+    eprintln!(
+        "killed mid-store: {store:?}; mid-store with -f: {store_f:?}; mid-restore: {restore:?}"
+    );
+    assert!(
+        store.landed() && store_f.landed() && restore.landed(),
+        "most kills did not land: the walk proves little"
+    );
+    assert_verifies(&sb, &sb.store, "after the kills");
+
+    // Orphans: compiles killed after their blobs were written, before their index commit
+    // (at the store lock), never run again.
+    let lock = miss
+        .iter()
+        .find(|call| call.name == "flock")
+        .expect("the store takes its lock");
+    let before = blob_files(&sb.store) - indexed_blobs(&sb, &sb.store);
+    for _ in 0..3 {
+        let orphaned = leaf();
+        let strace = Strace {
+            inject: Some(lock.inject("signal=KILL")),
+            ..Strace::default()
+        };
+        assert!(run_leaf(&sb, &sb.store, &orphaned, Some(strace)).killed());
+        kill_leftovers(&sb);
+    }
+    let orphans = blob_files(&sb.store) - indexed_blobs(&sb, &sb.store);
+    let tmp = sb.store.join("v1/tmp");
+    let temp_files = walkdir_files(&tmp);
+    assert_eq!(
+        orphans,
+        before + 9,
+        "three compiles of three outputs each were orphaned"
+    );
+    assert_verifies(&sb, &sb.store, "with orphans");
+    let (ok, stdout, report) = rcache_on(&sb, &sb.store, &["gc", "--grace", "0s"]);
+    assert!(ok, "{report}");
+    eprintln!(
+        "before gc: {orphans} orphan blobs, {temp_files} temp files; gc: {}",
+        stdout.trim()
+    );
+    assert_eq!(
+        blob_files(&sb.store),
+        indexed_blobs(&sb, &sb.store),
+        "gc left blob files the index does not count\n{report}"
+    );
+    assert_eq!(walkdir_files(&tmp), 0, "gc left files in v1/tmp\n{report}");
+    assert_verifies(&sb, &sb.store, "after gc");
+
+    sb.build();
+    assert_eq!(sb.run_bin(), expected_output(&[]));
+    eprintln!(
+        "killed_mid_store_and_mid_restore_lose_nothing: {:?}",
+        started.elapsed()
+    );
+}
