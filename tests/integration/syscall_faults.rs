@@ -847,19 +847,24 @@ enum Scenario {
     Hit,
 }
 
-/// Fails the `ordinal`-th call of `call.name` with `errno`, then checks the run and its store,
-/// and the next uninjected run.
-#[allow(clippy::too_many_arguments)]
+/// One injected I/O error: `call` (the k-th call of its syscall) fails with `errno`.
+struct Fault<'a> {
+    call: &'a Call,
+    errno: &'a str,
+    group: &'static str,
+}
+
+/// Injects `fault` into a run of `leaf` on `store`, then checks the run and its store, and the
+/// next uninjected run.
 fn fail_at(
     sb: &Sandbox,
     scenario: &Scenario,
     store: &Path,
     leaf: &Leaf,
-    call: &Call,
-    errno: &str,
-    group: &'static str,
+    fault: Fault,
     walked: &mut Walked,
 ) {
+    let Fault { call, errno, group } = fault;
     let trace = sb.root.join("inject.trace");
     let strace = Strace {
         trace: Some(&call.name),
@@ -963,24 +968,25 @@ fn io_errors_in_stores_and_restores_break_no_build() {
             });
             for call in points {
                 for errno in errnos {
+                    let fresh;
                     let (store, leaf) = match scenario {
-                        Scenario::Miss => (sb.store.clone(), leaf()),
+                        Scenario::Miss => {
+                            fresh = leaf();
+                            (sb.store.clone(), &fresh)
+                        }
                         Scenario::NewStore => {
                             new_stores += 1;
-                            (new_store(new_stores), leaf())
+                            fresh = leaf();
+                            (new_store(new_stores), &fresh)
                         }
-                        Scenario::Hit => (sb.store.clone(), Leaf::new(&sb, 2)),
+                        Scenario::Hit => (sb.store.clone(), &stored),
                     };
-                    fail_at(
-                        &sb,
-                        scenario,
-                        &store,
-                        &leaf,
+                    let fault = Fault {
                         call,
                         errno,
-                        group.name,
-                        &mut walked,
-                    );
+                        group: group.name,
+                    };
+                    fail_at(&sb, scenario, &store, leaf, fault, &mut walked);
                 }
             }
         }
