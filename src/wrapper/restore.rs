@@ -106,6 +106,12 @@ pub fn materialize(
     Ok(restored)
 }
 
+pub fn temp_name(destination: &Path) -> PathBuf {
+    let mut name = destination.as_os_str().to_os_string();
+    name.push(format!(".rcache-{}", std::process::id()));
+    PathBuf::from(name)
+}
+
 /// Removes a file when dropped; a file already renamed away is simply not found.
 struct RemoveOnDrop<'a>(&'a Path);
 
@@ -113,12 +119,6 @@ impl Drop for RemoveOnDrop<'_> {
     fn drop(&mut self) {
         let _ = fs::remove_file(self.0);
     }
-}
-
-pub fn temp_name(destination: &Path) -> PathBuf {
-    let mut name = destination.as_os_str().to_os_string();
-    name.push(format!(".rcache-{}", std::process::id()));
-    PathBuf::from(name)
 }
 
 pub fn copy_with_mode(source: &Path, destination: &Path, mode: u32) -> io::Result<()> {
