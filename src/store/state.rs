@@ -128,11 +128,16 @@ impl State {
                 item?;
             }
         }
-        self.counters.put(&mut wtxn, BOOT_ID_KEY, &boot_id)?;
-        wtxn.commit()?;
-        self.env.force_sync()?;
+        // Every record was read: the env is sound. A failure from here on (a full disk, an I/O
+        // error in the commit or the sync) says nothing about corruption, so the marker goes
+        // either way: the next process checks again rather than deleting the env.
+        let finished = self
+            .counters
+            .put(&mut wtxn, BOOT_ID_KEY, &boot_id)
+            .and_then(|()| wtxn.commit())
+            .and_then(|()| self.env.force_sync());
         let _ = fs::remove_file(&marker);
-        Ok(())
+        Ok(finished?)
     }
 
     pub fn read_txn(&self) -> Result<RoTxn<'static, WithoutTls>, StoreError> {

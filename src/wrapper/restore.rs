@@ -67,6 +67,9 @@ pub fn materialize(
             .blob_path(&blake3::Hash::from_bytes(output.blob));
         let temp = temp_name(&destination);
         let _ = fs::remove_file(&temp);
+        // A write or copy that fails (a full disk, EIO) must not leave half a file in the out
+        // dir: the temp name is removed at the end of this iteration, whatever happened.
+        let _temp = RemoveOnDrop(&temp);
         let known_hash = match output.kind {
             OutputKind::Rlib => {
                 if fs::hard_link(&blob_path, &temp).is_err() {
@@ -147,6 +150,15 @@ pub fn temp_name(destination: &Path) -> PathBuf {
     let mut name = destination.as_os_str().to_os_string();
     name.push(format!(".rcache-{}", std::process::id()));
     PathBuf::from(name)
+}
+
+/// Removes a file when dropped; a file already renamed away is simply not found.
+struct RemoveOnDrop<'a>(&'a Path);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(self.0);
+    }
 }
 
 pub fn copy_with_mode(source: &Path, destination: &Path, mode: u32) -> io::Result<()> {

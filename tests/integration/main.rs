@@ -36,3 +36,4 @@ mod load;
 mod native_link;
 mod passthrough;
 mod restored_outputs;
+mod syscall_faults;
