@@ -56,6 +56,9 @@ impl Remote {
         let Some(location) = settings.location.value.clone() else {
             return Ok(None);
         };
+        // TLS (https S3 endpoints, rediss://) through rustls with ring; an error only says
+        // that a provider is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let backend: Box<dyn Backend> = match &location {
             RemoteLocation::S3 { bucket, prefix } => {
                 Box::new(s3::S3Backend::new(bucket, prefix, settings)?)
