@@ -8,7 +8,8 @@
 //! taken from the remote. Anything the remote lacks (an evicted entry or blob) is a miss; a
 //! blob whose content is not its name is a counted fault (and, from a writable client, deleted
 //! so that the next publish uploads it again); an entry whose signature does not hold is
-//! rejected and counted, and the lookup goes on as a miss.
+//! rejected and counted, and the lookup goes on as a miss. A hit counts only once the caller has
+//! restored it ([`settle_hit`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -53,6 +54,26 @@ pub struct Fetched {
     pub entry: Entry,
 }
 
+/// Counts a remote hit once its restore is known: a hit if the outputs were restored, else a
+/// remote error with the restore's reason (an entry unusable here, such as one whose output
+/// names leave the out dir), after which the compile runs. Other outcomes were counted already.
+pub fn settle_hit(
+    outcome: &mut Option<RemoteOutcome>,
+    restore_fault: Option<&str>,
+    update: &mut StateUpdate,
+) {
+    if *outcome != Some(RemoteOutcome::Hit) {
+        return;
+    }
+    match restore_fault {
+        None => count(update, "hits", 1),
+        Some(reason) => {
+            count_error(update, reason);
+            *outcome = Some(RemoteOutcome::Error);
+        }
+    }
+}
+
 /// Why a lookup stopped.
 enum Stop {
     /// The remote failed: counted, and every process skips it for a while.
@@ -82,10 +103,8 @@ pub fn fetch(
         return (None, RemoteOutcome::Skipped);
     }
     match look_up(remote, store, invocation_key, result_key_of, update) {
-        Ok((Some(fetched), _)) => {
-            count(update, "hits", 1);
-            (Some(fetched), RemoteOutcome::Hit)
-        }
+        // Counted by [`settle_hit`] once the caller knows whether the restore worked.
+        Ok((Some(fetched), _)) => (Some(fetched), RemoteOutcome::Hit),
         Ok((None, rejected)) => {
             count(update, "misses", 1);
             let outcome = match rejected {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::backend::{Backend, RemoteError};
-use super::fetch::{RemoteOutcome, fetch};
+use super::fetch::{RemoteOutcome, fetch, settle_hit};
 use super::layout::Object;
 use super::publish::publish;
 use super::{Remote, backoff};
@@ -211,6 +211,10 @@ fn an_entry_published_by_one_store_is_fetched_verified_and_kept_by_another() {
     let fetched = fetched.unwrap();
     assert_eq!(fetched.result_key, result_key);
     assert_eq!(fetched.entry.stderr, b"warning: replayed\n");
+    // A hit counts once its restore is known.
+    assert_eq!(counter(&update, "remote.hits"), 0);
+    let mut settled = Some(outcome);
+    settle_hit(&mut settled, None, &mut update);
     assert_eq!(counter(&update, "remote.hits"), 1);
     assert!(counter(&update, "remote.bytes_down") > 0);
     // Kept locally: B's index has the entry and its blobs, so its next lookup is local.
@@ -235,6 +239,21 @@ fn an_entry_published_by_one_store_is_fetched_verified_and_kept_by_another() {
     )
     .unwrap();
     assert_eq!(again.blobs_uploaded, 0);
+}
+
+#[test]
+fn a_remote_hit_whose_restore_fails_counts_as_a_remote_error() {
+    let mut update = StateUpdate::default();
+    let mut outcome = Some(RemoteOutcome::Hit);
+    settle_hit(&mut outcome, Some("corrupt_store"), &mut update);
+    assert_eq!(outcome, Some(RemoteOutcome::Error));
+    assert_eq!(counter(&update, "remote.hits"), 0);
+    assert_eq!(counter(&update, "remote.errors"), 1);
+    assert_eq!(counter(&update, "remote.error_reasons.corrupt_store"), 1);
+    // Only a remote hit is settled: a local hit (no remote outcome) counts nothing here.
+    let mut local = None;
+    settle_hit(&mut local, Some("corrupt_store"), &mut update);
+    assert_eq!(counter(&update, "remote.errors"), 1);
 }
 
 #[test]

@@ -24,7 +24,7 @@ use std::time::{Instant, SystemTime};
 use crate::config::Config;
 use crate::key::hasher::Key;
 use crate::key::input_paths::InputDirs;
-use crate::remote::fetch::RemoteOutcome;
+use crate::remote::fetch::{RemoteOutcome, settle_hit};
 use crate::remote::{self, Remote};
 use crate::rustc::outputs::dep_info_name;
 use crate::rustc::{self, Invocation, Passthrough};
@@ -169,6 +169,7 @@ impl WrapperRun {
             );
             match restored {
                 Ok(restored) => {
+                    settle_hit(&mut self.remote_outcome, None, &mut self.update);
                     for output in restored {
                         if let Some(hash) = output.known_hash {
                             hasher.remember_written(&output.path, hash, &mut self.update);
@@ -187,7 +188,9 @@ impl WrapperRun {
                 Err(err) => {
                     // Compile instead, and let the store step replace the broken entry.
                     tracing::warn!("restore failed ({err}); compiling instead");
-                    fault = Some(crate::store::io_reason(&err).to_string());
+                    let reason = crate::store::io_reason(&err);
+                    settle_hit(&mut self.remote_outcome, Some(reason), &mut self.update);
+                    fault = Some(reason.to_string());
                 }
             }
         }

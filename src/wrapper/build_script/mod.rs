@@ -29,7 +29,7 @@ use crate::key::build_script::{RunFacts, run_env, run_invocation_key};
 use crate::key::file_hash::filesystem_tick;
 use crate::key::hasher::Key;
 use crate::key::{self};
-use crate::remote::fetch::RemoteOutcome;
+use crate::remote::fetch::{RemoteOutcome, settle_hit};
 use crate::rustc::Passthrough;
 use crate::stats::{self, Event, Outcome};
 use crate::store::Store;
@@ -184,6 +184,7 @@ impl ScriptRun {
         if let Some(found) = found {
             match tree::restore(store, &found.entry, &env.out_dir, &mut self.update) {
                 Ok(()) => {
+                    settle_hit(&mut self.remote_outcome, None, &mut self.update);
                     let outputs = &found.entry.outputs;
                     remember_tree(&mut hasher, outputs, &env.out_dir, &mut self.update);
                     replay(&found.entry);
@@ -197,7 +198,9 @@ impl ScriptRun {
                 }
                 Err(err) => {
                     tracing::warn!("restoring OUT_DIR failed ({err}); running the script");
-                    fault = Some(crate::store::io_reason(&err).to_string());
+                    let reason = crate::store::io_reason(&err);
+                    settle_hit(&mut self.remote_outcome, Some(reason), &mut self.update);
+                    fault = Some(reason.to_string());
                 }
             }
         }

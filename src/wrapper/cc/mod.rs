@@ -31,7 +31,7 @@ use crate::config::Config;
 use crate::key::compiler::native_cpu_memo_key;
 use crate::key::hasher::Key;
 use crate::key::input_paths::InputDirs;
-use crate::remote::fetch::RemoteOutcome;
+use crate::remote::fetch::{RemoteOutcome, settle_hit};
 use crate::stats::{self, Event, Outcome};
 use crate::store::Store;
 use crate::store::state::StateUpdate;
@@ -161,6 +161,7 @@ impl CcRun {
             match restore::materialize(store, &found.entry, invocation, &self.cwd, &mut self.update)
             {
                 Ok(restored) => {
+                    settle_hit(&mut self.remote_outcome, None, &mut self.update);
                     for (path, hash) in restored {
                         hasher.remember_written(&path, hash, &mut self.update);
                     }
@@ -175,7 +176,9 @@ impl CcRun {
                 }
                 Err(err) => {
                     tracing::warn!("restore failed ({err}); compiling instead");
-                    fault = Some(crate::store::io_reason(&err).to_string());
+                    let reason = crate::store::io_reason(&err);
+                    settle_hit(&mut self.remote_outcome, Some(reason), &mut self.update);
+                    fault = Some(reason.to_string());
                 }
             }
         }
