@@ -13,7 +13,7 @@
 //!   of stalling the suite) and scrubs their environment.
 //! - [`Machine`] (`machine.rs`) is one of several machines sharing a remote cache: its own
 //!   store and settings, the sandbox's workspace and target dir.
-//! - `servers.rs` starts the remote tests' Redis and S3 (moto) servers and looks inside them.
+//! - `servers/` starts the remote tests' Redis and S3 (moto) servers and looks inside them.
 
 mod machine;
 mod process;

@@ -1,0 +1,163 @@
+//! Faults of the remote: a blob whose bytes are not its name, a blob evicted under its entry,
+//! a server that stops answering mid-way, and one that is gone. Each is counted with its
+//! reason; the build compiles what it must and stays green, with the outputs machine A wrote.
+
+use super::{assert_remote, client, event, publish, remote_stat, unit};
+use crate::harness::{RemoteServer, Sandbox, assert_same_files, expected_output, run_command};
+
+/// One remote blob with one byte flipped (same size): B finds it wrong, compiles that crate
+/// instead, and its outputs are still byte for byte A's.
+pub(super) fn corrupt_remote_blob_is_detected_and_compiled_around<S: RemoteServer>() {
+    let server = S::start();
+    let sb = Sandbox::new();
+    let (units, a_outputs) = publish(&sb, &server, &client(&sb, &server, "a"));
+    let (_, rlib) = a_outputs
+        .iter()
+        .find(|(name, _)| name.starts_with("libdemo_leaf-") && name.ends_with(".rlib"))
+        .expect("A wrote demo_leaf's rlib");
+    let blob = server.blob_name(blake3::hash(rlib).to_hex().as_str());
+    let mut bytes = server.read(&blob);
+    assert_eq!(
+        bytes, *rlib,
+        "the remote blob named by the rlib's blake3 does not hold the rlib"
+    );
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    server.write(&blob, &bytes);
+
+    let b = client(&sb, &server, "b");
+    let run = b.build();
+    let leaf = unit(&units, "rustc", "demo_leaf");
+    assert_remote(&run, leaf, "miss", "error");
+    // demo_leaf's recompiled rlib is byte-identical, so its dependents' keys are unchanged.
+    for unit in units.iter().filter(|u| *u != leaf) {
+        assert_remote(&run, unit, "hit", "hit");
+    }
+    let stats = b.stats();
+    assert!(
+        remote_stat(&stats, "error_reasons.corrupt_blob") >= 1,
+        "{stats:#}"
+    );
+    assert_same_files(
+        &a_outputs,
+        &sb.deps_outputs(&sb.target),
+        "machine B over a corrupt remote blob vs machine A",
+    );
+    assert_eq!(sb.run_bin(), expected_output(&[]));
+    // A writable client deletes a blob it found wrong, and its publish of the recompiled crate
+    // uploads it again (src/remote/fetch.rs).
+    assert_eq!(
+        server.read(&blob),
+        *rlib,
+        "{}: the corrupt blob was not repaired by B's publish",
+        S::NAME
+    );
+}
+
+/// A remote blob evicted (deleted) under a published entry: B's lookup of that crate is a
+/// plain remote miss, not a fault; B compiles it and its publish uploads the blob again.
+pub(super) fn evicted_remote_blob_is_a_miss_and_published_again<S: RemoteServer>() {
+    let server = S::start();
+    let sb = Sandbox::new();
+    let (units, a_outputs) = publish(&sb, &server, &client(&sb, &server, "a"));
+    let (_, rlib) = a_outputs
+        .iter()
+        .find(|(name, _)| name.starts_with("libdemo_lib-") && name.ends_with(".rlib"))
+        .expect("A wrote demo_lib's rlib");
+    let blob = server.blob_name(blake3::hash(rlib).to_hex().as_str());
+    server.delete(&blob);
+
+    let b = client(&sb, &server, "b");
+    let run = b.build();
+    let lib = unit(&units, "rustc", "demo_lib");
+    assert_remote(&run, lib, "miss", "miss");
+    for unit in units.iter().filter(|u| *u != lib) {
+        assert_remote(&run, unit, "hit", "hit");
+    }
+    let stats = b.stats();
+    assert_eq!(remote_stat(&stats, "misses"), 1, "{stats:#}");
+    assert_eq!(remote_stat(&stats, "errors"), 0, "{stats:#}");
+    assert_same_files(
+        &a_outputs,
+        &sb.deps_outputs(&sb.target),
+        "machine B with an evicted remote blob vs machine A",
+    );
+    assert_eq!(sb.run_bin(), expected_output(&[]));
+    assert_eq!(
+        server.read(&blob),
+        *rlib,
+        "{}: B's publish did not upload the evicted blob again",
+        S::NAME
+    );
+}
+
+/// The server stops answering (SIGSTOP: connections are accepted, requests hang) before B
+/// builds: a request times out, every later invocation skips the remote during the backoff,
+/// and the build compiles everything, green and correct. The harness' command timeout fails
+/// the test if the build hangs.
+pub(super) fn hung_server_costs_a_timeout_then_the_build_skips_it<S: RemoteServer>() {
+    let server = S::start();
+    let sb = Sandbox::new();
+    let (units, a_outputs) = publish(&sb, &server, &client(&sb, &server, "a"));
+
+    server.pause();
+    let b = client(&sb, &server, "b");
+    let run = b.build();
+    server.resume();
+
+    for unit in &units {
+        let e = event(&run, unit);
+        assert!(
+            e["outcome"] == "miss" && matches!(e["remote"].as_str(), Some("error" | "skipped")),
+            "{unit:?} should be compiled after a remote error or skip\n{}",
+            run.describe_events()
+        );
+    }
+    let stats = b.stats();
+    assert!(
+        remote_stat(&stats, "error_reasons.timeout") >= 1,
+        "{stats:#}"
+    );
+    assert!(remote_stat(&stats, "skipped") >= 1, "{stats:#}");
+    assert_eq!(remote_stat(&stats, "hits"), 0, "{stats:#}");
+    assert_same_files(
+        &a_outputs,
+        &sb.deps_outputs(&sb.target),
+        "machine B with a hung server vs machine A",
+    );
+    assert_eq!(sb.run_bin(), expected_output(&[]));
+
+    // What B stored during the backoff was queued; a flush, which ignores the backoff,
+    // publishes it once the server answers again.
+    let queued = remote_stat(&stats, "pending_uploads");
+    assert!(
+        queued >= 1,
+        "nothing was queued during the backoff:\n{stats:#}"
+    );
+    b.rcache_ok(&["remote", "flush"]);
+    let flushed = b.stats();
+    assert_eq!(remote_stat(&flushed, "pending_uploads"), 0, "{flushed:#}");
+    assert_eq!(
+        remote_stat(&flushed, "uploads"),
+        remote_stat(&stats, "uploads") + queued,
+        "{flushed:#}"
+    );
+}
+
+/// `rcache remote check` passes against a live server and fails once it is gone.
+pub(super) fn remote_check_tells_a_live_server_from_a_dead_one<S: RemoteServer>() {
+    let mut server = S::start();
+    let sb = Sandbox::new();
+    let machine = client(&sb, &server, "a");
+    machine.rcache_ok(&["remote", "check"]);
+    server.stop();
+    let (status, stdout, stderr) = run_command(
+        &mut machine.rcache(&["remote", "check"]),
+        "rcache remote check",
+    );
+    assert!(
+        !status.success(),
+        "{}: remote check passed with the server killed\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        S::NAME
+    );
+}
