@@ -1,8 +1,8 @@
 //! Faults of the remote: a blob whose bytes are not its name, a blob evicted under its entry,
-//! a server that stops answering mid-way, and one that is gone. Each is counted with its
+//! a server that stops answering, and one that is gone. Each is counted with its
 //! reason; the build compiles what it must and stays green, with the outputs machine A wrote.
 
-use super::{assert_remote, client, event, publish, remote_stat, unit};
+use super::{assert_remote, client, event, publish, remote_stat, stored_units, unit};
 use crate::harness::{RemoteServer, Sandbox, assert_same_files, expected_output, run_command};
 
 /// One remote blob with one byte flipped (same size): B finds it wrong, compiles that crate
@@ -144,8 +144,10 @@ pub(super) fn hung_server_costs_a_timeout_then_the_build_skips_it<S: RemoteServe
     );
 }
 
-/// `rcache remote check` passes against a live server and fails once it is gone.
-pub(super) fn remote_check_tells_a_live_server_from_a_dead_one<S: RemoteServer>() {
+/// A server that is gone (killed: connections are refused): `rcache remote check` fails where
+/// it passed before, and a build compiles everything, green and correct, with the remote
+/// counted unreachable and then skipped.
+pub(super) fn dead_server_fails_the_check_and_the_build_goes_on_without_it<S: RemoteServer>() {
     let mut server = S::start();
     let sb = Sandbox::new();
     let machine = client(&sb, &server, "a");
@@ -160,4 +162,22 @@ pub(super) fn remote_check_tells_a_live_server_from_a_dead_one<S: RemoteServer>(
         "{}: remote check passed with the server killed\nstdout:\n{stdout}\nstderr:\n{stderr}",
         S::NAME
     );
+
+    let run = machine.build();
+    let units = stored_units(&run);
+    for unit in &units {
+        let e = event(&run, unit);
+        assert!(
+            matches!(e["remote"].as_str(), Some("error" | "skipped")),
+            "{unit:?} should be compiled after a remote error or skip\n{}",
+            run.describe_events()
+        );
+    }
+    let stats = machine.stats();
+    assert!(
+        remote_stat(&stats, "error_reasons.unreachable") >= 1,
+        "{stats:#}"
+    );
+    assert!(remote_stat(&stats, "skipped") >= 1, "{stats:#}");
+    assert_eq!(sb.run_bin(), expected_output(&[]));
 }

@@ -12,10 +12,11 @@
 //!   store; the background uploader and `rcache remote flush`; a bucket without prefix;
 //!   concurrent writers of one key's candidates lose none.
 //! - [`faults`]: a corrupt or evicted remote blob, a server that stops answering, a dead
-//!   server for `rcache remote check`: the build stays green and correct, and each fault is
-//!   counted with its reason.
+//!   server (and `rcache remote check` on it): the build stays green and correct, and each
+//!   fault is counted with its reason.
 //! - [`trust`]: read-only clients write nothing; with `RCACHE_REMOTE_KEY`, unsigned, foreign,
-//!   altered and moved entries are rejected; secrets never show.
+//!   altered and moved entries are rejected; secrets never show; hostile output names in a
+//!   remote entry write nothing outside the out dir.
 //!
 //! Requests time out after 1 s (`RCACHE_REMOTE_TIMEOUT`): the servers answer in milliseconds,
 //! and the hung-server scenario pays the timeout. Assertions are on counts, never on wall time.
@@ -128,6 +129,18 @@ fn assert_remote(run: &Run, unit: &Unit, outcome: &str, remote: &str) {
     assert!(
         e["outcome"] == outcome && e["remote"] == remote,
         "{}: {unit:?} should be outcome {outcome} with remote {remote}\n{}",
+        run.what,
+        run.describe_events()
+    );
+}
+
+/// `unit` hit the local store: the remote was not asked (`remote` null or absent).
+#[track_caller]
+fn assert_local_hit(run: &Run, unit: &Unit) {
+    let e = event(run, unit);
+    assert!(
+        e["outcome"] == "hit" && e["remote"].is_null(),
+        "{}: {unit:?} should hit the local store without asking the remote\n{}",
         run.what,
         run.describe_events()
     );
@@ -252,7 +265,7 @@ per_backend!(
     faults::corrupt_remote_blob_is_detected_and_compiled_around,
     faults::evicted_remote_blob_is_a_miss_and_published_again,
     faults::hung_server_costs_a_timeout_then_the_build_skips_it,
-    faults::remote_check_tells_a_live_server_from_a_dead_one,
+    faults::dead_server_fails_the_check_and_the_build_goes_on_without_it,
     trust::read_only_client_hits_and_never_writes,
     trust::client_with_a_key_rejects_unsigned_entries,
     trust::entries_signed_with_another_key_are_rejected_and_the_same_key_hits,

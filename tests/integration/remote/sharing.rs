@@ -8,8 +8,8 @@ use std::thread;
 use std::time::Duration;
 
 use super::{
-    assert_layout, assert_remote, client, compiles, event, publish, remote_stat, stored_units,
-    wait_for_uploads,
+    assert_layout, assert_local_hit, assert_remote, client, compiles, publish, remote_stat,
+    stored_units, wait_for_uploads,
 };
 use crate::harness::{
     RemoteServer, S3Server, Sandbox, assert_same_files, expected_output, run_command,
@@ -54,12 +54,7 @@ pub(super) fn fresh_machine_hits_every_crate_from_the_remote_byte_identical<S: R
     sb.remove_target();
     let local = b.build();
     for unit in &units {
-        let e = event(&local, unit);
-        assert!(
-            e["outcome"] == "hit" && e["remote"].is_null(),
-            "{unit:?} should hit B's local store without asking the remote\n{}",
-            local.describe_events()
-        );
+        assert_local_hit(&local, unit);
     }
     let after = b.stats();
     assert_eq!(

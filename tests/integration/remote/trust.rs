@@ -1,8 +1,12 @@
 //! Trust: a read-only client never writes; with `RCACHE_REMOTE_KEY`, entries that are unsigned,
 //! signed with another key, altered, or moved under another result key are rejected (a remote
-//! miss, counted), while the publisher's key hits; and the secrets never show.
+//! miss, counted), while the publisher's key hits; the secrets never show; and entries whose
+//! output names climb out of the out dir restore nothing.
 
-use super::{TIMEOUT, assert_remote, assert_unchanged, client, event, publish, remote_stat, unit};
+use super::{
+    TIMEOUT, assert_local_hit, assert_remote, assert_unchanged, client, event, publish,
+    remote_stat, unit,
+};
 use crate::harness::{
     RedisServer, RemoteServer, Sandbox, assert_same_files, expected_output, run_command,
 };
@@ -67,6 +71,14 @@ pub(super) fn client_with_a_key_rejects_unsigned_entries<S: RemoteServer>() {
         "{stats:#}"
     );
     assert_eq!(sb.run_bin(), expected_output(&[]));
+    eprintln!("DEBUG stats {:#}", client(&sb, &server, "b").stats());
+    sb.remove_target();
+    let again = client(&sb, &server, "b").build();
+    eprintln!("DEBUG again {}", again.describe_events());
+    eprintln!("DEBUG stats {:#}", client(&sb, &server, "b").stats());
+    sb.remove_target();
+    let c = client(&sb, &server, "c").build();
+    eprintln!("DEBUG machine c {}", c.describe_events());
 }
 
 /// Entries signed with k1: a client with k2 rejects them (`bad_signature`); a client with k1
@@ -155,6 +167,14 @@ pub(super) fn entries_signed_with_another_key_are_rejected_and_the_same_key_hits
         "a client with the publisher's key over tampered entries vs the publisher",
     );
     assert_eq!(sb.run_bin(), expected_output(&[]));
+    eprintln!("DEBUG stats {:#}", client(&sb, &server, "b").stats());
+    sb.remove_target();
+    let again = client(&sb, &server, "b").build();
+    eprintln!("DEBUG again {}", again.describe_events());
+    eprintln!("DEBUG stats {:#}", client(&sb, &server, "b").stats());
+    sb.remove_target();
+    let c = client(&sb, &server, "c").build();
+    eprintln!("DEBUG machine c {}", c.describe_events());
 }
 
 /// A Redis that requires a password, given in the URL percent-encoded (it holds `@`, `:` and
@@ -214,4 +234,86 @@ fn redis_password_in_the_url_authenticates_and_is_never_shown() {
         !format!("{stdout}{stderr}").contains("nope-7f3a"),
         "a failed check shows the password\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
+}
+
+/// A poisoned remote, for a client without a key (which trusts the remote): every entry's
+/// output names rewritten to climb out of the out dir. The restore refuses them as it refuses
+/// a hostile local entry: every unit is compiled, nothing is written outside the out dirs, and
+/// the outputs are A's. The fetch is the same for every backend; Redis is the quicker to start.
+#[test]
+fn hostile_output_names_in_remote_entries_write_nothing_outside_the_out_dir() {
+    use rcache::remote::layout::{seal_entry, unseal_entry};
+
+    let server = RedisServer::start();
+    let sb = Sandbox::new();
+    let (units, a_outputs) = publish(&sb, &server, &client(&sb, &server, "a"));
+    let entries: Vec<String> = server
+        .names()
+        .into_iter()
+        .filter(|name| server.layout_kind(name) == Some("entry"))
+        .collect();
+    assert_eq!(entries.len(), units.len(), "{entries:?}");
+    for name in &entries {
+        let hex = name.rsplit(':').next().unwrap();
+        let key = *blake3::Hash::from_hex(hex).expect("hex").as_bytes();
+        let mut entry = unseal_entry(&key, &server.read(name), None)
+            .unwrap_or_else(|e| panic!("{name} does not unseal: {e:?}"));
+        for output in &mut entry.outputs {
+            output.name = format!("../../../escape-by-dotdot-{}", output.name);
+        }
+        server.write(name, &seal_entry(&key, &entry, None));
+    }
+
+    let b = client(&sb, &server, "b");
+    let run = b.build();
+    for unit in &units {
+        let e = event(&run, unit);
+        assert!(
+            e["outcome"] != "hit",
+            "{unit:?} was restored from a hostile entry\n{}",
+            run.describe_events()
+        );
+    }
+    let escaped: Vec<_> = walkdir::WalkDir::new(&sb.root)
+        .into_iter()
+        .map(|entry| entry.unwrap().into_path())
+        .filter(|path| path.to_string_lossy().contains("escape-by-dotdot"))
+        .collect();
+    assert!(
+        escaped.is_empty(),
+        "hostile remote entries wrote {escaped:?}"
+    );
+    assert_same_files(
+        &a_outputs,
+        &sb.deps_outputs(&sb.target),
+        "machine B over hostile remote entries vs machine A",
+    );
+    assert_eq!(sb.run_bin(), expected_output(&[]));
+    let b_stats = b.stats();
+
+    // B's compiles replaced the hostile entries, in its store and (published) on the remote.
+    sb.remove_target();
+    let again = b.build();
+    for unit in &units {
+        assert_local_hit(&again, unit);
+    }
+    sb.remove_target();
+    let c = client(&sb, &server, "c").build();
+    for unit in &units {
+        assert_remote(&c, unit, "hit", "hit");
+    }
+
+    // The contract: a remote hit is an invocation whose outcome is `hit`, counted in the
+    // totals' hits too. An entry the restore refuses is no hit.
+    for unit in &units {
+        let e = event(&run, unit);
+        assert!(
+            e["remote"] != "hit",
+            "{unit:?}: outcome {} but remote \"hit\" for a hostile entry the restore refused\n{}\
+             remote stats: {:#}",
+            e["outcome"],
+            run.describe_events(),
+            b_stats["remote"]
+        );
+    }
 }
