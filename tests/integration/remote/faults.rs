@@ -94,7 +94,8 @@ pub(super) fn evicted_remote_blob_is_a_miss_and_published_again<S: RemoteServer>
 /// The server stops answering (SIGSTOP: connections are accepted, requests hang) before B
 /// builds: a request times out, every later invocation skips the remote during the backoff,
 /// and the build compiles everything, green and correct. The harness' command timeout fails
-/// the test if the build hangs.
+/// the test if the build hangs. Once the server answers again, a flush publishes what was
+/// queued meanwhile, and a passing check ends the backoff.
 pub(super) fn hung_server_costs_a_timeout_then_the_build_skips_it<S: RemoteServer>() {
     let server = S::start();
     let sb = Sandbox::new();
@@ -142,6 +143,15 @@ pub(super) fn hung_server_costs_a_timeout_then_the_build_skips_it<S: RemoteServe
         remote_stat(&stats, "uploads") + queued,
         "{flushed:#}"
     );
+
+    // The backoff still runs (60 s by default); a passing `rcache remote check` ends it, so the
+    // next local miss (demo_leaf edited) asks the remote again instead of skipping it.
+    b.rcache_ok(&["remote", "check"]);
+    sb.edit("demo_leaf/src/lib.rs", "leaf-v1", "leaf-v2");
+    let edited = b.build();
+    let leaf = unit(&units, "rustc", "demo_leaf");
+    assert_remote(&edited, leaf, "miss", "miss");
+    assert_eq!(sb.run_bin(), expected_output(&[("leaf", "leaf-v2")]));
 }
 
 /// A server that is gone (killed: connections are refused): `rcache remote check` fails where
