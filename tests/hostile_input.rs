@@ -1,6 +1,6 @@
 //! Property tests: random bytes and random argv fed to the parsers rcache runs on input it does
 //! not control (rustc's and gcc's dep-info, rustc and C compiler argv, cargo's build-script
-//! directives, the index's encoded records). None may panic: bad input is a reason to pass
+//! directives, the index's encoded records, the remote's envelopes). None may panic: bad input is a reason to pass
 //! through or a decode error, never a crash of the wrapper (README.md, "Faults").
 
 use std::ffi::OsString;
@@ -8,6 +8,7 @@ use std::os::unix::ffi::OsStringExt;
 
 use proptest::prelude::*;
 
+use rcache::remote::layout;
 use rcache::store::entry::{self, Entry, Manifest};
 use rcache::wrapper::build_script::directives::Directives;
 
@@ -78,6 +79,21 @@ proptest! {
     ) {
         let _ = entry::decode::<Entry>(&bytes);
         let _ = entry::decode::<Manifest>(&bytes);
+    }
+
+    #[test]
+    fn remote_envelopes_reject_garbage_without_panicking(
+        bytes in proptest::collection::vec(any::<u8>(), 0..256),
+        signed in any::<bool>(),
+    ) {
+        // With the envelopes' magic in front, so that the decoders get past the first check.
+        for prefix in [&b""[..], b"RCE1\0", b"RCE1\x01", b"RCC1"] {
+            let mut input = prefix.to_vec();
+            input.extend(&bytes);
+            let secret: Option<&[u8]> = signed.then_some(b"k");
+            let _ = layout::unseal_entry(&[0; 32], &input, secret);
+            let _ = layout::decode_candidate(&input);
+        }
     }
 
     #[test]

@@ -32,7 +32,17 @@ fn clear_open_store(store: &Store) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         std::fs::create_dir_all(&dir)?;
     }
-    Ok(())
+    // Queued uploads name entries that are gone now.
+    remove_queue(&store.layout)
+}
+
+fn remove_queue(layout: &Layout) -> anyhow::Result<()> {
+    let dir = layout.remote_queue_dir();
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(err).with_context(|| format!("removing {}", dir.display())),
+    }
 }
 
 fn remove_store_files(layout: &Layout) -> anyhow::Result<()> {
@@ -41,6 +51,7 @@ fn remove_store_files(layout: &Layout) -> anyhow::Result<()> {
         layout.state_dir(),
         layout.blobs_dir(),
         layout.tmp_dir(),
+        layout.remote_queue_dir(),
     ] {
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}

@@ -23,6 +23,8 @@ pub mod publish;
 pub mod queue;
 pub mod redis;
 pub mod s3;
+#[cfg(test)]
+mod tests;
 
 use std::time::Duration;
 
@@ -64,18 +66,33 @@ impl Remote {
                 settings.timeout.value,
             )?),
         };
-        Ok(Some(Remote {
+        let mut remote = Remote::new(backend, location, settings.backoff.value);
+        remote.readonly = settings.readonly.value;
+        remote.secret = settings
+            .key
+            .value
+            .as_ref()
+            .map(|secret| secret.0.as_bytes().to_vec());
+        remote.upload = settings.upload.value;
+        Ok(Some(remote))
+    }
+
+    /// A writable remote over `backend`, with unsigned entries and background uploads.
+    pub fn new(backend: Box<dyn Backend>, location: RemoteLocation, backoff: Duration) -> Remote {
+        Remote {
             backend,
             location,
-            readonly: settings.readonly.value,
-            secret: settings
-                .key
-                .value
-                .as_ref()
-                .map(|secret| secret.0.as_bytes().to_vec()),
-            backoff: settings.backoff.value,
-            upload: settings.upload.value,
-        }))
+            readonly: false,
+            secret: None,
+            backoff,
+            upload: UploadMode::Background,
+        }
+    }
+
+    /// Signs published entries, and refuses unsigned or badly signed ones, with `secret`.
+    pub fn with_secret(mut self, secret: Option<&[u8]>) -> Remote {
+        self.secret = secret.map(<[u8]>::to_vec);
+        self
     }
 
     pub fn backend(&self) -> &dyn Backend {

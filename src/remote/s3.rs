@@ -197,15 +197,20 @@ impl Backend for S3Backend {
 
     fn candidates(&self, invocation_key: &Key, limit: usize) -> Result<Vec<Vec<u8>>, RemoteError> {
         let dir = s3_candidates_dir(invocation_key);
-        // S3 lists keys in ascending order; candidate names sort newest first.
-        let mut paths: Vec<String> = self
-            .block(self.operator.list(&dir))?
-            .into_iter()
-            .map(|entry| entry.path().to_string())
-            .filter(|path| !path.ends_with('/'))
-            .collect();
+        // S3 lists keys in ascending order and candidate names sort newest first, so the first
+        // `limit` names are the newest: the listing stops there (one page), however many
+        // candidates the key has gathered.
+        let listed = async {
+            let lister = self.operator.lister(&dir).await?;
+            lister
+                .try_filter(|entry| std::future::ready(!entry.path().ends_with('/')))
+                .take(limit)
+                .map_ok(|entry| entry.path().to_string())
+                .try_collect::<Vec<String>>()
+                .await
+        };
+        let mut paths = self.block(listed)?;
         paths.sort();
-        paths.truncate(limit);
         let read: Vec<Option<Vec<u8>>> = self.batch(paths, |path| async move {
             let read = found(self.timed(self.operator.read(&path)).await)?;
             Ok(read.map(|buffer| buffer.to_vec()))

@@ -23,7 +23,8 @@ use std::time::{Instant, SystemTime};
 
 use crate::config::Config;
 use crate::key::hasher::Key;
-use crate::remote::fetch::{Fetched, RemoteOutcome};
+use crate::key::input_paths::InputDirs;
+use crate::remote::fetch::RemoteOutcome;
 use crate::remote::{self, Remote};
 use crate::rustc::outputs::dep_info_name;
 use crate::rustc::{self, Invocation, Passthrough};
@@ -142,10 +143,19 @@ impl WrapperRun {
             }
         };
         let mut fault = self.damaged_record.take();
-        let found = match found {
-            Some(found) => Some(found),
-            None => self.look_up_remote(store, &mut hasher, invocation, &invocation_key),
-        };
+        let found = found.or_else(|| {
+            let dirs = InputDirs::of(invocation, &self.cwd);
+            let (found, outcome) = ask_remote_for_compile(
+                &self.config,
+                store,
+                &mut hasher,
+                &invocation_key,
+                &dirs,
+                &mut self.update,
+            );
+            self.remote_outcome = outcome;
+            found
+        });
         if let Some(found) = found {
             let out_dir = self.cwd.join(&invocation.out_dir);
             let expected = rustc::outputs::expected_outputs(invocation);
@@ -206,36 +216,10 @@ impl WrapperRun {
         if self.config.recache.value {
             return Ok((invocation_key, None));
         }
-        let dirs = crate::key::input_paths::InputDirs::of(invocation, &self.cwd);
+        let dirs = InputDirs::of(invocation, &self.cwd);
         let lookup = keying::find_match(hasher, &invocation_key, &dirs, &mut self.update)?;
         self.damaged_record = lookup.damaged;
         Ok((invocation_key, lookup.found))
-    }
-
-    /// After a local miss: the remote, if one is configured.
-    fn look_up_remote(
-        &mut self,
-        store: &Store,
-        hasher: &mut MemoHasher,
-        invocation: &Invocation,
-        invocation_key: &Key,
-    ) -> Option<keying::Match> {
-        let dirs = crate::key::input_paths::InputDirs::of(invocation, &self.cwd);
-        let mut result_key_of = |candidate: &Candidate, update: &mut StateUpdate| {
-            keying::matching_result_key(hasher, invocation_key, candidate, &dirs, update)
-        };
-        let (fetched, outcome) = ask_remote(
-            &self.config,
-            store,
-            invocation_key,
-            &mut result_key_of,
-            &mut self.update,
-        );
-        self.remote_outcome = outcome;
-        fetched.map(|fetched| keying::Match {
-            result_key: fetched.result_key,
-            entry: fetched.entry,
-        })
     }
 
     /// The miss: compile with output streamed, then store. `fault` is a restore failure that
@@ -446,7 +430,7 @@ fn ask_remote(
     invocation_key: &Key,
     result_key_of: &mut dyn FnMut(&Candidate, &mut StateUpdate) -> Option<Key>,
     update: &mut StateUpdate,
-) -> (Option<Fetched>, Option<RemoteOutcome>) {
+) -> (Option<keying::Match>, Option<RemoteOutcome>) {
     if config.recache.value {
         return (None, None);
     }
@@ -454,7 +438,11 @@ fn ask_remote(
         Ok(Some(remote)) => {
             let (fetched, outcome) =
                 remote::fetch::fetch(&remote, store, invocation_key, result_key_of, update);
-            (fetched, Some(outcome))
+            let found = fetched.map(|fetched| keying::Match {
+                result_key: fetched.result_key,
+                entry: fetched.entry,
+            });
+            (found, Some(outcome))
         }
         Ok(None) => (None, None),
         Err(err) => {
@@ -463,6 +451,22 @@ fn ask_remote(
             (None, Some(RemoteOutcome::Error))
         }
     }
+}
+
+/// [`ask_remote`] for a rustc or C compile, whose candidates are matched by their recorded
+/// input paths, resolved against `dirs`.
+fn ask_remote_for_compile(
+    config: &Config,
+    store: &Store,
+    hasher: &mut MemoHasher,
+    invocation_key: &Key,
+    dirs: &InputDirs,
+    update: &mut StateUpdate,
+) -> (Option<keying::Match>, Option<RemoteOutcome>) {
+    let mut result_key_of = |candidate: &Candidate, update: &mut StateUpdate| {
+        keying::matching_result_key(hasher, invocation_key, candidate, dirs, update)
+    };
+    ask_remote(config, store, invocation_key, &mut result_key_of, update)
 }
 
 /// Writes the memos learned while keying (the compiler identity, file hashes) before a long

@@ -163,12 +163,6 @@ struct ScriptRun {
     remote_outcome: Option<RemoteOutcome>,
 }
 
-/// A recorded run whose declared inputs are as they are now.
-struct Found {
-    result_key: Key,
-    entry: Entry,
-}
-
 impl ScriptRun {
     fn cached(&mut self, store: &Store, env: &RunEnv) -> i32 {
         let mut hasher = MemoHasher::new(store);
@@ -186,10 +180,7 @@ impl ScriptRun {
             }
         };
         let mut fault = self.damaged_record.take();
-        let found = match found {
-            Some(found) => Some(found),
-            None => self.look_up_remote(store, &mut hasher, env, &invocation_key),
-        };
+        let found = found.or_else(|| self.look_up_remote(store, &mut hasher, env, &invocation_key));
         if let Some(found) = found {
             match tree::restore(store, &found.entry, &env.out_dir, &mut self.update) {
                 Ok(()) => {
@@ -218,7 +209,7 @@ impl ScriptRun {
         store: &Store,
         hasher: &mut MemoHasher,
         env: &RunEnv,
-    ) -> Result<(Key, Option<Found>), KeyError> {
+    ) -> Result<(Key, Option<keying::Match>), KeyError> {
         let script_hash = hasher.hash(&self.real, &mut self.update)?;
         let rustc_id = match std::env::var_os("RUSTC").filter(|rustc| !rustc.is_empty()) {
             Some(rustc) => {
@@ -265,7 +256,7 @@ impl ScriptRun {
             let rtxn = store.index.read_txn()?;
             let entry = keying::read_entry(store, &rtxn, &result_key, &mut self.damaged_record)?;
             if let Some(entry) = entry {
-                return Ok((invocation_key, Some(Found { result_key, entry })));
+                return Ok((invocation_key, Some(keying::Match { result_key, entry })));
             }
         }
         Ok((invocation_key, None))
@@ -278,12 +269,12 @@ impl ScriptRun {
         hasher: &mut MemoHasher,
         env: &RunEnv,
         invocation_key: &Key,
-    ) -> Option<Found> {
+    ) -> Option<keying::Match> {
         let dirs = env.dirs();
         let mut result_key_of = |candidate: &Candidate, update: &mut StateUpdate| {
             matching_result_key(hasher, &dirs, invocation_key, candidate, update)
         };
-        let (fetched, outcome) = super::ask_remote(
+        let (found, outcome) = super::ask_remote(
             &self.config,
             store,
             invocation_key,
@@ -291,10 +282,7 @@ impl ScriptRun {
             &mut self.update,
         );
         self.remote_outcome = outcome;
-        fetched.map(|fetched| Found {
-            result_key: fetched.result_key,
-            entry: fetched.entry,
-        })
+        found
     }
 
     /// The miss: run the script with its output streamed, then record the run.

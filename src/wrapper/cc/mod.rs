@@ -34,7 +34,6 @@ use crate::key::input_paths::InputDirs;
 use crate::remote::fetch::RemoteOutcome;
 use crate::stats::{self, Event, Outcome};
 use crate::store::Store;
-use crate::store::entry::Candidate;
 use crate::store::state::StateUpdate;
 use store::CcFinished;
 
@@ -146,10 +145,18 @@ impl CcRun {
             }
         };
         let mut fault = self.damaged_record.take();
-        let found = match found {
-            Some(found) => Some(found),
-            None => self.look_up_remote(store, &mut hasher, &invocation_key),
-        };
+        let found = found.or_else(|| {
+            let (found, outcome) = super::ask_remote_for_compile(
+                &self.config,
+                store,
+                &mut hasher,
+                &invocation_key,
+                &InputDirs::cwd_only(&self.cwd),
+                &mut self.update,
+            );
+            self.remote_outcome = outcome;
+            found
+        });
         if let Some(found) = found {
             match restore::materialize(store, &found.entry, invocation, &self.cwd, &mut self.update)
             {
@@ -212,31 +219,6 @@ impl CcRun {
         let lookup = keying::find_match(hasher, &invocation_key, &dirs, &mut self.update)?;
         self.damaged_record = lookup.damaged;
         Ok((invocation_key, lookup.found))
-    }
-
-    /// After a local miss: the remote, if one is configured.
-    fn look_up_remote(
-        &mut self,
-        store: &Store,
-        hasher: &mut MemoHasher,
-        invocation_key: &Key,
-    ) -> Option<keying::Match> {
-        let dirs = InputDirs::cwd_only(&self.cwd);
-        let mut result_key_of = |candidate: &Candidate, update: &mut StateUpdate| {
-            keying::matching_result_key(hasher, invocation_key, candidate, &dirs, update)
-        };
-        let (fetched, outcome) = super::ask_remote(
-            &self.config,
-            store,
-            invocation_key,
-            &mut result_key_of,
-            &mut self.update,
-        );
-        self.remote_outcome = outcome;
-        fetched.map(|fetched| keying::Match {
-            result_key: fetched.result_key,
-            entry: fetched.entry,
-        })
     }
 
     /// The miss: compile with output streamed, then store.
