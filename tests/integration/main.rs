@@ -35,5 +35,6 @@ mod linker_identity;
 mod load;
 mod native_link;
 mod passthrough;
+mod remote;
 mod restored_outputs;
 mod syscall_faults;

@@ -11,9 +11,14 @@
 //!   rcache logged during it, with assertions on per-crate outcomes.
 //! - `process.rs` runs commands (each with a timeout, so a hung wrapper fails the test instead
 //!   of stalling the suite) and scrubs their environment.
+//! - [`Machine`] (`machine.rs`) is one of several machines sharing a remote cache: its own
+//!   store and settings, the sandbox's workspace and target dir.
+//! - `servers/` starts the remote tests' Redis and S3 (moto) servers and looks inside them.
 
+mod machine;
 mod process;
 mod run;
+mod servers;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -26,8 +31,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use tempfile::TempDir;
 
+pub use machine::Machine;
 pub use process::{leaf_rustc_args, real_rustc, run_command};
 pub use run::{Run, assert_same_files};
+pub use servers::{RedisServer, RemoteServer, S3Server};
 
 use process::{copy_tree, scrub_env};
 use run::read_events;
@@ -390,6 +397,12 @@ pub struct CargoCmd {
 impl CargoCmd {
     pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> CargoCmd {
         self.cmd.env(key, value);
+        self
+    }
+
+    /// Names the command in failure messages.
+    pub fn named(mut self, what: &str) -> CargoCmd {
+        self.what = what.to_string();
         self
     }
 

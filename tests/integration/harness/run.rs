@@ -124,8 +124,8 @@ impl Run {
         let mut s = format!("events of `{}`:\n", self.what);
         for e in &self.events {
             s.push_str(&format!(
-                "  crate={} types={} outcome={} reason={} stored={}\n",
-                e["crate"], e["crate_types"], e["outcome"], e["reason"], e["stored"]
+                "  crate={} types={} outcome={} reason={} stored={} remote={}\n",
+                e["crate"], e["crate_types"], e["outcome"], e["reason"], e["stored"], e["remote"]
             ));
         }
         s
@@ -208,7 +208,13 @@ fn check_event_shape(e: &Value, line: &str) {
         && (e["reason"].is_string() || e["reason"].is_null())
         && e["stored"].is_boolean()
         && e["duration_ms"].is_number()
-        && e["cwd"].as_str().is_some_and(|c| c.starts_with('/'));
+        && e["cwd"].as_str().is_some_and(|c| c.starts_with('/'))
+        // Absent or null when the remote was not asked (README.md, "Remote storage").
+        && (e["remote"].is_null()
+            || matches!(
+                e["remote"].as_str(),
+                Some("hit" | "miss" | "error" | "skipped" | "rejected")
+            ));
     assert!(
         ok,
         "events line does not follow the events format in README.md: {line}"
