@@ -51,7 +51,7 @@ pub fn check(config: &Config) -> anyhow::Result<ExitCode> {
         let started = Instant::now();
         let written = backend
             .put_many(vec![(probe.clone(), payload.clone())])
-            .and_then(|()| backend.get_many(std::slice::from_ref(&probe)));
+            .and_then(|()| backend.get_many(std::slice::from_ref(&probe), 0));
         let _ = backend.delete(&probe);
         match written {
             Ok(read) if read.first() == Some(&Some(payload)) => {

@@ -44,8 +44,14 @@ impl RemoteError {
 
 /// What rcache needs from a remote service.
 pub trait Backend {
-    /// The objects' contents, `None` for each one the remote does not have.
-    fn get_many(&self, objects: &[Object]) -> Result<Vec<Option<Vec<u8>>>, RemoteError>;
+    /// The objects' contents, `None` for each one the remote does not have. `largest` is the
+    /// size of the largest one, if known (0 otherwise), so that a large transfer gets the time
+    /// it needs ([`transfer_timeout`]).
+    fn get_many(
+        &self,
+        objects: &[Object],
+        largest: u64,
+    ) -> Result<Vec<Option<Vec<u8>>>, RemoteError>;
     /// Writes the objects (an existing one is overwritten).
     fn put_many(&self, objects: Vec<(Object, Vec<u8>)>) -> Result<(), RemoteError>;
     /// Whether each object exists.
@@ -61,6 +67,17 @@ pub trait Backend {
         created_unix_ms: u64,
         encoded: Vec<u8>,
     ) -> Result<(), RemoteError>;
+}
+
+/// Bytes per second a transfer is allowed on top of the request timeout: a large blob over a
+/// slow link must not read as a hung server. 1 MiB/s is conservative on purpose: a hung
+/// transfer of a 50 MiB rlib is found after 55 s, not after 5.
+pub const MIN_TRANSFER_BYTES_PER_SEC: u64 = 1 << 20;
+
+/// The time one request that moves `bytes` may take: the request timeout, plus a second per MiB.
+pub fn transfer_timeout(request_timeout: std::time::Duration, bytes: u64) -> std::time::Duration {
+    request_timeout
+        + std::time::Duration::from_secs_f64(bytes as f64 / MIN_TRANSFER_BYTES_PER_SEC as f64)
 }
 
 /// The text of an error and its sources, for a [`RemoteError`]'s message.
@@ -90,4 +107,17 @@ pub fn has_io_kind(err: &(dyn std::error::Error + 'static), kinds: &[std::io::Er
         current = cause.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_transfer_gets_a_second_more_per_mib() {
+        let base = Duration::from_secs(5);
+        assert_eq!(transfer_timeout(base, 0), base);
+        assert_eq!(transfer_timeout(base, 50 << 20), Duration::from_secs(55));
+    }
 }

@@ -179,7 +179,7 @@ fn look_up(
 }
 
 fn get_one(remote: &Remote, object: Object) -> Result<Option<Vec<u8>>, RemoteError> {
-    Ok(remote.backend().get_many(&[object])?.pop().flatten())
+    Ok(remote.backend().get_many(&[object], 0)?.pop().flatten())
 }
 
 /// Brings every blob the entry names into the local store: those already here are left alone,
@@ -203,7 +203,8 @@ fn fetch_blobs(
         .iter()
         .map(|(blob, _)| Object::Blob(*blob))
         .collect();
-    let fetched = remote.backend().get_many(&objects)?;
+    let largest = missing.iter().map(|(_, size)| *size).max().unwrap_or(0);
+    let fetched = remote.backend().get_many(&objects, largest)?;
     if fetched.iter().any(Option::is_none) {
         return Ok(false);
     }

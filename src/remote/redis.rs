@@ -80,7 +80,13 @@ fn classify(err: RedisError) -> RemoteError {
 }
 
 impl Backend for RedisBackend {
-    fn get_many(&self, objects: &[Object]) -> Result<Vec<Option<Vec<u8>>>, RemoteError> {
+    /// The read timeout applies to each read of the socket, so a large value that keeps
+    /// arriving never times out: `_largest` is not needed.
+    fn get_many(
+        &self,
+        objects: &[Object],
+        _largest: u64,
+    ) -> Result<Vec<Option<Vec<u8>>>, RemoteError> {
         if objects.is_empty() {
             return Ok(Vec::new());
         }

@@ -4,7 +4,8 @@
 //!
 //! OpenDAL is async; rcache is one short process per compile, so each backend owns a
 //! current-thread tokio runtime and blocks on it. Every request runs under the request timeout
-//! (`tokio::time::timeout`), the connection under the connect timeout (reqwest's). Batches run
+//! (`tokio::time::timeout`; a transfer gets a second more per MiB), the connection under the
+//! connect timeout (reqwest's). Batches run
 //! [`CONCURRENT_REQUESTS`] requests at a time.
 
 use std::time::Duration;
@@ -14,7 +15,7 @@ use opendal::{ErrorKind, HttpTransporter, Operator, services::S3};
 use opendal_http_transport_reqwest::ReqwestTransport;
 use tokio::runtime::Runtime;
 
-use super::backend::{Backend, RemoteError, describe, has_io_kind};
+use super::backend::{Backend, RemoteError, describe, has_io_kind, transfer_timeout};
 use super::layout::{Object, s3_candidate_path, s3_candidates_dir};
 use crate::config::RemoteConfig;
 use crate::key::hasher::Key;
@@ -81,12 +82,13 @@ impl S3Backend {
         })
     }
 
-    /// Runs one request under the request timeout.
+    /// Runs one request that moves `bytes` under its timeout ([`transfer_timeout`]).
     async fn timed<T>(
         &self,
+        bytes: u64,
         request: impl Future<Output = opendal::Result<T>>,
     ) -> Result<T, opendal::Error> {
-        match tokio::time::timeout(self.timeout, request).await {
+        match tokio::time::timeout(transfer_timeout(self.timeout, bytes), request).await {
             Ok(result) => result,
             Err(_) => Err(opendal::Error::new(ErrorKind::Unexpected, TIMED_OUT)),
         }
@@ -97,7 +99,9 @@ impl S3Backend {
         &self,
         request: impl Future<Output = opendal::Result<T>>,
     ) -> Result<T, RemoteError> {
-        self.runtime.block_on(self.timed(request)).map_err(classify)
+        self.runtime
+            .block_on(self.timed(0, request))
+            .map_err(classify)
     }
 
     /// Runs `request` on every item, [`CONCURRENT_REQUESTS`] at a time, results in order.
@@ -166,10 +170,14 @@ fn found<T>(result: opendal::Result<T>) -> opendal::Result<Option<T>> {
 }
 
 impl Backend for S3Backend {
-    fn get_many(&self, objects: &[Object]) -> Result<Vec<Option<Vec<u8>>>, RemoteError> {
+    fn get_many(
+        &self,
+        objects: &[Object],
+        largest: u64,
+    ) -> Result<Vec<Option<Vec<u8>>>, RemoteError> {
         let paths: Vec<String> = objects.iter().map(Object::s3_path).collect();
         self.batch(paths, |path| async move {
-            let read = found(self.timed(self.operator.read(&path)).await)?;
+            let read = found(self.timed(largest, self.operator.read(&path)).await)?;
             Ok(read.map(|buffer| buffer.to_vec()))
         })
     }
@@ -177,7 +185,8 @@ impl Backend for S3Backend {
     fn put_many(&self, objects: Vec<(Object, Vec<u8>)>) -> Result<(), RemoteError> {
         self.batch(objects, |(object, bytes)| async move {
             let path = object.s3_path();
-            self.timed(self.operator.write(&path, bytes))
+            let size = bytes.len() as u64;
+            self.timed(size, self.operator.write(&path, bytes))
                 .await
                 .map(|_| ())
         })
@@ -187,7 +196,7 @@ impl Backend for S3Backend {
     fn exists_many(&self, objects: &[Object]) -> Result<Vec<bool>, RemoteError> {
         let paths: Vec<String> = objects.iter().map(Object::s3_path).collect();
         self.batch(paths, |path| async move {
-            self.timed(self.operator.exists(&path)).await
+            self.timed(0, self.operator.exists(&path)).await
         })
     }
 
@@ -212,7 +221,7 @@ impl Backend for S3Backend {
         let mut paths = self.block(listed)?;
         paths.sort();
         let read: Vec<Option<Vec<u8>>> = self.batch(paths, |path| async move {
-            let read = found(self.timed(self.operator.read(&path)).await)?;
+            let read = found(self.timed(0, self.operator.read(&path)).await)?;
             Ok(read.map(|buffer| buffer.to_vec()))
         })?;
         Ok(read.into_iter().flatten().collect())

@@ -42,7 +42,7 @@ impl MemoryBackend {
 }
 
 impl Backend for MemoryBackend {
-    fn get_many(&self, objects: &[Object]) -> Result<Vec<Option<Vec<u8>>>, RemoteError> {
+    fn get_many(&self, objects: &[Object], _: u64) -> Result<Vec<Option<Vec<u8>>>, RemoteError> {
         let memory = self.check()?;
         Ok(objects
             .iter()
