@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::backend::{Backend, RemoteError};
-use super::fetch::{RemoteOutcome, fetch, settle_hit};
+use super::fetch::{Fetched, RemoteOutcome, fetch, settle_hit};
 use super::layout::Object;
 use super::publish::publish;
 use super::{Remote, backoff};
@@ -171,6 +171,15 @@ fn counter(update: &StateUpdate, name: &str) -> u64 {
         .sum()
 }
 
+/// Looks the test's invocation up on `remote` from `store`, every candidate matching.
+fn fetch_into(
+    remote: &Remote,
+    store: &Store,
+    update: &mut StateUpdate,
+) -> (Option<Fetched>, RemoteOutcome) {
+    fetch(remote, store, &INVOCATION, &mut matching, update)
+}
+
 struct Machines {
     _dir: tempfile::TempDir,
     a: Store,
@@ -200,13 +209,7 @@ fn an_entry_published_by_one_store_is_fetched_verified_and_kept_by_another() {
     assert_eq!(published.blobs_uploaded, 2);
 
     let mut update = StateUpdate::default();
-    let (fetched, outcome) = fetch(
-        &remote(&memory, None),
-        &machines.b,
-        &INVOCATION,
-        &mut matching,
-        &mut update,
-    );
+    let (fetched, outcome) = fetch_into(&remote(&memory, None), &machines.b, &mut update);
     assert_eq!(outcome, RemoteOutcome::Hit);
     let fetched = fetched.unwrap();
     assert_eq!(fetched.result_key, result_key);
@@ -279,13 +282,7 @@ fn an_evicted_blob_or_entry_is_a_miss_not_an_error() {
         .unwrap();
     memory.0.lock().unwrap().objects.remove(&blob_key);
     let mut update = StateUpdate::default();
-    let (fetched, outcome) = fetch(
-        &remote(&memory, None),
-        &machines.b,
-        &INVOCATION,
-        &mut matching,
-        &mut update,
-    );
+    let (fetched, outcome) = fetch_into(&remote(&memory, None), &machines.b, &mut update);
     assert!(fetched.is_none());
     assert_eq!(outcome, RemoteOutcome::Miss);
     assert_eq!(counter(&update, "remote.errors"), 0);
@@ -316,13 +313,7 @@ fn a_corrupt_blob_is_a_counted_error_and_a_writable_client_deletes_it() {
     let mut readonly = remote(&memory, None);
     readonly.readonly = true;
     let mut update = StateUpdate::default();
-    let (fetched, outcome) = fetch(
-        &readonly,
-        &machines.b,
-        &INVOCATION,
-        &mut matching,
-        &mut update,
-    );
+    let (fetched, outcome) = fetch_into(&readonly, &machines.b, &mut update);
     assert!(fetched.is_none());
     assert_eq!(outcome, RemoteOutcome::Error);
     assert_eq!(counter(&update, "remote.error_reasons.corrupt_blob"), 1);
@@ -331,13 +322,7 @@ fn a_corrupt_blob_is_a_counted_error_and_a_writable_client_deletes_it() {
     assert!(!backoff::active(&machines.b));
 
     let mut update = StateUpdate::default();
-    let (_, outcome) = fetch(
-        &remote(&memory, None),
-        &machines.b,
-        &INVOCATION,
-        &mut matching,
-        &mut update,
-    );
+    let (_, outcome) = fetch_into(&remote(&memory, None), &machines.b, &mut update);
     assert_eq!(outcome, RemoteOutcome::Error);
     assert!(!memory.0.lock().unwrap().objects.contains_key(&rlib_key));
     // The next publish puts it back, and the lookup hits.
@@ -391,13 +376,7 @@ fn with_a_secret_only_entries_signed_with_it_are_taken() {
         )
         .unwrap();
         let mut update = StateUpdate::default();
-        let (fetched, outcome) = fetch(
-            &remote(&memory, reader),
-            &machines.b,
-            &INVOCATION,
-            &mut matching,
-            &mut update,
-        );
+        let (fetched, outcome) = fetch_into(&remote(&memory, reader), &machines.b, &mut update);
         assert_eq!(outcome, expected, "writer {writer:?}, reader {reader:?}");
         assert_eq!(fetched.is_some(), expected == RemoteOutcome::Hit);
         if let Some(reason) = reason {
@@ -440,35 +419,17 @@ fn a_failing_remote_is_skipped_by_the_next_lookups_until_the_backoff_ends() {
     let memory = MemoryBackend::default();
     memory.0.lock().unwrap().down = true;
     let mut update = StateUpdate::default();
-    let (_, outcome) = fetch(
-        &remote(&memory, None),
-        &machines.b,
-        &INVOCATION,
-        &mut matching,
-        &mut update,
-    );
+    let (_, outcome) = fetch_into(&remote(&memory, None), &machines.b, &mut update);
     assert_eq!(outcome, RemoteOutcome::Error);
     assert_eq!(counter(&update, "remote.error_reasons.timeout"), 1);
     assert!(backoff::active(&machines.b));
 
     memory.0.lock().unwrap().down = false;
-    let (_, outcome) = fetch(
-        &remote(&memory, None),
-        &machines.b,
-        &INVOCATION,
-        &mut matching,
-        &mut update,
-    );
+    let (_, outcome) = fetch_into(&remote(&memory, None), &machines.b, &mut update);
     assert_eq!(outcome, RemoteOutcome::Skipped);
     assert_eq!(counter(&update, "remote.skipped"), 1);
 
     machines.b.state.set_remote_skipped_until(0).unwrap();
-    let (_, outcome) = fetch(
-        &remote(&memory, None),
-        &machines.b,
-        &INVOCATION,
-        &mut matching,
-        &mut update,
-    );
+    let (_, outcome) = fetch_into(&remote(&memory, None), &machines.b, &mut update);
     assert_eq!(outcome, RemoteOutcome::Miss);
 }

@@ -15,7 +15,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use super::{CargoCmd, Run, Sandbox, run_command};
+use super::{CargoCmd, Run, Sandbox, parse_stats, run_ok};
 
 /// A store and the settings it runs with; see the module docs.
 pub struct Machine<'a> {
@@ -94,19 +94,12 @@ impl<'a> Machine<'a> {
     #[track_caller]
     pub fn rcache_ok(&self, args: &[&str]) -> String {
         let what = format!("machine {}: rcache {}", self.name, args.join(" "));
-        let (status, stdout, stderr) = run_command(&mut self.rcache(args), &what);
-        assert!(
-            status.success(),
-            "{what} failed: {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
-        );
-        stdout
+        run_ok(&mut self.rcache(args), &what)
     }
 
     /// `rcache stats --json`, parsed.
     #[track_caller]
     pub fn stats(&self) -> Value {
-        let stdout = self.rcache_ok(&["stats", "--json"]);
-        serde_json::from_str(stdout.trim())
-            .unwrap_or_else(|e| panic!("stats --json is not one JSON object ({e}):\n{stdout}"))
+        parse_stats(&self.rcache_ok(&["stats", "--json"]))
     }
 }

@@ -277,21 +277,16 @@ impl Sandbox {
     /// Runs `rcache <args>`; asserts success and returns stdout.
     #[track_caller]
     pub fn rcache_ok(&self, args: &[&str]) -> String {
-        let what = format!("rcache {}", args.join(" "));
-        let (status, stdout, stderr) = run_command(&mut self.rcache(args), &what);
-        assert!(
-            status.success(),
-            "{what} failed: {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
-        );
-        stdout
+        run_ok(
+            &mut self.rcache(args),
+            &format!("rcache {}", args.join(" ")),
+        )
     }
 
     /// `rcache stats --json`, parsed.
     #[track_caller]
     pub fn stats(&self) -> Value {
-        let stdout = self.rcache_ok(&["stats", "--json"]);
-        serde_json::from_str(stdout.trim())
-            .unwrap_or_else(|e| panic!("stats --json is not one JSON object ({e}):\n{stdout}"))
+        parse_stats(&self.rcache_ok(&["stats", "--json"]))
     }
 
     fn rcache_env(&self, cmd: &mut Command) {
@@ -454,4 +449,22 @@ impl CargoCmd {
         );
         run
     }
+}
+
+/// Runs a command; asserts success and returns stdout.
+#[track_caller]
+pub fn run_ok(command: &mut Command, what: &str) -> String {
+    let (status, stdout, stderr) = run_command(command, what);
+    assert!(
+        status.success(),
+        "{what} failed: {status}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    stdout
+}
+
+/// The output of `rcache stats --json`, parsed.
+#[track_caller]
+pub fn parse_stats(stdout: &str) -> Value {
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("stats --json is not one JSON object ({e}):\n{stdout}"))
 }
