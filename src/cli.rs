@@ -74,6 +74,11 @@ pub enum Command {
         #[arg(long, hide = true, value_name = "DURATION", value_parser = humantime::parse_duration)]
         grace: Option<Duration>,
     },
+    /// The remote cache shared between machines (RCACHE_REMOTE).
+    Remote {
+        #[command(subcommand)]
+        command: RemoteCommand,
+    },
     /// Remove the entries not used for DURATION (`30d`, `12h`, `90s`).
     Prune {
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
@@ -82,6 +87,17 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RemoteCommand {
+    /// Tell whether the remote is reachable and writable.
+    Check,
+    /// Wait for background uploads, then publish what is still queued.
+    Flush,
+    /// Publish the queue (the detached uploader that stores start).
+    #[command(hide = true)]
+    Upload,
 }
 
 fn parse_size_arg(text: &str) -> Result<u64, String> {
@@ -199,6 +215,11 @@ pub fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::gc::prune(&config, older_than, dry_run)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Remote { command }) => match command {
+            RemoteCommand::Check => commands::remote::check(&config),
+            RemoteCommand::Flush => commands::remote::flush(&config),
+            RemoteCommand::Upload => commands::remote::upload(&config),
+        },
         None if cli.show_stats || cli.zero_stats => Ok(ExitCode::SUCCESS),
         None => {
             use clap::CommandFactory;

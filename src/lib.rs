@@ -8,7 +8,9 @@
 //! - [`rustc`]: rustc argv -> a typed invocation or a reason not to cache.
 //! - [`cc`]: gcc/clang argv -> a typed invocation, the C compiler's identity and key.
 //! - [`depinfo`]: the dep-info parser.
-//! - [`stats`], [`config`], [`logging`]: counters and events, settings, diagnostics.
+//! - [`remote`]: the shared second level behind the store (S3, Redis).
+//! - [`stats`], [`config`], [`logging`], [`warn_once`], [`detached`]: counters and events,
+//!   settings, diagnostics, helper processes.
 //! - [`store`]: the content-addressed store (blobs + LMDB index).
 
 pub mod cc;
@@ -16,9 +18,12 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod depinfo;
+pub mod detached;
 pub mod key;
 pub mod logging;
+pub mod remote;
 pub mod rustc;
 pub mod stats;
 pub mod store;
+pub mod warn_once;
 pub mod wrapper;

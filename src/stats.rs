@@ -124,6 +124,9 @@ pub struct Event<'a> {
     pub stored: bool,
     pub duration_ms: f64,
     pub cwd: &'a Path,
+    /// What the remote said, when it was asked (after a local miss): `hit`, `miss`,
+    /// `rejected`, `error`, `skipped`.
+    pub remote: Option<&'a str>,
 }
 
 /// Appends one event line. Errors are ignored: the log is for people and tests, never a reason
@@ -219,6 +222,58 @@ impl LanguageCounts {
     }
 }
 
+/// The remote's figures (`remote.*` counters), and its settings and queue.
+#[derive(Debug, Default, Serialize)]
+pub struct RemoteCounts {
+    /// The configured remote, password masked; `None` when there is none.
+    pub url: Option<String>,
+    /// Lookups the remote answered with an entry (also counted as hits in the totals).
+    pub hits: u64,
+    pub misses: u64,
+    /// Remote faults; the compile went on locally.
+    pub errors: u64,
+    pub error_reasons: BTreeMap<String, u64>,
+    /// Lookups and uploads not tried because an earlier failure put the remote in backoff.
+    pub skipped: u64,
+    /// Entries refused for their signature (each a remote miss).
+    pub rejected: u64,
+    pub rejected_reasons: BTreeMap<String, u64>,
+    pub bytes_down: u64,
+    pub bytes_up: u64,
+    /// Entries published.
+    pub uploads: u64,
+    /// Entries queued for the background uploader.
+    pub pending_uploads: u64,
+}
+
+impl RemoteCounts {
+    fn set(&mut self, name: &str, value: u64) {
+        if let Some((group, reason)) = name.split_once('.') {
+            let map = match group {
+                "error_reasons" => &mut self.error_reasons,
+                "rejected_reasons" => &mut self.rejected_reasons,
+                _ => return,
+            };
+            map.insert(reason.to_string(), value);
+            return;
+        }
+        match name {
+            "hits" => self.hits = value,
+            "misses" => self.misses = value,
+            "errors" => self.errors = value,
+            "skipped" => self.skipped = value,
+            "rejected" => self.rejected = value,
+            "bytes_down" => self.bytes_down = value,
+            "bytes_up" => self.bytes_up = value,
+            "uploads" => self.uploads = value,
+            _ => {}
+        }
+    }
+}
+
+/// Counter-name prefix of the remote's figures.
+const REMOTE_PREFIX: &str = "remote.";
+
 /// `rcache stats --json`.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -242,6 +297,8 @@ pub struct Report {
     /// Automatic gc runs (started by stores over the limit), and their faults.
     pub auto_gc_runs: u64,
     pub auto_gc_faults: u64,
+    /// The remote cache (README.md "Remote storage").
+    pub remote: RemoteCounts,
 }
 
 impl Report {
@@ -256,6 +313,10 @@ impl Report {
                     .entry(language.to_string())
                     .or_default()
                     .set(name, *value);
+                continue;
+            }
+            if let Some(name) = name.strip_prefix(REMOTE_PREFIX) {
+                self.remote.set(name, *value);
                 continue;
             }
             match name.as_str() {

@@ -1,8 +1,9 @@
-//! The user-facing commands, one file each: `stats`, `config`, `verify`, `clear`, and `gc` (with
-//! `prune`).
+//! The user-facing commands, one file each: `stats`, `config`, `verify`, `clear`, `gc` (with
+//! `prune`), and `remote`.
 
 pub mod clear;
 pub mod config;
 pub mod gc;
+pub mod remote;
 pub mod stats;
 pub mod verify;

@@ -23,6 +23,15 @@ pub fn report(config: &Config) -> anyhow::Result<Report> {
     report.store_bytes = totals.store_bytes;
     report.dedup_saved_bytes = store.index.dedup_saved_bytes(&rtxn)?;
     report.index_bytes = store.index.file_bytes();
+    report.remote.url = config
+        .remote
+        .location
+        .value
+        .as_ref()
+        .map(ToString::to_string);
+    report.remote.pending_uploads = crate::remote::queue::pending(&store)
+        .map(|queued| queued.len() as u64)
+        .unwrap_or(0);
     Ok(report)
 }
 
@@ -51,7 +60,7 @@ pub fn show(config: &Config, json: bool) -> anyhow::Result<()> {
             .map_or_else(|| "-".to_string(), |rate| format!("{:.1} %", rate * 100.0))
     };
     let seconds = |ms: u64| format!("{:.1} s", ms as f64 / 1000.0);
-    let rows: Vec<(&str, String)> = vec![
+    let mut rows: Vec<(&str, String)> = vec![
         ("Cache location", report.cache_dir.clone()),
         ("Requests", compiles.requests.to_string()),
         ("Hits", compiles.hits.to_string()),
@@ -91,6 +100,29 @@ pub fn show(config: &Config, json: bool) -> anyhow::Result<()> {
         ),
         ("Index file size", format_size(report.index_bytes)),
     ];
+    let remote = &report.remote;
+    if let Some(url) = &remote.url {
+        rows.extend([
+            ("Remote", url.clone()),
+            (
+                "  hits / misses",
+                format!("{} / {}", remote.hits, remote.misses),
+            ),
+            ("  errors (compiled locally)", remote.errors.to_string()),
+            ("  skipped (after a failure)", remote.skipped.to_string()),
+            ("  rejected (signature)", remote.rejected.to_string()),
+            ("  downloaded", format_size(remote.bytes_down)),
+            (
+                "  uploaded",
+                format!(
+                    "{} in {} entries",
+                    format_size(remote.bytes_up),
+                    remote.uploads
+                ),
+            ),
+            ("  queued for upload", remote.pending_uploads.to_string()),
+        ]);
+    }
     let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
     for (label, value) in rows {
         println!("{label:<width$}  {value}");
@@ -119,6 +151,8 @@ pub fn show(config: &Config, json: bool) -> anyhow::Result<()> {
         ),
         ("Build-script runs, not recorded", &scripts.not_stored),
         ("Build-script runs, error reasons", &scripts.error_reasons),
+        ("Remote error reasons", &remote.error_reasons),
+        ("Remote rejections", &remote.rejected_reasons),
     ] {
         if reasons.is_empty() {
             continue;

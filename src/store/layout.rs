@@ -129,6 +129,14 @@ impl Layout {
     pub fn gc_lock(&self) -> PathBuf {
         self.version_dir().join("gc.lock")
     }
+    /// Entries waiting for the remote uploader, one empty file each (see `crate::remote::queue`).
+    pub fn remote_queue_dir(&self) -> PathBuf {
+        self.version_dir().join("remote-queue")
+    }
+    /// Held by the remote uploader while it runs, so that stores start at most one.
+    pub fn remote_upload_lock(&self) -> PathBuf {
+        self.version_dir().join("remote-upload.lock")
+    }
     /// `blobs/ab/cdef...`: two hex digits of fan-out, then the remaining 62.
     pub fn blob_path(&self, hash: &blake3::Hash) -> PathBuf {
         let hex = hash.to_hex();

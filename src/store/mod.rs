@@ -153,11 +153,15 @@ impl Store {
 
     /// Takes the automatic gc's lock if it is free; `None` if an automatic gc is running.
     pub fn try_gc_lock(&self) -> Result<Option<File>, StoreError> {
-        match lock_file(self.layout.gc_lock(), Duration::ZERO) {
-            Ok(file) => Ok(Some(file)),
-            Err(StoreError::Busy) => Ok(None),
-            Err(err) => Err(err),
+        try_lock_file(self.layout.gc_lock())
+    }
+
+    /// Takes the remote uploader's lock, waiting up to `timeout` (zero: `None` if it is held).
+    pub fn upload_lock(&self, timeout: Duration) -> Result<Option<File>, StoreError> {
+        if timeout.is_zero() {
+            return try_lock_file(self.layout.remote_upload_lock());
         }
+        lock_file(self.layout.remote_upload_lock(), timeout).map(Some)
     }
 }
 
@@ -186,6 +190,15 @@ pub fn check_owner(layout: &Layout) -> Result<(), StoreError> {
             owner: meta.uid(),
             euid,
         })
+    }
+}
+
+/// Takes an exclusive `flock` on `path` if it is free; `None` if another process holds it.
+fn try_lock_file(path: PathBuf) -> Result<Option<File>, StoreError> {
+    match lock_file(path, Duration::ZERO) {
+        Ok(file) => Ok(Some(file)),
+        Err(StoreError::Busy) => Ok(None),
+        Err(err) => Err(err),
     }
 }
 

@@ -20,6 +20,8 @@ use crate::key::hasher::Key;
 const BOOT_ID_KEY: &[u8] = b"\0boot_id";
 /// When the last automatic gc was started, unix ms (hidden from the counters by its NUL).
 const AUTO_GC_STARTED_KEY: &[u8] = b"\0auto_gc_started_ms";
+/// Until when every process skips the remote, unix ms (see `crate::remote::backoff`).
+const REMOTE_SKIPPED_UNTIL_KEY: &[u8] = b"\0remote_skipped_until_ms";
 
 pub struct State {
     env: &'static LmdbEnv,
@@ -231,17 +233,34 @@ impl State {
 
     /// When the last automatic gc was started (unix ms), if ever.
     pub fn auto_gc_started(&self) -> Result<Option<u64>, StoreError> {
-        let rtxn = self.read_txn()?;
-        Ok(self
-            .counters
-            .get(&rtxn, AUTO_GC_STARTED_KEY)?
-            .map(|v| lmdb::read_u64(Some(v))))
+        self.hidden_u64(AUTO_GC_STARTED_KEY)
     }
 
     pub fn set_auto_gc_started(&self, unix_ms: u64) -> Result<(), StoreError> {
+        self.set_hidden_u64(AUTO_GC_STARTED_KEY, unix_ms)
+    }
+
+    /// Until when (unix ms) every process skips the remote, after a failure.
+    pub fn remote_skipped_until(&self) -> Result<Option<u64>, StoreError> {
+        self.hidden_u64(REMOTE_SKIPPED_UNTIL_KEY)
+    }
+
+    pub fn set_remote_skipped_until(&self, unix_ms: u64) -> Result<(), StoreError> {
+        self.set_hidden_u64(REMOTE_SKIPPED_UNTIL_KEY, unix_ms)
+    }
+
+    /// A value kept under a NUL-prefixed name in `counters` (not shown as a counter).
+    fn hidden_u64(&self, key: &[u8]) -> Result<Option<u64>, StoreError> {
+        let rtxn = self.read_txn()?;
+        Ok(self
+            .counters
+            .get(&rtxn, key)?
+            .map(|v| lmdb::read_u64(Some(v))))
+    }
+
+    fn set_hidden_u64(&self, key: &[u8], value: u64) -> Result<(), StoreError> {
         let mut wtxn = self.env.write_txn()?;
-        self.counters
-            .put(&mut wtxn, AUTO_GC_STARTED_KEY, &unix_ms.to_le_bytes())?;
+        self.counters.put(&mut wtxn, key, &value.to_le_bytes())?;
         wtxn.commit()?;
         Ok(())
     }

@@ -414,10 +414,10 @@ pub fn find_match(
     let rtxn = store.index.read_txn()?;
     let manifest = read_manifest(store, &rtxn, invocation_key, &mut damaged)?;
     for candidate in &manifest.candidates {
-        if !candidate_matches(hasher, candidate, dirs, update) {
+        let Some(result_key) = matching_result_key(hasher, invocation_key, candidate, dirs, update)
+        else {
             continue;
-        }
-        let result_key = key::result_key(invocation_key, &candidate.inputs, &candidate.env_deps);
+        };
         if let Some(entry) = read_entry(store, &rtxn, &result_key, &mut damaged)? {
             return Ok(Lookup {
                 found: Some(Match { result_key, entry }),
@@ -429,6 +429,19 @@ pub fn find_match(
         found: None,
         damaged,
     })
+}
+
+/// The result key of a candidate whose inputs and env-dep values are as they are now,
+/// recomputed (never the recorded one); `None` if it does not match.
+pub fn matching_result_key(
+    hasher: &mut MemoHasher,
+    invocation_key: &Key,
+    candidate: &Candidate,
+    dirs: &InputDirs,
+    update: &mut StateUpdate,
+) -> Option<Key> {
+    candidate_matches(hasher, candidate, dirs, update)
+        .then(|| key::result_key(invocation_key, &candidate.inputs, &candidate.env_deps))
 }
 
 fn candidate_matches(

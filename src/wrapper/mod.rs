@@ -22,10 +22,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use crate::config::Config;
+use crate::key::hasher::Key;
+use crate::remote::fetch::{Fetched, RemoteOutcome};
+use crate::remote::{self, Remote};
 use crate::rustc::outputs::dep_info_name;
 use crate::rustc::{self, Invocation, Passthrough};
 use crate::stats::{self, Event, Outcome};
 use crate::store::Store;
+use crate::store::entry::Candidate;
 use crate::store::state::{State, StateUpdate};
 use keying::{KeyError, MemoHasher, WorkspaceWrapper};
 use record::Finished;
@@ -49,6 +53,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         rustc_args,
         update: StateUpdate::default(),
         damaged_record: None,
+        remote_outcome: None,
     };
 
     let classified = if wrapper_run.config.disable.value {
@@ -99,6 +104,8 @@ struct WrapperRun {
     /// A manifest or entry record met during the lookup that does not decode: the fault this
     /// invocation counts, whatever its store step does.
     damaged_record: Option<String>,
+    /// What the remote said, if it was asked.
+    remote_outcome: Option<RemoteOutcome>,
 }
 
 impl WrapperRun {
@@ -135,6 +142,10 @@ impl WrapperRun {
             }
         };
         let mut fault = self.damaged_record.take();
+        let found = match found {
+            Some(found) => Some(found),
+            None => self.look_up_remote(store, &mut hasher, invocation, &invocation_key),
+        };
         if let Some(found) = found {
             let out_dir = self.cwd.join(&invocation.out_dir);
             let expected = rustc::outputs::expected_outputs(invocation);
@@ -199,6 +210,32 @@ impl WrapperRun {
         let lookup = keying::find_match(hasher, &invocation_key, &dirs, &mut self.update)?;
         self.damaged_record = lookup.damaged;
         Ok((invocation_key, lookup.found))
+    }
+
+    /// After a local miss: the remote, if one is configured.
+    fn look_up_remote(
+        &mut self,
+        store: &Store,
+        hasher: &mut MemoHasher,
+        invocation: &Invocation,
+        invocation_key: &Key,
+    ) -> Option<keying::Match> {
+        let dirs = crate::key::input_paths::InputDirs::of(invocation, &self.cwd);
+        let mut result_key_of = |candidate: &Candidate, update: &mut StateUpdate| {
+            keying::matching_result_key(hasher, invocation_key, candidate, &dirs, update)
+        };
+        let (fetched, outcome) = ask_remote(
+            &self.config,
+            store,
+            invocation_key,
+            &mut result_key_of,
+            &mut self.update,
+        );
+        self.remote_outcome = outcome;
+        fetched.map(|fetched| keying::Match {
+            result_key: fetched.result_key,
+            entry: fetched.entry,
+        })
     }
 
     /// The miss: compile with output streamed, then store. `fault` is a restore failure that
@@ -277,8 +314,14 @@ impl WrapperRun {
                 started_fs_ns,
             };
             match record::record(store, hasher, &finished, &mut self.update) {
-                Ok(_) => {
-                    trim_after_store(store, &self.config);
+                Ok(result_key) => {
+                    after_store(
+                        store,
+                        &self.config,
+                        invocation_key,
+                        &result_key,
+                        &mut self.update,
+                    );
                     Outcome::Miss { not_stored: None }
                 }
                 Err(not_stored) => not_stored.into_outcome(),
@@ -364,6 +407,7 @@ impl WrapperRun {
                     stored: matches!(outcome, Outcome::Miss { not_stored: None }),
                     duration_ms,
                     cwd: &self.cwd,
+                    remote: self.remote_outcome.map(RemoteOutcome::name),
                 },
             );
         }
@@ -380,9 +424,45 @@ impl WrapperRun {
     }
 }
 
-/// After a store: keeps the store within its size and age limits (a detached gc when over).
-fn trim_after_store(store: &Store, config: &Config) {
+/// After a store: keeps the store within its size and age limits (a detached gc when over),
+/// and publishes the new entry to the remote, if one is configured (or queues it).
+fn after_store(
+    store: &Store,
+    config: &Config,
+    invocation_key: &Key,
+    result_key: &Key,
+    update: &mut StateUpdate,
+) {
     crate::store::gc::after_store(store, config.cache_size.value, config.max_age.value);
+    crate::remote::publish::after_store(config, store, invocation_key, result_key, update);
+}
+
+/// After a local miss: asks the remote, if one is configured and this is not a recache.
+/// `result_key_of` matches a candidate against the files here. Returns the entry found (now in
+/// the local store) and what the remote said, for the events log; faults are counted.
+fn ask_remote(
+    config: &Config,
+    store: &Store,
+    invocation_key: &Key,
+    result_key_of: &mut dyn FnMut(&Candidate, &mut StateUpdate) -> Option<Key>,
+    update: &mut StateUpdate,
+) -> (Option<Fetched>, Option<RemoteOutcome>) {
+    if config.recache.value {
+        return (None, None);
+    }
+    match Remote::from_config(config) {
+        Ok(Some(remote)) => {
+            let (fetched, outcome) =
+                remote::fetch::fetch(&remote, store, invocation_key, result_key_of, update);
+            (fetched, Some(outcome))
+        }
+        Ok(None) => (None, None),
+        Err(err) => {
+            tracing::warn!("{err}");
+            remote::count_error(update, err.reason());
+            (None, Some(RemoteOutcome::Error))
+        }
+    }
 }
 
 /// Writes the memos learned while keying (the compiler identity, file hashes) before a long

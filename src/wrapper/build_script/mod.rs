@@ -29,6 +29,7 @@ use crate::key::build_script::{RunFacts, run_env, run_invocation_key};
 use crate::key::file_hash::filesystem_tick;
 use crate::key::hasher::Key;
 use crate::key::{self};
+use crate::remote::fetch::RemoteOutcome;
 use crate::rustc::Passthrough;
 use crate::stats::{self, Event, Outcome};
 use crate::store::Store;
@@ -58,6 +59,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         args: script_args.to_vec(),
         update: StateUpdate::default(),
         damaged_record: None,
+        remote_outcome: None,
         config,
     };
     let passthrough = if script_run.config.disable.value {
@@ -157,6 +159,8 @@ struct ScriptRun {
     /// A manifest or entry record met during the lookup that does not decode: the fault this
     /// invocation counts, whatever its store step does.
     damaged_record: Option<String>,
+    /// What the remote said, if it was asked.
+    remote_outcome: Option<RemoteOutcome>,
 }
 
 /// A recorded run whose declared inputs are as they are now.
@@ -182,6 +186,10 @@ impl ScriptRun {
             }
         };
         let mut fault = self.damaged_record.take();
+        let found = match found {
+            Some(found) => Some(found),
+            None => self.look_up_remote(store, &mut hasher, env, &invocation_key),
+        };
         if let Some(found) = found {
             match tree::restore(store, &found.entry, &env.out_dir, &mut self.update) {
                 Ok(()) => {
@@ -250,7 +258,7 @@ impl ScriptRun {
         drop(rtxn);
         for candidate in &manifest.candidates {
             let Some(result_key) =
-                self.candidate_result_key(hasher, &dirs, &invocation_key, candidate)
+                matching_result_key(hasher, &dirs, &invocation_key, candidate, &mut self.update)
             else {
                 continue;
             };
@@ -263,34 +271,30 @@ impl ScriptRun {
         Ok((invocation_key, None))
     }
 
-    /// The result key of a candidate whose env values and input fingerprints are as recorded.
-    fn candidate_result_key(
+    /// After a local miss: the remote, if one is configured.
+    fn look_up_remote(
         &mut self,
+        store: &Store,
         hasher: &mut MemoHasher,
-        dirs: &RunDirs,
+        env: &RunEnv,
         invocation_key: &Key,
-        candidate: &Candidate,
-    ) -> Option<Key> {
-        let env_matches = candidate.env_deps.iter().all(|env| {
-            let now = std::env::var_os(&env.name);
-            now.as_ref().map(|value| value.as_bytes()) == env.value.as_ref().map(String::as_bytes)
-        });
-        if !env_matches {
-            return None;
-        }
-        let mut seen = Vec::new();
-        for input in &candidate.inputs {
-            let now =
-                inputs::fingerprint(hasher, dirs, &input.path, &mut seen, &mut self.update).ok()?;
-            if now != input.hash {
-                return None;
-            }
-        }
-        Some(key::result_key(
+    ) -> Option<Found> {
+        let dirs = env.dirs();
+        let mut result_key_of = |candidate: &Candidate, update: &mut StateUpdate| {
+            matching_result_key(hasher, &dirs, invocation_key, candidate, update)
+        };
+        let (fetched, outcome) = super::ask_remote(
+            &self.config,
+            store,
             invocation_key,
-            &candidate.inputs,
-            &candidate.env_deps,
-        ))
+            &mut result_key_of,
+            &mut self.update,
+        );
+        self.remote_outcome = outcome;
+        fetched.map(|fetched| Found {
+            result_key: fetched.result_key,
+            entry: fetched.entry,
+        })
     }
 
     /// The miss: run the script with its output streamed, then record the run.
@@ -330,8 +334,14 @@ impl ScriptRun {
                 started_fs_ns,
             };
             match self.record(store, hasher, &recording) {
-                Ok(()) => {
-                    super::trim_after_store(store, &self.config);
+                Ok(result_key) => {
+                    super::after_store(
+                        store,
+                        &self.config,
+                        invocation_key,
+                        &result_key,
+                        &mut self.update,
+                    );
                     Outcome::Miss { not_stored: None }
                 }
                 Err(not_recorded) => not_recorded.into_outcome(),
@@ -373,6 +383,7 @@ impl ScriptRun {
                     stored: matches!(outcome, Outcome::Miss { not_stored: None }),
                     duration_ms,
                     cwd: &std::env::current_dir().unwrap_or_default(),
+                    remote: self.remote_outcome.map(RemoteOutcome::name),
                 },
             );
         }
@@ -386,6 +397,36 @@ impl ScriptRun {
         eprintln!("rcache: could not run {}: {err}", self.real.display());
         101
     }
+}
+
+/// The result key of a candidate whose env values and input fingerprints are as recorded,
+/// recomputed; `None` if it does not match.
+fn matching_result_key(
+    hasher: &mut MemoHasher,
+    dirs: &RunDirs,
+    invocation_key: &Key,
+    candidate: &Candidate,
+    update: &mut StateUpdate,
+) -> Option<Key> {
+    let env_matches = candidate.env_deps.iter().all(|env| {
+        let now = std::env::var_os(&env.name);
+        now.as_ref().map(|value| value.as_bytes()) == env.value.as_ref().map(String::as_bytes)
+    });
+    if !env_matches {
+        return None;
+    }
+    let mut seen = Vec::new();
+    for input in &candidate.inputs {
+        let now = inputs::fingerprint(hasher, dirs, &input.path, &mut seen, update).ok()?;
+        if now != input.hash {
+            return None;
+        }
+    }
+    Some(key::result_key(
+        invocation_key,
+        &candidate.inputs,
+        &candidate.env_deps,
+    ))
 }
 
 /// Writes a recorded run's stdout and stderr, byte for byte.

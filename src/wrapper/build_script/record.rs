@@ -32,7 +32,7 @@ impl ScriptRun {
         store: &Store,
         hasher: &mut MemoHasher,
         recording: &Recording,
-    ) -> Result<(), NotStored> {
+    ) -> Result<Key, NotStored> {
         let env = recording.env;
         let directives = Directives::parse(recording.stdout);
         check_link_search(&directives, env)?;
@@ -113,7 +113,7 @@ impl ScriptRun {
             .index
             .commit_compile(&store.layout, recording.invocation_key, candidate, &entry)?;
         self.update.last_use.push((result_key, now));
-        Ok(())
+        Ok(result_key)
     }
 }
 

@@ -31,8 +31,10 @@ use crate::config::Config;
 use crate::key::compiler::native_cpu_memo_key;
 use crate::key::hasher::Key;
 use crate::key::input_paths::InputDirs;
+use crate::remote::fetch::RemoteOutcome;
 use crate::stats::{self, Event, Outcome};
 use crate::store::Store;
+use crate::store::entry::Candidate;
 use crate::store::state::StateUpdate;
 use store::CcFinished;
 
@@ -57,6 +59,7 @@ pub fn run(program: OsString, args: Vec<OsString>) -> i32 {
         language: driver::default_language(&program).name(),
         update: StateUpdate::default(),
         damaged_record: None,
+        remote_outcome: None,
     };
     let Some(real) = real else {
         eprintln!(
@@ -119,6 +122,8 @@ struct CcRun {
     /// A manifest or entry record met during the lookup that does not decode: the fault this
     /// invocation counts, whatever its store step does.
     damaged_record: Option<String>,
+    /// What the remote said, if it was asked.
+    remote_outcome: Option<RemoteOutcome>,
 }
 
 impl CcRun {
@@ -141,6 +146,10 @@ impl CcRun {
             }
         };
         let mut fault = self.damaged_record.take();
+        let found = match found {
+            Some(found) => Some(found),
+            None => self.look_up_remote(store, &mut hasher, &invocation_key),
+        };
         if let Some(found) = found {
             match restore::materialize(store, &found.entry, invocation, &self.cwd, &mut self.update)
             {
@@ -205,6 +214,31 @@ impl CcRun {
         Ok((invocation_key, lookup.found))
     }
 
+    /// After a local miss: the remote, if one is configured.
+    fn look_up_remote(
+        &mut self,
+        store: &Store,
+        hasher: &mut MemoHasher,
+        invocation_key: &Key,
+    ) -> Option<keying::Match> {
+        let dirs = InputDirs::cwd_only(&self.cwd);
+        let mut result_key_of = |candidate: &Candidate, update: &mut StateUpdate| {
+            keying::matching_result_key(hasher, invocation_key, candidate, &dirs, update)
+        };
+        let (fetched, outcome) = super::ask_remote(
+            &self.config,
+            store,
+            invocation_key,
+            &mut result_key_of,
+            &mut self.update,
+        );
+        self.remote_outcome = outcome;
+        fetched.map(|fetched| keying::Match {
+            result_key: fetched.result_key,
+            entry: fetched.entry,
+        })
+    }
+
     /// The miss: compile with output streamed, then store.
     fn compile_and_store(
         &mut self,
@@ -266,8 +300,14 @@ impl CcRun {
                 started_fs_ns,
             };
             match store::record(store, hasher, &finished, &mut self.update) {
-                Ok(_) => {
-                    super::trim_after_store(store, &self.config);
+                Ok(result_key) => {
+                    super::after_store(
+                        store,
+                        &self.config,
+                        invocation_key,
+                        &result_key,
+                        &mut self.update,
+                    );
                     Outcome::Miss { not_stored: None }
                 }
                 Err(not_stored) => not_stored.into_outcome(),
@@ -314,6 +354,7 @@ impl CcRun {
                     stored: matches!(outcome, Outcome::Miss { not_stored: None }),
                     duration_ms,
                     cwd: &self.cwd,
+                    remote: self.remote_outcome.map(RemoteOutcome::name),
                 },
             );
         }

@@ -9,6 +9,12 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod loader;
+pub mod remote;
+
+use loader::{Loader, Names};
+pub use remote::{RemoteConfig, RemoteLocation, UploadMode};
+
 /// Default size limit: 10 GiB.
 pub const DEFAULT_CACHE_SIZE: u64 = 10 << 30;
 
@@ -47,15 +53,11 @@ pub struct Config {
     pub recache: Setting<bool>,
     /// Cache build-script runs (DESIGN.md §6b); `off` leaves every run to cargo.
     pub build_scripts: Setting<bool>,
+    /// Remote storage (README.md "Remote storage").
+    pub remote: RemoteConfig,
     /// The config file consulted, and whether it exists.
     pub config_file: Option<PathBuf>,
     pub warnings: Vec<String>,
-}
-
-/// One row of the settings table: env var, TOML key.
-struct Names {
-    env: &'static str,
-    toml: &'static str,
 }
 
 const DIR: Names = Names {
@@ -99,118 +101,18 @@ impl Config {
 
     /// Loads the settings with `env` standing in for the environment (for tests).
     pub fn load_from(env: impl Fn(&str) -> Option<OsString>) -> Config {
-        let mut warnings = Vec::new();
-        let config_file = env("RCACHE_CONFIG")
-            .map(PathBuf::from)
-            .or_else(|| dirs::config_dir().map(|dir| dir.join("rcache/config.toml")));
-        let table = config_file
-            .as_ref()
-            .and_then(|path| match std::fs::read_to_string(path) {
-                Ok(text) => match text.parse::<toml::Table>() {
-                    Ok(table) => Some(table),
-                    Err(err) => {
-                        warnings.push(format!("{}: {err}", path.display()));
-                        None
-                    }
-                },
-                Err(_) => None,
-            })
-            .unwrap_or_default();
-        let file_source = || Source::File(config_file.clone().unwrap_or_default());
-
-        // A raw value from the env (as a string) or from the file (as a TOML value).
-        let raw = |names: &Names| -> Option<(String, Source)> {
-            if let Some(value) = env(names.env) {
-                return Some((value.to_string_lossy().into_owned(), Source::Env(names.env)));
-            }
-            let value = table.get(names.toml)?;
-            let text = match value {
-                toml::Value::String(text) => text.clone(),
-                other => other.to_string(),
-            };
-            Some((text, file_source()))
-        };
-
-        let mut parsed =
-            |names: &Names, parse: &dyn Fn(&str) -> Option<()>| -> Option<(String, Source)> {
-                let (text, source) = raw(names)?;
-                if parse(&text).is_none() {
-                    warnings.push(format!(
-                        "{} = {text:?} from {source} is invalid; using the default",
-                        names.env
-                    ));
-                    return None;
-                }
-                Some((text, source))
-            };
-
-        let dir = match parsed(&DIR, &|_| Some(())) {
-            Some((text, source)) => Setting {
-                value: PathBuf::from(text),
-                source,
-            },
-            None => Setting {
-                value: default_dir(),
-                source: Source::Default,
-            },
-        };
-        let cache_size = match parsed(&CACHE_SIZE, &|text| parse_size(text).map(|_| ())) {
-            Some((text, source)) => Setting {
-                value: parse_size(&text).unwrap_or(DEFAULT_CACHE_SIZE),
-                source,
-            },
-            None => Setting {
-                value: DEFAULT_CACHE_SIZE,
-                source: Source::Default,
-            },
-        };
-        let max_age = match parsed(&MAX_AGE, &|text| {
-            humantime::parse_duration(text).ok().map(|_| ())
-        }) {
-            Some((text, source)) => Setting {
-                value: humantime::parse_duration(&text).ok(),
-                source,
-            },
-            None => Setting {
-                value: None,
-                source: Source::Default,
-            },
-        };
-        let log = match parsed(&LOG, &|_| Some(())) {
-            Some((text, source)) => Setting {
-                value: Some(text),
-                source,
-            },
-            None => Setting {
-                value: None,
-                source: Source::Default,
-            },
-        };
-        let events = match parsed(&EVENTS, &|text| (!text.is_empty()).then_some(())) {
-            Some((text, source)) => Setting {
-                value: Some(PathBuf::from(text)),
-                source,
-            },
-            None => Setting {
-                value: None,
-                source: Source::Default,
-            },
-        };
-        let flag = |parsed: Option<(String, Source)>, default: bool| match parsed {
-            Some((text, source)) => Setting {
-                value: parse_bool(&text).unwrap_or(default),
-                source,
-            },
-            None => Setting {
-                value: default,
-                source: Source::Default,
-            },
-        };
-        let is_bool = |text: &str| parse_bool(text).map(|_| ());
-        let disable = flag(parsed(&DISABLE, &is_bool), false);
-        let recache = flag(parsed(&RECACHE, &is_bool), false);
-        let build_scripts = flag(parsed(&BUILD_SCRIPTS, &is_bool), true);
-
+        let mut loader = Loader::new(&env);
+        let dir = loader.or(&DIR, |text| Some(PathBuf::from(text)), default_dir());
+        let cache_size = loader.or(&CACHE_SIZE, parse_size, DEFAULT_CACHE_SIZE);
+        let max_age = loader.optional(&MAX_AGE, loader::duration);
+        let log = loader.optional(&LOG, |text| Some(text.to_string()));
+        let events = loader.optional(&EVENTS, |text| {
+            (!text.is_empty()).then(|| PathBuf::from(text))
+        });
+        let disable = loader.flag(&DISABLE, false);
+        let recache = loader.flag(&RECACHE, false);
+        let build_scripts = loader.flag(&BUILD_SCRIPTS, true);
+        let remote = RemoteConfig::load(&mut loader);
         Config {
             dir,
             cache_size,
@@ -220,15 +122,16 @@ impl Config {
             disable,
             recache,
             build_scripts,
-            config_file,
-            warnings,
+            remote,
+            config_file: loader.config_file,
+            warnings: loader.warnings,
         }
     }
 
     /// The rows of `rcache config`: env var, TOML key, value, source.
     pub fn rows(&self) -> Vec<(&'static str, &'static str, String, &Source)> {
         let show = |value: Option<String>| value.unwrap_or_else(|| "(unset)".into());
-        vec![
+        let mut rows = vec![
             (
                 DIR.env,
                 DIR.toml,
@@ -286,7 +189,9 @@ impl Config {
                 .to_string(),
                 &self.build_scripts.source,
             ),
-        ]
+        ];
+        rows.extend(self.remote.rows());
+        rows
     }
 }
 
@@ -328,14 +233,6 @@ pub fn format_size(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-fn parse_bool(text: &str) -> Option<bool> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Some(true),
-        "" | "0" | "false" | "no" | "off" => Some(false),
-        _ => None,
     }
 }
 

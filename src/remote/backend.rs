@@ -1,0 +1,93 @@
+//! The seam between rcache and a remote service: what every backend can do, and its errors.
+//!
+//! Operations come in batches (`get_many`, `put_many`, `exists_many`) so that a backend can
+//! send them at once: Redis pipelines them in one round trip, S3 runs them concurrently. A
+//! missing object is `None`, never an error: the remote may evict anything at any time.
+
+use super::layout::Object;
+use crate::key::hasher::Key;
+
+/// A remote fault. Every one of them leaves the build going; the ones that say the remote is
+/// unwell (all but [`RemoteError::Config`]) also make every rcache process skip it for a while.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteError {
+    /// A request, or the connection, took longer than the configured timeout.
+    #[error("remote timed out: {0}")]
+    Timeout(String),
+    /// The connection failed (refused, reset, name not resolved, TLS).
+    #[error("remote unreachable: {0}")]
+    Unreachable(String),
+    /// The service answered with a refusal (credentials, permissions, no such bucket).
+    #[error("remote refused the request: {0}")]
+    Refused(String),
+    /// Any other answer the client could not use.
+    #[error("remote error: {0}")]
+    Other(String),
+    /// The settings do not describe a usable remote.
+    #[error("remote settings: {0}")]
+    Config(String),
+}
+
+impl RemoteError {
+    /// A short snake_case name for the stats.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RemoteError::Timeout(_) => "timeout",
+            RemoteError::Unreachable(_) => "unreachable",
+            RemoteError::Refused(_) => "refused",
+            RemoteError::Other(_) => "remote_error",
+            RemoteError::Config(_) => "config",
+        }
+    }
+}
+
+/// What rcache needs from a remote service.
+pub trait Backend {
+    /// The objects' contents, `None` for each one the remote does not have.
+    fn get_many(&self, objects: &[Object]) -> Result<Vec<Option<Vec<u8>>>, RemoteError>;
+    /// Writes the objects (an existing one is overwritten).
+    fn put_many(&self, objects: Vec<(Object, Vec<u8>)>) -> Result<(), RemoteError>;
+    /// Whether each object exists.
+    fn exists_many(&self, objects: &[Object]) -> Result<Vec<bool>, RemoteError>;
+    fn delete(&self, object: &Object) -> Result<(), RemoteError>;
+    /// The encoded candidates filed under an invocation key, newest first, at most `limit`.
+    fn candidates(&self, invocation_key: &Key, limit: usize) -> Result<Vec<Vec<u8>>, RemoteError>;
+    /// Files one more candidate under an invocation key, without touching the others.
+    fn add_candidate(
+        &self,
+        invocation_key: &Key,
+        result_key: &Key,
+        created_unix_ms: u64,
+        encoded: Vec<u8>,
+    ) -> Result<(), RemoteError>;
+}
+
+/// The text of an error and its sources, for a [`RemoteError`]'s message.
+pub fn describe(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// True if an error, or any of its sources, is an I/O error of one of `kinds`.
+pub fn has_io_kind(err: &(dyn std::error::Error + 'static), kinds: &[std::io::ErrorKind]) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(cause) = current {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && kinds.contains(&io.kind())
+        {
+            return true;
+        }
+        current = cause.source();
+    }
+    false
+}

@@ -1,0 +1,278 @@
+//! What the remote holds, byte for byte (store-format/README.md §9): object names per backend,
+//! and the envelopes around entries and candidates, with their optional signature.
+//!
+//! Three kinds of object, as in the local store:
+//! - blobs, named by the blake3 of their content, holding the raw bytes;
+//! - entries, named by their result key, in an envelope that may carry an HMAC-SHA256 over the
+//!   result key and the encoded entry together;
+//! - candidates, filed under their invocation key, one object (S3) or one set member (Redis)
+//!   each, so that two machines adding candidates for one key at once never lose either.
+
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::key::hasher::{Key, hex};
+use crate::store::entry::{self, Candidate, Entry};
+
+/// Version of the remote layout; names the `rcache-v1` prefix. A change to the meaning of any
+/// remote object bumps it, so that old and new clients never misread each other's objects.
+pub const REMOTE_FORMAT_VERSION: u32 = 1;
+
+/// How many candidates a lookup reads for one invocation key, newest first.
+pub const REMOTE_MAX_CANDIDATES: usize = 16;
+
+/// How many candidates Redis keeps per invocation key (older ones are trimmed on insert).
+pub const REDIS_KEPT_CANDIDATES: isize = 64;
+
+/// First bytes of an entry envelope.
+const ENTRY_MAGIC: &[u8; 4] = b"RCE1";
+/// First bytes of a candidate envelope.
+const CANDIDATE_MAGIC: &[u8; 4] = b"RCC1";
+/// Entry envelope flag: no signature follows.
+const UNSIGNED: u8 = 0;
+/// Entry envelope flag: a 32-byte HMAC-SHA256 follows.
+const SIGNED: u8 = 1;
+/// Domain separation of the signed message.
+const SIGNATURE_CONTEXT: &[u8] = b"rcache remote entry v1\0";
+
+/// One remote object other than a candidate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Object {
+    Blob(Key),
+    Entry(Key),
+    /// A scratch object written and deleted by `rcache remote check`.
+    Check(String),
+}
+
+/// The common prefix of every name: `rcache-v1`.
+pub fn version_prefix() -> String {
+    format!("rcache-v{REMOTE_FORMAT_VERSION}")
+}
+
+impl Object {
+    /// The S3 object path below the configured prefix.
+    pub fn s3_path(&self) -> String {
+        let root = version_prefix();
+        match self {
+            Object::Blob(hash) => format!("{root}/blobs/{}", hex(hash)),
+            Object::Entry(key) => format!("{root}/entries/{}", hex(key)),
+            Object::Check(name) => format!("{root}/check/{name}"),
+        }
+    }
+
+    /// The Redis key.
+    pub fn redis_key(&self) -> String {
+        let root = version_prefix();
+        match self {
+            Object::Blob(hash) => format!("{root}:blob:{}", hex(hash)),
+            Object::Entry(key) => format!("{root}:entry:{}", hex(key)),
+            Object::Check(name) => format!("{root}:check:{name}"),
+        }
+    }
+}
+
+/// The S3 "directory" holding an invocation key's candidates.
+pub fn s3_candidates_dir(invocation_key: &Key) -> String {
+    format!("{}/candidates/{}/", version_prefix(), hex(invocation_key))
+}
+
+/// One candidate's S3 object: the time inverted, so that a listing (ascending) is newest
+/// first, then the result key, so that two candidates never share a name.
+pub fn s3_candidate_path(invocation_key: &Key, result_key: &Key, created_unix_ms: u64) -> String {
+    format!(
+        "{}{:016x}-{}",
+        s3_candidates_dir(invocation_key),
+        u64::MAX - created_unix_ms,
+        hex(result_key)
+    )
+}
+
+/// The Redis sorted set of an invocation key's candidates (score: creation time).
+pub fn redis_candidates_key(invocation_key: &Key) -> String {
+    format!("{}:candidates:{}", version_prefix(), hex(invocation_key))
+}
+
+/// A candidate as the remote holds it.
+pub fn encode_candidate(candidate: &Candidate) -> Vec<u8> {
+    let mut bytes = CANDIDATE_MAGIC.to_vec();
+    bytes.extend(entry::encode(candidate));
+    bytes
+}
+
+pub fn decode_candidate(bytes: &[u8]) -> Option<Candidate> {
+    entry::decode(bytes.strip_prefix(CANDIDATE_MAGIC)?).ok()
+}
+
+/// An entry as the remote holds it: `RCE1`, a flag byte, the HMAC-SHA256 of
+/// `context || result key || encoded entry` under `secret` when there is one (flag 1, 32 bytes),
+/// then the postcard-encoded entry.
+pub fn seal_entry(result_key: &Key, entry: &Entry, secret: Option<&[u8]>) -> Vec<u8> {
+    let encoded = entry::encode(entry);
+    let mut bytes = ENTRY_MAGIC.to_vec();
+    match secret {
+        Some(secret) => {
+            bytes.push(SIGNED);
+            bytes.extend(signature(secret, result_key, &encoded));
+        }
+        None => bytes.push(UNSIGNED),
+    }
+    bytes.extend(encoded);
+    bytes
+}
+
+/// Why a remote entry was not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsealed {
+    /// A secret is configured and the entry carries no signature.
+    Unsigned,
+    /// A secret is configured and the signature is not its own.
+    BadSignature,
+    /// Not an entry envelope of this version, or the entry does not decode.
+    Garbage,
+}
+
+impl Unsealed {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Unsealed::Unsigned => "unsigned",
+            Unsealed::BadSignature => "bad_signature",
+            Unsealed::Garbage => "bad_entry",
+        }
+    }
+}
+
+/// Opens an entry envelope. With a secret, only an entry signed with it for this very result
+/// key is accepted; without one, signatures are not checked (an unsigned client trusts the
+/// remote, README.md "Trust").
+pub fn unseal_entry(
+    result_key: &Key,
+    bytes: &[u8],
+    secret: Option<&[u8]>,
+) -> Result<Entry, Unsealed> {
+    let rest = bytes.strip_prefix(ENTRY_MAGIC).ok_or(Unsealed::Garbage)?;
+    let (&flag, rest) = rest.split_first().ok_or(Unsealed::Garbage)?;
+    let (tag, encoded) = match flag {
+        UNSIGNED => (None, rest),
+        SIGNED if rest.len() >= 32 => {
+            let (tag, encoded) = rest.split_at(32);
+            (Some(tag), encoded)
+        }
+        _ => return Err(Unsealed::Garbage),
+    };
+    if let Some(secret) = secret {
+        let tag = tag.ok_or(Unsealed::Unsigned)?;
+        keyed_mac(secret, result_key, encoded)
+            .verify_slice(tag)
+            .map_err(|_| Unsealed::BadSignature)?;
+    }
+    entry::decode(encoded).map_err(|_| Unsealed::Garbage)
+}
+
+fn keyed_mac(secret: &[u8], result_key: &Key, encoded: &[u8]) -> Hmac<Sha256> {
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(SIGNATURE_CONTEXT);
+    mac.update(result_key);
+    mac.update(encoded);
+    mac
+}
+
+fn signature(secret: &[u8], result_key: &Key, encoded: &[u8]) -> [u8; 32] {
+    keyed_mac(secret, result_key, encoded)
+        .finalize()
+        .into_bytes()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rustc::outputs::OutputKind;
+    use crate::store::entry::{EnvRecord, InputRecord, OutputRecord};
+
+    fn entry() -> Entry {
+        Entry {
+            outputs: vec![OutputRecord {
+                name: "libx.rlib".into(),
+                kind: OutputKind::Rlib,
+                blob: [3; 32],
+                size: 9,
+                mode: 0o644,
+            }],
+            stdout: vec![],
+            stderr: b"warning".to_vec(),
+            out_dir: b"target/debug/deps".to_vec(),
+            compile_ms: 12,
+            created_unix_ms: 34,
+        }
+    }
+
+    #[test]
+    fn signed_entries_open_only_with_their_secret_and_result_key() {
+        let key = [1; 32];
+        let sealed = seal_entry(&key, &entry(), Some(b"k1"));
+        assert_eq!(unseal_entry(&key, &sealed, Some(b"k1")), Ok(entry()));
+        assert_eq!(
+            unseal_entry(&key, &sealed, Some(b"k2")),
+            Err(Unsealed::BadSignature)
+        );
+        // The same bytes filed under another result key are refused: a signature binds both.
+        assert_eq!(
+            unseal_entry(&[2; 32], &sealed, Some(b"k1")),
+            Err(Unsealed::BadSignature)
+        );
+        // A client without a secret does not check.
+        assert_eq!(unseal_entry(&key, &sealed, None), Ok(entry()));
+        let mut flipped = sealed.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert_eq!(
+            unseal_entry(&key, &flipped, Some(b"k1")),
+            Err(Unsealed::BadSignature)
+        );
+    }
+
+    #[test]
+    fn unsigned_entries_are_refused_by_a_client_with_a_secret() {
+        let key = [1; 32];
+        let sealed = seal_entry(&key, &entry(), None);
+        assert_eq!(unseal_entry(&key, &sealed, None), Ok(entry()));
+        assert_eq!(
+            unseal_entry(&key, &sealed, Some(b"k1")),
+            Err(Unsealed::Unsigned)
+        );
+        assert_eq!(unseal_entry(&key, b"RCE1", None), Err(Unsealed::Garbage));
+        assert_eq!(unseal_entry(&key, b"junk", None), Err(Unsealed::Garbage));
+    }
+
+    #[test]
+    fn candidate_names_list_newest_first_and_round_trip() {
+        let invocation = [9; 32];
+        let older = s3_candidate_path(&invocation, &[1; 32], 1_000);
+        let newer = s3_candidate_path(&invocation, &[2; 32], 2_000);
+        assert!(newer < older);
+        assert!(older.starts_with(&s3_candidates_dir(&invocation)));
+        let candidate = Candidate {
+            inputs: vec![InputRecord {
+                path: b"src/lib.rs".to_vec(),
+                hash: [4; 32],
+            }],
+            env_deps: vec![EnvRecord {
+                name: "X".into(),
+                value: None,
+            }],
+            result_key: [5; 32],
+        };
+        let bytes = encode_candidate(&candidate);
+        assert_eq!(decode_candidate(&bytes), Some(candidate));
+        assert_eq!(decode_candidate(&bytes[4..]), None);
+        assert_eq!(
+            Object::Blob([0xab; 32]).s3_path().len(),
+            "rcache-v1/blobs/".len() + 64
+        );
+        assert!(
+            Object::Entry([0; 32])
+                .redis_key()
+                .starts_with("rcache-v1:entry:")
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! Remote storage: a cache shared between machines, behind the local store (README.md "Remote
+//! storage", store-format/README.md §9).
+//!
+//! The local store stays the first level. On a local miss the wrapper asks the remote
+//! ([`fetch`]): a candidate of the invocation key that matches the files here names an entry,
+//! whose blobs are fetched, verified against their blake3 names, and committed into the local
+//! store, so that the next hit is local. On a miss in both, the compile's result is stored
+//! locally and then published ([`publish`]): by the compile's own process, or queued for a
+//! detached uploader ([`queue`]) so that the build does not wait for the network.
+//!
+//! - [`backend`]: what a remote service must do, and its errors; [`s3`] and [`redis`] do it.
+//! - [`layout`]: object names and envelopes (the remote format, versioned).
+//! - [`backoff`]: after a failure, every rcache process skips the remote for a while.
+//!
+//! A remote never breaks a build: every fault is counted under `remote.` in the stats, and the
+//! compile goes on locally.
+
+pub mod backend;
+pub mod backoff;
+pub mod fetch;
+pub mod layout;
+pub mod publish;
+pub mod queue;
+pub mod redis;
+pub mod s3;
+
+use std::time::Duration;
+
+use crate::config::{Config, RemoteLocation, UploadMode};
+use crate::key::hasher::Key;
+use crate::store::entry::Candidate;
+use crate::store::state::StateUpdate;
+pub use backend::{Backend, RemoteError};
+use layout::{REMOTE_MAX_CANDIDATES, decode_candidate, encode_candidate};
+
+/// Counter-name prefix of the remote's figures (`remote.hits`, `remote.error_reasons.timeout`).
+pub const COUNTER_PREFIX: &str = "remote.";
+
+/// A configured remote. Creating one connects to nothing: the first request does.
+pub struct Remote {
+    backend: Box<dyn Backend>,
+    pub location: RemoteLocation,
+    pub readonly: bool,
+    /// The shared secret that signs and checks entries.
+    secret: Option<Vec<u8>>,
+    pub backoff: Duration,
+    pub upload: UploadMode,
+}
+
+impl Remote {
+    /// The remote the settings name; `None` when none is configured.
+    pub fn from_config(config: &Config) -> Result<Option<Remote>, RemoteError> {
+        let settings = &config.remote;
+        let Some(location) = settings.location.value.clone() else {
+            return Ok(None);
+        };
+        let backend: Box<dyn Backend> = match &location {
+            RemoteLocation::S3 { bucket, prefix } => {
+                Box::new(s3::S3Backend::new(bucket, prefix, settings)?)
+            }
+            RemoteLocation::Redis { url } => Box::new(redis::RedisBackend::new(
+                url,
+                settings.connect_timeout(),
+                settings.timeout.value,
+            )?),
+        };
+        Ok(Some(Remote {
+            backend,
+            location,
+            readonly: settings.readonly.value,
+            secret: settings
+                .key
+                .value
+                .as_ref()
+                .map(|secret| secret.0.as_bytes().to_vec()),
+            backoff: settings.backoff.value,
+            upload: settings.upload.value,
+        }))
+    }
+
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    pub fn secret(&self) -> Option<&[u8]> {
+        self.secret.as_deref()
+    }
+
+    /// The candidates filed under an invocation key, newest first; undecodable ones are left
+    /// out. Their result keys are as stored: a lookup recomputes them.
+    pub fn candidates(&self, invocation_key: &Key) -> Result<Vec<Candidate>, RemoteError> {
+        let encoded = self
+            .backend
+            .candidates(invocation_key, REMOTE_MAX_CANDIDATES)?;
+        Ok(encoded
+            .iter()
+            .filter_map(|bytes| decode_candidate(bytes))
+            .collect())
+    }
+
+    /// Files one more candidate under an invocation key; candidates added at the same time by
+    /// other machines are all kept.
+    pub fn add_candidate(
+        &self,
+        invocation_key: &Key,
+        candidate: &Candidate,
+    ) -> Result<(), RemoteError> {
+        let now = crate::stats::unix_ms(std::time::SystemTime::now());
+        self.backend.add_candidate(
+            invocation_key,
+            &candidate.result_key,
+            now,
+            encode_candidate(candidate),
+        )
+    }
+}
+
+/// Adds `by` to the remote counter `name` (`hits`, `error_reasons.timeout`, ...).
+pub fn count(update: &mut StateUpdate, name: &str, by: u64) {
+    if by > 0 {
+        update.count(format!("{COUNTER_PREFIX}{name}"), by);
+    }
+}
+
+/// Counts a remote fault under `remote.errors` and its reason.
+pub fn count_error(update: &mut StateUpdate, reason: &str) {
+    count(update, "errors", 1);
+    count(update, &format!("error_reasons.{reason}"), 1);
+}

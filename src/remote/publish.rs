@@ -1,0 +1,195 @@
+//! Publishing a locally stored entry: the blobs the remote lacks, then the entry (signed when a
+//! secret is set), then its candidate. In that order, a reader that finds the candidate finds
+//! the rest, unless the remote evicted it meanwhile (a miss).
+//!
+//! [`after_store`] is the wrapper's hook after every successful store: with
+//! `RCACHE_REMOTE_UPLOAD=sync` it publishes before the compile's process exits; by default it
+//! queues the entry for the detached uploader ([`super::queue`]).
+
+use std::time::Duration;
+
+use super::backend::RemoteError;
+use super::fetch::entry_blobs;
+use super::layout::{Object, seal_entry};
+use super::{Remote, backoff, count, count_error, queue};
+use crate::config::{Config, UploadMode};
+use crate::key::hasher::Key;
+use crate::store::entry::{Candidate, Entry};
+use crate::store::state::StateUpdate;
+use crate::store::{Store, StoreError};
+
+/// What publishing one entry did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// False when the entry is no longer in the local store (gc removed it): nothing to do.
+    pub entry: bool,
+    pub blobs_uploaded: u64,
+    pub bytes_up: u64,
+}
+
+/// A publish that could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{path}: {source}")]
+    Blob {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl PublishError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PublishError::Remote(err) => err.reason(),
+            PublishError::Store(err) => err.reason(),
+            PublishError::Blob { source, .. } => crate::store::io_reason(source),
+        }
+    }
+}
+
+/// The wrapper's hook after storing `result_key` under `invocation_key`: publishes it, or
+/// queues it for the uploader. Never fails; faults are counted in `update`.
+pub fn after_store(
+    config: &Config,
+    store: &Store,
+    invocation_key: &Key,
+    result_key: &Key,
+    update: &mut StateUpdate,
+) {
+    let settings = &config.remote;
+    if settings.location.value.is_none() || settings.readonly.value {
+        return;
+    }
+    match settings.upload.value {
+        UploadMode::Background => {
+            if let Err(err) = queue::enqueue(store, invocation_key, result_key) {
+                tracing::warn!("could not queue an upload: {err}");
+                count_error(update, crate::store::io_reason(&err));
+                return;
+            }
+            if !backoff::active(store) {
+                queue::start_uploader(store, update);
+            }
+        }
+        UploadMode::Sync => {
+            if backoff::active(store) {
+                // Published later by `rcache remote flush`, or not at all.
+                let _ = queue::enqueue(store, invocation_key, result_key);
+                count(update, "skipped", 1);
+                return;
+            }
+            let remote = match Remote::from_config(config) {
+                Ok(Some(remote)) => remote,
+                Ok(None) => return,
+                Err(err) => {
+                    count_error(update, err.reason());
+                    return;
+                }
+            };
+            // Counted (and a failure backed off) inside; the build goes on either way.
+            let _ = publish_counted(&remote, store, invocation_key, result_key, update);
+        }
+    }
+}
+
+/// Publishes one entry and counts what happened; a remote failure starts the backoff.
+pub fn publish_counted(
+    remote: &Remote,
+    store: &Store,
+    invocation_key: &Key,
+    result_key: &Key,
+    update: &mut StateUpdate,
+) -> Result<Published, PublishError> {
+    let published = publish(remote, store, invocation_key, result_key);
+    match &published {
+        Ok(done) => {
+            if done.entry {
+                count(update, "uploads", 1);
+            }
+            count(update, "bytes_up", done.bytes_up);
+        }
+        Err(err) => {
+            tracing::warn!("publishing to the remote failed ({err})");
+            count_error(update, err.reason());
+            if let PublishError::Remote(err) = err {
+                backoff::start(store, remote.backoff);
+                warn_once(store, err, remote.backoff);
+            }
+        }
+    }
+    published
+}
+
+/// Publishes the locally stored entry `result_key` with its candidate under `invocation_key`.
+pub fn publish(
+    remote: &Remote,
+    store: &Store,
+    invocation_key: &Key,
+    result_key: &Key,
+) -> Result<Published, PublishError> {
+    let Some((entry, candidate)) = local_entry(store, invocation_key, result_key)? else {
+        return Ok(Published::default());
+    };
+    let backend = remote.backend();
+    let blobs = entry_blobs(&entry);
+    let objects: Vec<Object> = blobs.iter().map(|blob| Object::Blob(*blob)).collect();
+    let present = backend.exists_many(&objects)?;
+    let mut uploads = Vec::new();
+    let mut published = Published {
+        entry: true,
+        ..Published::default()
+    };
+    for (blob, present) in blobs.iter().zip(present) {
+        if present {
+            continue;
+        }
+        let path = store.layout.blob_path(&blake3::Hash::from_bytes(*blob));
+        let bytes = std::fs::read(&path).map_err(|source| PublishError::Blob {
+            path: path.clone(),
+            source,
+        })?;
+        published.blobs_uploaded += 1;
+        published.bytes_up += bytes.len() as u64;
+        uploads.push((Object::Blob(*blob), bytes));
+    }
+    backend.put_many(uploads)?;
+    let sealed = seal_entry(result_key, &entry, remote.secret());
+    published.bytes_up += sealed.len() as u64;
+    backend.put_many(vec![(Object::Entry(*result_key), sealed)])?;
+    remote.add_candidate(invocation_key, &candidate)?;
+    Ok(published)
+}
+
+/// The entry and its candidate, from the local index; `None` if gc removed either.
+fn local_entry(
+    store: &Store,
+    invocation_key: &Key,
+    result_key: &Key,
+) -> Result<Option<(Entry, Candidate)>, StoreError> {
+    let rtxn = store.index.read_txn()?;
+    let Some(entry) = store.index.entry(&rtxn, result_key)? else {
+        return Ok(None);
+    };
+    let manifest = store.index.manifest(&rtxn, invocation_key)?;
+    Ok(manifest
+        .candidates
+        .into_iter()
+        .find(|candidate| candidate.result_key == *result_key)
+        .map(|candidate| (entry, candidate)))
+}
+
+/// Tells the user, once per build, that the remote failed and is skipped for a while.
+pub fn warn_once(store: &Store, err: &RemoteError, period: Duration) {
+    crate::warn_once::warn(
+        &store.layout.root,
+        "remote",
+        &format!(
+            "the remote cache failed ({err}); rcache skips it for {}",
+            humantime::format_duration(period)
+        ),
+    );
+}

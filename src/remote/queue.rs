@@ -1,0 +1,230 @@
+//! Background publishing: the compile's process queues its entry and leaves; one detached
+//! uploader (`rcache remote upload`) publishes the queue. The cold build never waits for the
+//! network, and CI jobs run `rcache remote flush` at their end, since runners kill orphans.
+//!
+//! The queue is a directory of empty files, `v1/remote-queue/<invocation key>-<result key>`
+//! (hex): creating one is atomic, and two stores of one entry make one file. The uploader holds
+//! `v1/remote-upload.lock` while it runs. A store queues its file *before* trying that lock, and
+//! the uploader lists the queue again after releasing it: so a file queued while an uploader is
+//! finishing is either seen by it or finds the lock free and starts another.
+//!
+//! A queued entry that gc removed meanwhile is dropped. A remote failure stops the uploader,
+//! leaving the rest queued for the next one (after the backoff) or for `rcache remote flush`.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::publish::{PublishError, publish_counted};
+use super::{Remote, count_error};
+use crate::key::hasher::{Key, hex};
+use crate::store::state::StateUpdate;
+use crate::store::{Store, StoreError};
+
+/// One queued entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub invocation_key: Key,
+    pub result_key: Key,
+    pub path: PathBuf,
+}
+
+/// Queues an entry for publishing.
+pub fn enqueue(store: &Store, invocation_key: &Key, result_key: &Key) -> io::Result<()> {
+    let dir = store.layout.remote_queue_dir();
+    let path = dir.join(format!("{}-{}", hex(invocation_key), hex(result_key)));
+    let create = || fs::File::create(&path).map(drop);
+    match create() {
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .recursive(true)
+                .create(&dir)?;
+            create()
+        }
+        other => other,
+    }
+}
+
+/// The queued entries, oldest first.
+pub fn pending(store: &Store) -> io::Result<Vec<Queued>> {
+    let dir = store.layout.remote_queue_dir();
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(err),
+    };
+    let mut queued = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some((invocation_key, result_key)) = name.to_str().and_then(parse_name) else {
+            let _ = fs::remove_file(entry.path()); // a stray file: not ours to keep
+            continue;
+        };
+        let modified = entry.metadata().and_then(|meta| meta.modified()).ok();
+        queued.push((
+            modified,
+            Queued {
+                invocation_key,
+                result_key,
+                path: entry.path(),
+            },
+        ));
+    }
+    queued.sort_by_key(|(modified, _)| *modified);
+    Ok(queued.into_iter().map(|(_, item)| item).collect())
+}
+
+fn parse_name(name: &str) -> Option<(Key, Key)> {
+    let (invocation, result) = name.split_once('-')?;
+    let parse = |text: &str| -> Option<Key> {
+        blake3::Hash::from_hex(text)
+            .ok()
+            .map(|hash| *hash.as_bytes())
+    };
+    Some((parse(invocation)?, parse(result)?))
+}
+
+/// Starts the detached uploader unless one is running. Faults are counted, never fatal.
+pub fn start_uploader(store: &Store, update: &mut StateUpdate) {
+    let started = (|| -> Result<(), StoreError> {
+        // Taken and released at once: a running uploader holds it and will list again.
+        if store.upload_lock(Duration::ZERO)?.is_none() {
+            return Ok(());
+        }
+        let exe = std::env::current_exe().map_err(|source| StoreError::Io {
+            path: "/proc/self/exe".into(),
+            source,
+        })?;
+        crate::detached::spawn(&exe, &["remote", "upload"])
+            .map_err(|source| StoreError::Io { path: exe, source })
+    })();
+    if let Err(err) = started {
+        tracing::warn!("could not start the remote uploader: {err}");
+        count_error(update, err.reason());
+    }
+}
+
+/// What a drain did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Drained {
+    pub published: u64,
+    pub blobs_uploaded: u64,
+    pub bytes_up: u64,
+    /// Entries dropped from the queue because the local store no longer has them.
+    pub dropped: u64,
+    /// The remote failure that stopped the drain, if one did.
+    pub stopped_by: Option<String>,
+}
+
+/// Publishes the queue, oldest first, until it is empty or the remote fails. The caller holds
+/// the upload lock.
+pub fn drain(
+    remote: &Remote,
+    store: &Store,
+    update: &mut StateUpdate,
+) -> Result<Drained, io::Error> {
+    let mut drained = Drained::default();
+    loop {
+        let queued = pending(store)?;
+        if queued.is_empty() {
+            return Ok(drained);
+        }
+        for item in queued {
+            match publish_counted(
+                remote,
+                store,
+                &item.invocation_key,
+                &item.result_key,
+                update,
+            ) {
+                Ok(published) => {
+                    if published.entry {
+                        drained.published += 1;
+                    } else {
+                        drained.dropped += 1;
+                    }
+                    drained.blobs_uploaded += published.blobs_uploaded;
+                    drained.bytes_up += published.bytes_up;
+                    let _ = fs::remove_file(&item.path);
+                }
+                Err(PublishError::Remote(err)) => {
+                    drained.stopped_by = Some(err.to_string());
+                    return Ok(drained);
+                }
+                Err(err) => {
+                    // The local side cannot give this entry (a blob gc removed, a damaged
+                    // record): it will never publish, so it leaves the queue.
+                    tracing::warn!("dropping a queued upload: {err}");
+                    drained.dropped += 1;
+                    let _ = fs::remove_file(&item.path);
+                }
+            }
+        }
+    }
+}
+
+/// The detached uploader: drains the queue under the upload lock, then lists it once more after
+/// releasing the lock, and goes on if something was queued meanwhile and no other uploader
+/// took over.
+pub fn run_uploader(
+    remote: &Remote,
+    store: &Store,
+    update: &mut StateUpdate,
+) -> io::Result<Drained> {
+    let mut total = Drained::default();
+    loop {
+        let Some(lock) = store.upload_lock(Duration::ZERO).map_err(store_io)? else {
+            return Ok(total);
+        };
+        let drained = drain(remote, store, update)?;
+        drop(lock);
+        total.published += drained.published;
+        total.blobs_uploaded += drained.blobs_uploaded;
+        total.bytes_up += drained.bytes_up;
+        total.dropped += drained.dropped;
+        if drained.stopped_by.is_some() {
+            total.stopped_by = drained.stopped_by;
+            return Ok(total);
+        }
+        if pending(store)?.is_empty() {
+            return Ok(total);
+        }
+    }
+}
+
+fn store_io(err: StoreError) -> io::Error {
+    match err {
+        StoreError::Io { source, .. } => source,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_queued_twice_is_listed_once_and_stray_files_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        assert!(pending(&store).unwrap().is_empty());
+        enqueue(&store, &[1; 32], &[2; 32]).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        enqueue(&store, &[3; 32], &[4; 32]).unwrap();
+        enqueue(&store, &[1; 32], &[2; 32]).unwrap();
+        fs::write(store.layout.remote_queue_dir().join("stray"), b"").unwrap();
+        let queued = pending(&store).unwrap();
+        let keys: Vec<(Key, Key)> = queued
+            .iter()
+            .map(|item| (item.invocation_key, item.result_key))
+            .collect();
+        assert_eq!(keys.len(), 2);
+        assert!(keys.contains(&([1; 32], [2; 32])));
+        assert!(keys.contains(&([3; 32], [4; 32])));
+        assert!(!store.layout.remote_queue_dir().join("stray").exists());
+    }
+}

@@ -1,0 +1,158 @@
+//! The Redis backend, over the `redis` crate's blocking client: one connection, opened on first
+//! use with the connect timeout, with the request timeout on every read and write.
+//!
+//! Blobs and entries are plain string keys. An invocation key's candidates are one sorted set
+//! (member: the encoded candidate, score: its creation time): `ZADD` from two machines at once
+//! keeps both, and a lookup reads the newest with one `ZREVRANGE`. Batches are pipelined.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use redis::{Client, Connection, RedisError};
+
+use super::backend::{Backend, RemoteError, describe};
+use super::layout::{Object, REDIS_KEPT_CANDIDATES, redis_candidates_key};
+use crate::key::hasher::Key;
+
+pub struct RedisBackend {
+    client: Client,
+    connection: RefCell<Option<Connection>>,
+    connect_timeout: Duration,
+    timeout: Duration,
+}
+
+impl RedisBackend {
+    /// Parses the URL; connects on first use.
+    pub fn new(
+        url: &str,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<RedisBackend, RemoteError> {
+        let client = Client::open(url).map_err(|err| RemoteError::Config(describe(&err)))?;
+        Ok(RedisBackend {
+            client,
+            connection: RefCell::new(None),
+            connect_timeout,
+            timeout,
+        })
+    }
+
+    /// Runs `request` on the connection, opening it first if needed. A failed connection is
+    /// dropped, so the next request starts afresh.
+    fn with_connection<T>(
+        &self,
+        request: impl FnOnce(&mut Connection) -> Result<T, RedisError>,
+    ) -> Result<T, RemoteError> {
+        let mut slot = self.connection.borrow_mut();
+        if slot.is_none() {
+            let connection = self
+                .client
+                .get_connection_with_timeout(self.connect_timeout)
+                .map_err(classify)?;
+            connection
+                .set_read_timeout(Some(self.timeout))
+                .and_then(|()| connection.set_write_timeout(Some(self.timeout)))
+                .map_err(classify)?;
+            *slot = Some(connection);
+        }
+        let connection = slot.as_mut().expect("connected above");
+        let result = request(connection).map_err(classify);
+        if result.is_err() {
+            *slot = None;
+        }
+        result
+    }
+}
+
+/// Names a Redis error for the stats.
+fn classify(err: RedisError) -> RemoteError {
+    let text = describe(&err);
+    if err.is_timeout() {
+        RemoteError::Timeout(text)
+    } else if err.is_connection_refusal() || err.is_connection_dropped() || err.is_io_error() {
+        RemoteError::Unreachable(text)
+    } else {
+        match err.kind() {
+            redis::ErrorKind::AuthenticationFailed => RemoteError::Refused(text),
+            _ => RemoteError::Other(text),
+        }
+    }
+}
+
+impl Backend for RedisBackend {
+    fn get_many(&self, objects: &[Object]) -> Result<Vec<Option<Vec<u8>>>, RemoteError> {
+        if objects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = objects.iter().map(Object::redis_key).collect();
+        self.with_connection(|connection| redis::cmd("MGET").arg(&keys).query(connection))
+    }
+
+    fn put_many(&self, objects: Vec<(Object, Vec<u8>)>) -> Result<(), RemoteError> {
+        if objects.is_empty() {
+            return Ok(());
+        }
+        let mut pipeline = redis::pipe();
+        for (object, bytes) in &objects {
+            pipeline
+                .cmd("SET")
+                .arg(object.redis_key())
+                .arg(bytes)
+                .ignore();
+        }
+        self.with_connection(|connection| pipeline.query(connection))
+    }
+
+    fn exists_many(&self, objects: &[Object]) -> Result<Vec<bool>, RemoteError> {
+        if objects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipeline = redis::pipe();
+        for object in objects {
+            pipeline.cmd("EXISTS").arg(object.redis_key());
+        }
+        self.with_connection(|connection| pipeline.query(connection))
+    }
+
+    fn delete(&self, object: &Object) -> Result<(), RemoteError> {
+        self.with_connection(|connection| {
+            redis::cmd("DEL").arg(object.redis_key()).query(connection)
+        })
+    }
+
+    fn candidates(&self, invocation_key: &Key, limit: usize) -> Result<Vec<Vec<u8>>, RemoteError> {
+        let key = redis_candidates_key(invocation_key);
+        let last = limit.saturating_sub(1) as isize;
+        self.with_connection(|connection| {
+            redis::cmd("ZREVRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(last)
+                .query(connection)
+        })
+    }
+
+    fn add_candidate(
+        &self,
+        invocation_key: &Key,
+        _result_key: &Key,
+        created_unix_ms: u64,
+        encoded: Vec<u8>,
+    ) -> Result<(), RemoteError> {
+        let key = redis_candidates_key(invocation_key);
+        let mut pipeline = redis::pipe();
+        pipeline
+            .atomic()
+            .cmd("ZADD")
+            .arg(&key)
+            .arg(created_unix_ms)
+            .arg(encoded)
+            .ignore()
+            .cmd("ZREMRANGEBYRANK")
+            .arg(&key)
+            .arg(0)
+            .arg(-(REDIS_KEPT_CANDIDATES + 1))
+            .ignore();
+        self.with_connection(|connection| pipeline.query(connection))
+    }
+}
