@@ -10,7 +10,11 @@ all with CARGO_INCREMENTAL=0, LIBZ_SYS_STATIC=1 and a target dir of the workload
 
 - `none`: no wrapper;
 - `<tool>-cold`: the tool with a fresh, empty cache dir;
-- `<tool>-warm`: the cache the cold run of the same repetition left.
+- `<tool>-warm`: the cache the cold run of the same repetition left;
+- with `--remote redis|s3` (a server the harness starts on a loopback port, see remote.py):
+  `rcache-remote-cold` (empty local store and empty remote, background upload, then
+  `rcache remote flush` timed apart), `rcache-remote-cold-sync` (the same with synchronous
+  upload), `rcache-remote-warm` (empty local store, the remote the cold mode before it filled).
 
 With --reps N the whole cycle runs N times, modes interleaved, so that a noisy machine drifts
 every mode alike. It prints a Markdown table of medians and writes everything to JSON.
@@ -34,11 +38,15 @@ sys.dont_write_bytecode = True  # keep __pycache__ out of the repo
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import measure  # noqa: E402
+import remote  # noqa: E402
 import report  # noqa: E402
 import tools  # noqa: E402
 import workloads  # noqa: E402
 
 TOOL_ORDER = ("none", "rcache", "sccache", "kache")
+REMOTE_MODES = ("rcache-remote-cold", "rcache-remote-cold-sync", "rcache-remote-warm")
+"""rcache with a remote store, run after rcache's local modes; `rcache-remote` means all three."""
+UPLOAD = {"rcache-remote-cold-sync": "sync"}  # RCACHE_REMOTE_UPLOAD; the others: background
 DEFAULT_WORK_DIR = Path.home() / ".cache" / "rcache-bench" / "work"
 RESULTS_DIR = workloads.HARNESS_DIR / "results"
 
@@ -53,8 +61,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--reps", type=int, help="repetitions of the whole cycle "
                                             "(default 3; 1 for stylo and --quick)")
     p.add_argument("--modes", nargs="+", help="modes to run, space- or comma-separated: none, "
-                   "rcache-cold, rcache-warm, sccache-cold, ...; a bare tool name means both. "
-                   "Default: none, rcache and every peer found")
+                   "rcache-cold, rcache-warm, sccache-cold, ..., and with --remote "
+                   "rcache-remote-cold, rcache-remote-cold-sync, rcache-remote-warm; a bare tool "
+                   "name means its cold and warm modes, `rcache-remote` the three remote ones. "
+                   "Default: none, rcache (and rcache-remote with --remote) and every peer found")
+    p.add_argument("--remote", choices=remote.BACKENDS,
+                   help="start this server on a free loopback port for the run (redis-server, or "
+                        "moto's S3 server) and run the rcache-remote-* modes against it")
     p.add_argument("--quick", action="store_true", help="CI mode: fixture, 1 rep, none and rcache "
                    "(and peers if present); fails unless every build passed and rcache-warm hit")
     p.add_argument("--json", type=Path, help="where to write the JSON record "
@@ -94,19 +107,27 @@ def select_modes(args: argparse.Namespace, peers: dict[str, Path]) -> list[str]:
         wanted = []
         for item in args.modes:
             for name in filter(None, item.split(",")):
-                wanted += [f"{name}-cold", f"{name}-warm"] if name in TOOL_ORDER[1:] else [name]
+                if name == "rcache-remote":
+                    wanted += REMOTE_MODES
+                else:
+                    wanted += [f"{name}-cold", f"{name}-warm"] if name in TOOL_ORDER[1:] else [name]
     else:
-        wanted = ["none", "rcache-cold", "rcache-warm"]
+        wanted = ["none", "rcache-cold", "rcache-warm", *(REMOTE_MODES if args.remote else ())]
         for peer in peers:
             wanted += [f"{peer}-cold", f"{peer}-warm"]
+    order = []
+    for t in TOOL_ORDER:
+        order += [t] if t == "none" else [f"{t}-cold", f"{t}-warm"]
+        order += list(REMOTE_MODES) if t == "rcache" else []
     for mode in wanted:
         tool = mode.split("-")[0]
-        if tool not in TOOL_ORDER or (mode != "none" and report.mode_class(mode) not in ("cold", "warm")):
+        if mode not in order:
             sys.exit(f"e2e: unknown mode {mode!r}")
+        if mode in REMOTE_MODES and not args.remote:
+            sys.exit(f"e2e: {mode} needs a remote: pass --remote redis or --remote s3")
         if tool in tools.PEERS and tool not in peers:
             sys.exit(f"e2e: {tool} not found on PATH or in {args.peer_root}/bin "
                      f"(use --install-peers)")
-    order = [m for t in TOOL_ORDER for m in ([t] if t == "none" else [f"{t}-cold", f"{t}-warm"])]
     return [m for m in order if m in wanted]
 
 
@@ -158,6 +179,7 @@ class Bench:
             measure.MARKER_VAR: f"{os.getpid()}-{stamp}",
         }
         self.runs: list[dict] = []
+        self.server: remote.Server | None = None  # set by main() when a remote mode runs
 
     def cargo_build_cmd(self) -> list[str]:
         """The timed command."""
@@ -171,23 +193,32 @@ class Bench:
     def run_all(self) -> None:
         """Every repetition of every mode, interleaved."""
         for rep in range(1, self.args.reps + 1):
-            primed: set[str] = set()
+            filled_by: dict[str, str] = {}  # cache family -> the cold mode that filled it
             for mode in self.modes:
-                tool = mode.split("-")[0]
-                if report.mode_class(mode) == "cold":
-                    primed.add(tool)
-                elif report.mode_class(mode) == "warm" and tool not in primed:
-                    self.run_one(rep, f"{tool}-cold", primer=True)  # fills the cache, untimed
-                    primed.add(tool)
-                self.run_one(rep, mode)
+                family = report.mode_family(mode)
+                if report.mode_class(mode) == "warm" and family not in filled_by:
+                    self.run_one(rep, f"{family}-cold", primer=True)  # fills the cache, untimed
+                    filled_by[family] = f"{family}-cold (primer)"
+                warm = report.mode_class(mode) == "warm"
+                self.run_one(rep, mode, filled_by=filled_by.get(family) if warm else None)
+                if not warm and mode != "none":
+                    filled_by[family] = mode
 
-    def run_one(self, rep: int, mode: str, primer: bool = False) -> dict:
-        """Clean, prepare the tool, run and measure one build, read stats and timings; record it."""
+    def run_one(self, rep: int, mode: str, primer: bool = False, filled_by: str | None = None) -> dict:
+        """Clean, prepare the tool, run and measure one build, read stats and timings; record it.
+
+        A remote mode has a local store of its own (`caches/<workload>/rcache-remote`), always
+        emptied first; a cold one empties the remote too, and `rcache remote flush` follows its
+        build, timed apart.
+        """
         tool_name = mode.split("-")[0]
         tool = self.tools[tool_name]
         cls = report.mode_class(mode)
-        cache_dir = self.cache_root / tool_name / "cache"
+        is_remote = mode in REMOTE_MODES
+        cache_dir = self.cache_root / report.mode_family(mode) / "cache"
         env = {**self.base_env, **tool.env(cache_dir)}
+        if is_remote:
+            env.update(self.server.env(), RCACHE_REMOTE_UPLOAD=UPLOAD.get(mode, "background"))
         stem = f"rep{rep}-{mode}" + ("-primer" if primer else "")
         events_path = self.log_dir / f"{stem}.events.jsonl"
         if tool_name == "rcache":
@@ -198,20 +229,27 @@ class Bench:
         record = {"rep": rep, "mode": mode, "tool": tool_name, "class": cls, "primer": primer,
                   "started": None, "exit_code": None, "error": None,
                   "log": str(self.log_dir / f"{stem}.log")}
+        if is_remote:
+            record.update(remote_upload=env["RCACHE_REMOTE_UPLOAD"], filled_by=filled_by)
         try:
             subprocess.run(["cargo", "clean"], cwd=self.workload.src, env=self.base_env,
                            capture_output=True, check=False)
             shutil.rmtree(self.target_dir, ignore_errors=True)
-            if cls == "cold":
+            if cls == "cold" or is_remote:
                 tool.reset(env, cache_dir)
+            if cls == "cold" and is_remote:
+                self.server.empty()
             cache_dir.parent.mkdir(parents=True, exist_ok=True)
-            tool.start(env, warm=(cls == "warm"))
+            tool.start(env, warm=(cls == "warm" and not is_remote))
+            server_before = self.server.cpu() if is_remote else None
             started = record["started"] = time.time()
             result = measure.run_build(self.cargo_build_cmd(), self.workload.src, env,
                                        Path(record["log"]))
             record.update(exit_code=result.exit_code, wall_s=result.wall_s, user_s=result.user_s,
                           sys_s=result.sys_s, daemon_user_s=result.daemon_user_s,
                           daemon_sys_s=result.daemon_sys_s, foreign_cpu_s=result.foreign_cpu_s)
+            if is_remote:
+                self._remote_after_build(record, tool, env, server_before)
             record["stats"] = tool.stats(env)
             record["stats_summary"] = tool.summarize(record["stats"], env, started)
         except Exception as exc:  # a tool that fails to start is a failed mode, not a crash
@@ -222,6 +260,26 @@ class Bench:
         self.runs.append(record)
         self._print_progress(record)
         return record
+
+    def _remote_after_build(self, record: dict, tool: tools.Rcache, env: dict[str, str],
+                            server_before: tuple[float, float]) -> None:
+        """The server's CPU during the build (taken out of `others`), the remote counters as the
+        build left them, then `rcache remote flush`, timed, and what the remote holds after it."""
+        server_user, server_sys = (a - b for a, b in zip(self.server.cpu(), server_before))
+        record.update(server_user_s=server_user, server_sys_s=server_sys)
+        if record["foreign_cpu_s"] is not None:
+            record["foreign_cpu_s"] = max(0.0, record["foreign_cpu_s"] - server_user - server_sys)
+        record["remote_at_build_end"] = (tool.stats(env) or {}).get("remote")
+        start = time.monotonic()
+        try:
+            proc = subprocess.run([str(tool.binary), "remote", "flush"], env=env, capture_output=True,
+                                  text=True, timeout=900, stdin=subprocess.DEVNULL)
+            record.update(flush_exit=proc.returncode,
+                          flush_output=(proc.stdout + proc.stderr).strip()[-2000:])
+        except subprocess.TimeoutExpired:
+            record.update(flush_exit=None, flush_output="timed out after 900 s")
+        record["flush_s"] = time.monotonic() - start
+        record["remote_usage"] = self.server.usage()
 
     def _add_units(self, record: dict, is_rcache: bool, events_path: Path) -> None:
         """Attach the timings report's slowest units (and rcache's events) to a record."""
@@ -249,6 +307,16 @@ class Bench:
         hits = f"  hits {s.get('hits')}/{s.get('hits', 0) + s.get('misses', 0)}" if s else ""
         print(f"{label} {r['wall_s']:7.2f} s wall  user {r['user_s']:7.2f} s  sys {r['sys_s']:6.2f} s"
               f"{hits}  exit {r['exit_code']}", flush=True)
+        if "flush_s" in r:
+            rs = s.get("remote") or {}
+            print(f"{' ' * len(label)} remote hits {rs.get('hits')} misses {rs.get('misses')} "
+                  f"errors {rs.get('errors')} skipped {rs.get('skipped')} uploads {rs.get('uploads')} "
+                  f"up {report.mib(rs.get('bytes_up'))} down {report.mib(rs.get('bytes_down'))}; "
+                  f"flush {r['flush_s']:.2f} s exit {r['flush_exit']}; stored "
+                  f"{(r.get('remote_usage') or {}).get('objects')} objects", flush=True)
+            if r["flush_exit"] != 0:
+                said = " / ".join(line for line in r["flush_output"].splitlines() if line.strip())
+                print(f"{' ' * len(label)} flush: {said[-500:]}", flush=True)
         if r["exit_code"] != 0:
             tail = Path(r["log"]).read_text(errors="replace").splitlines()[-15:]
             print("\n".join("    " + line for line in tail), flush=True)
@@ -272,6 +340,30 @@ def quick_failures(runs: list[dict], json_path: Path) -> list[str]:
     return failures
 
 
+def remote_failures(runs: list[dict]) -> list[str]:
+    """Faults of the remote modes: a flush that failed or left uploads queued, a remote error,
+    and a remote-warm build that got no hit from the remote."""
+    failures = []
+    for r in runs:
+        if "flush_s" not in r or r["exit_code"] != 0:
+            continue
+        name = f"{r['mode']} rep {r['rep']}" + (" (primer)" if r["primer"] else "")
+        rs = (r.get("stats_summary") or {}).get("remote")
+        if r["flush_exit"] != 0:
+            said = " / ".join(line for line in r["flush_output"].splitlines() if line.strip())
+            failures.append(f"{name}: `rcache remote flush` exited {r['flush_exit']}: {said[-300:]}")
+        if rs is None:
+            failures.append(f"{name}: `rcache stats --json` has no `remote` object")
+            continue
+        if rs.get("errors"):
+            failures.append(f"{name}: {rs['errors']} remote errors {rs.get('error_reasons')}")
+        if rs.get("pending_uploads"):
+            failures.append(f"{name}: {rs['pending_uploads']} uploads still pending after the flush")
+        if r["class"] == "warm" and not rs.get("hits"):
+            failures.append(f"{name}: no hit from the remote")
+    return failures
+
+
 def _raise_interrupt(signum: int, frame) -> None:
     """Turn SIGTERM into KeyboardInterrupt, so that it unwinds like Ctrl-C."""
     raise KeyboardInterrupt
@@ -291,7 +383,11 @@ def repo_state() -> dict:
 def print_tables(runs: list[dict], modes: list[str], top: int) -> None:
     """The summary table, then the slowest units of the last repetition of each warm mode."""
     print()
-    print(report.table(report.summarize(runs, modes)))
+    rows = report.summarize(runs, modes)
+    print(report.table(rows))
+    if any(r.get("remote") is not None for r in rows):
+        print("\nremote (medians; rcache stats' `remote` object after the flush):")
+        print(report.remote_table(rows))
     script_lines = report.build_script_lines(runs, modes)
     if script_lines:
         print("\nbuild-script runs (rcache, last repetition of each mode):")
@@ -355,12 +451,28 @@ def main(argv: list[str]) -> int:
     # SIGTERM unwinds like Ctrl-C: the build is killed, daemons stopped, what ran is written.
     signal.signal(signal.SIGTERM, _raise_interrupt)
     interrupted = False
+    remote_info = None
     try:
+        if any(m in REMOTE_MODES for m in modes):
+            server_env = {k: v for k, v in bench.base_env.items() if k != measure.MARKER_VAR}
+            try:
+                bench.server = remote.start(args.remote, bench.log_dir, server_env,
+                                            prefix=f"{workload.name}-{stamp}")
+            except remote.RemoteError as exc:
+                print(f"e2e: --remote {args.remote}: {exc}", file=sys.stderr)
+                return 2
+            remote_info = {"backend": args.remote, "server": bench.server.version(),
+                           "env": bench.server.env(), "log": str(bench.server.log)}
+            print(f"remote: {remote_info['server']} on 127.0.0.1:{bench.server.port} "
+                  f"({remote_info['env']['RCACHE_REMOTE']})", flush=True)
         bench.run_all()
     except KeyboardInterrupt:
         interrupted = True
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not lose the record
         print("e2e: interrupted; writing what ran", file=sys.stderr)
+    finally:
+        if bench.server is not None:
+            bench.server.stop()
     rows = report.summarize(bench.runs, modes)
     json_path = args.json or RESULTS_DIR / f"{workload.name}-{stamp}.json"
     record = {
@@ -373,6 +485,7 @@ def main(argv: list[str]) -> int:
                              ("CARGO_INCREMENTAL", "LIBZ_SYS_STATIC", *workload.env,
                               *(item.split("=", 1)[0] for item in args.env))},
                      "rcache_env": args.rcache_env,
+                     "remote": remote_info,
                      "rustflags": os.environ.get("RUSTFLAGS")},
         "tools": {name: {"path": str(t.binary) if t.binary else None, "version": t.version()}
                   for name, t in tool_set.items()},
@@ -387,6 +500,7 @@ def main(argv: list[str]) -> int:
 
     failures = quick_failures(bench.runs, json_path) if args.quick else \
         [f"{r['mode']} rep {r['rep']} failed" for r in bench.runs if r["exit_code"] != 0]
+    failures += remote_failures(bench.runs)
     if interrupted:
         failures.append("interrupted before every build ran")
     for failure in failures:

@@ -8,6 +8,9 @@ The table is Markdown, so it can be pasted into benches/README.md as it is print
 - hit rate: hits / (hits + misses) from the tool's own stats, median over the repetitions;
 - others: the CPU the rest of the machine used during the build, in cores (other users' load,
   i.e. noise), median over the repetitions.
+
+The remote modes get a second table (`remote_table`): the flush after the build, and the medians of
+the `remote` object of `rcache stats --json` (see README.md, "Remote storage").
 """
 
 from __future__ import annotations
@@ -23,8 +26,14 @@ from tools import PEERS
 
 
 def mode_class(mode: str) -> str:
-    """`cold`, `warm`, or `none`."""
-    return mode.rsplit("-", 1)[1] if "-" in mode else "none"
+    """`cold`, `warm`, or `none`: `rcache-remote-cold-sync` is a cold mode."""
+    parts = mode.split("-")
+    return "cold" if "cold" in parts else "warm" if "warm" in parts else "none"
+
+
+def mode_family(mode: str) -> str:
+    """What a mode's cold and warm runs share (one cache): `rcache`, `rcache-remote`, `kache`."""
+    return "-".join(p for p in mode.split("-") if p not in ("cold", "warm", "sync"))
 
 
 def machine_info() -> dict:
@@ -69,6 +78,8 @@ def summarize(runs: list[dict], modes: list[str]) -> list[dict]:
             "others_cores": _median([r["foreign_cpu_s"] / r["wall_s"] for r in ok
                                      if r.get("foreign_cpu_s") is not None and r["wall_s"]]),
         })
+        if any("flush_s" in r for r in ok):
+            rows[-1]["remote"] = _remote_medians(ok)
     by_mode = {row["mode"]: row for row in rows}
     base = (by_mode.get("none") or {}).get("wall_s")
     best: dict[str, tuple[float, str]] = {}
@@ -85,6 +96,59 @@ def summarize(runs: list[dict], modes: list[str]) -> list[dict]:
         row["best_peer"] = peer[1] if peer and row["mode"] != "none" else None
         row["ratio_best_peer"] = wall / peer[0] if peer and wall is not None and row["best_peer"] else None
     return rows
+
+
+REMOTE_COUNTERS = ("hits", "misses", "errors", "skipped", "rejected", "bytes_down", "bytes_up",
+                   "uploads", "pending_uploads")
+
+
+def _remote_medians(ok: list[dict]) -> dict:
+    """Medians over the builds of a remote mode: flush time, build + flush, the remote counters
+    (after the flush, and uploads as the build left them), what the server holds, its CPU."""
+    def med(get) -> float | None:
+        """Median of get(run) over the runs, None values left out."""
+        return _median([get(r) for r in ok])
+
+    out = {"flush_s": med(lambda r: r.get("flush_s")),
+           "build_flush_s": med(lambda r: r["wall_s"] + r["flush_s"] if "flush_s" in r else None),
+           "uploads_at_build_end": med(lambda r: (r.get("remote_at_build_end") or {}).get("uploads")),
+           "stored_objects": med(lambda r: (r.get("remote_usage") or {}).get("objects")),
+           "stored_bytes": med(lambda r: (r.get("remote_usage") or {}).get("bytes")),
+           "server_cpu_s": med(lambda r: r["server_user_s"] + r["server_sys_s"]
+                               if "server_user_s" in r else None)}
+    for key in REMOTE_COUNTERS:
+        out[key] = med(lambda r: ((r.get("stats_summary") or {}).get("remote") or {}).get(key))
+    return out
+
+
+def mib(n: float | None) -> str:
+    """Bytes as MiB, or `?`."""
+    return "?" if n is None else f"{n / 1048576:.1f} MiB"
+
+
+def remote_table(rows: list[dict]) -> str:
+    """The remote modes as a Markdown table."""
+    lines = ["| mode | wall | x none | hit rate | flush after build | build + flush | remote hits "
+             "| remote misses | errors | skipped | down | up | uploads (at build end) "
+             "| stored | server CPU | ok/reps |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        x = r.get("remote")
+        if x is None:
+            continue
+        hit = _fmt(r["hit_rate"] * 100 if r["hit_rate"] is not None else None, ".1f", " %")
+        count = lambda v: _fmt(v, ".0f")  # noqa: E731
+        at_end = "" if x["uploads_at_build_end"] is None else f" ({x['uploads_at_build_end']:.0f})"
+        stored = "" if x["stored_objects"] is None else \
+            f"{x['stored_objects']:.0f} / {mib(x['stored_bytes'])}"
+        lines.append(f"| {r['mode']} | {_fmt(r['wall_s'], '.2f', ' s')} | {_fmt(r['ratio_none'], '.2f')} "
+                     f"| {hit} | {_fmt(x['flush_s'], '.2f', ' s')} | {_fmt(x['build_flush_s'], '.2f', ' s')} "
+                     f"| {count(x['hits'])} | {count(x['misses'])} | {count(x['errors'])} "
+                     f"| {count(x['skipped'])} | {'' if x['bytes_down'] is None else mib(x['bytes_down'])} "
+                     f"| {'' if x['bytes_up'] is None else mib(x['bytes_up'])} "
+                     f"| {count(x['uploads'])}{at_end} | {stored} "
+                     f"| {_fmt(x['server_cpu_s'], '.2f', ' s')} | {r['ok']}/{r['reps']} |")
+    return "\n".join(lines)
 
 
 def _fmt(value: float | None, fmt: str, unit: str = "") -> str:

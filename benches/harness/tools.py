@@ -134,11 +134,16 @@ class Rcache(Tool):
         if not stats:
             return None
         runs = stats.get("build_scripts") or {}
+        remote = stats.get("remote")  # only with a remote configured (RCACHE_REMOTE)
         return _summary(stats.get("requests"), stats.get("hits", 0), stats.get("misses", 0),
                         passthrough=stats.get("passthrough"), errors=stats.get("errors"),
                         build_scripts={key: runs.get(key) for key in (
                             "requests", "hits", "misses", "passthrough", "errors",
-                            "passthrough_reasons", "not_stored", "error_reasons")})
+                            "passthrough_reasons", "not_stored", "error_reasons")},
+                        remote={key: remote.get(key) for key in (
+                            "hits", "misses", "errors", "error_reasons", "skipped", "rejected",
+                            "rejected_reasons", "bytes_down", "bytes_up", "uploads",
+                            "pending_uploads")} if isinstance(remote, dict) else None)
 
 
 def sccache_port(workload: str) -> int:
