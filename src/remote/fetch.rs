@@ -210,7 +210,8 @@ fn fetch_blobs(
     }
     for ((blob, size), bytes) in missing.iter().zip(fetched.into_iter().flatten()) {
         count(update, "bytes_down", bytes.len() as u64);
-        if bytes.len() as u64 != *size || blake3::hash(&bytes).as_bytes() != blob {
+        let hash = blake3::hash(&bytes);
+        if bytes.len() as u64 != *size || hash.as_bytes() != blob {
             tracing::warn!(
                 "remote blob {} does not hold the content its name says",
                 crate::key::hasher::hex(blob)
@@ -221,7 +222,7 @@ fn fetch_blobs(
             }
             return Err(Stop::Fault("corrupt_blob"));
         }
-        blob::put_file(&store.layout, &mut bytes.as_slice(), update).map_err(|err| {
+        blob::put_hashed_bytes(&store.layout, &bytes, hash, update).map_err(|err| {
             tracing::warn!("could not keep a remote blob locally: {err}");
             Stop::Fault(crate::store::io_reason(&err))
         })?;

@@ -64,9 +64,40 @@ pub fn put_file(
         size += read as u64;
     }
     let hash = hasher.finalize();
+    persist(layout, temp, hash, update)?;
+    Ok(StoredBlob { hash, size })
+}
+
+/// Stores `bytes` whose blake3 the caller has just computed and checked (a blob fetched from a
+/// remote, verified against its name before it is kept): [`put_file`] without hashing again.
+pub fn put_hashed_bytes(
+    layout: &Layout,
+    bytes: &[u8],
+    hash: blake3::Hash,
+    update: &mut StateUpdate,
+) -> io::Result<StoredBlob> {
+    let mut temp = tempfile::Builder::new()
+        .prefix("blob-")
+        .tempfile_in(layout.tmp_dir())?;
+    temp.write_all(bytes)?;
+    persist(layout, temp, hash, update)?;
+    Ok(StoredBlob {
+        hash,
+        size: bytes.len() as u64,
+    })
+}
+
+/// Syncs a written temp file and renames it to the blob `hash`, unless that blob exists (the
+/// content is the same by construction); memoizes it as verified in `update`.
+fn persist(
+    layout: &Layout,
+    temp: tempfile::NamedTempFile,
+    hash: blake3::Hash,
+    update: &mut StateUpdate,
+) -> io::Result<()> {
     let destination = layout.blob_path(&hash);
     if destination.exists() {
-        return Ok(StoredBlob { hash, size });
+        return Ok(());
     }
     temp.as_file().sync_data()?;
     temp.as_file()
@@ -78,7 +109,7 @@ pub fn put_file(
             .file_hashes
             .push((verified_memo_key(&hash, &meta), *hash.as_bytes()));
     }
-    Ok(StoredBlob { hash, size })
+    Ok(())
 }
 
 /// The state-env memo key saying "the blob `hash` with this stat identity was verified".
