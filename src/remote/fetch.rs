@@ -88,6 +88,16 @@ impl From<RemoteError> for Stop {
     }
 }
 
+/// True (and counted) while an earlier failure keeps the remote skipped. The wrapper asks
+/// before it builds a [`Remote`], so that a backoff costs no client setup either.
+pub fn skipped(store: &Store, update: &mut StateUpdate) -> bool {
+    let active = backoff::active(store);
+    if active {
+        count(update, "skipped", 1);
+    }
+    active
+}
+
 /// Looks the invocation key up on the remote. `result_key_of` says whether a candidate matches
 /// the files as they are now, and gives its recomputed result key. Never fails: every fault is
 /// counted in `update` and reads as "not found".
@@ -98,8 +108,7 @@ pub fn fetch(
     result_key_of: &mut dyn FnMut(&Candidate, &mut StateUpdate) -> Option<Key>,
     update: &mut StateUpdate,
 ) -> (Option<Fetched>, RemoteOutcome) {
-    if backoff::active(store) {
-        count(update, "skipped", 1);
+    if skipped(store, update) {
         return (None, RemoteOutcome::Skipped);
     }
     match look_up(remote, store, invocation_key, result_key_of, update) {
@@ -253,7 +262,7 @@ fn commit(store: &Store, invocation_key: &Key, candidate: Candidate, entry: &Ent
     }
 }
 
-/// The blobs an entry references, for tests and the publisher.
+/// The distinct blobs an entry references (the publisher uploads those the remote lacks).
 pub fn entry_blobs(entry: &Entry) -> Vec<Key> {
     let mut blobs: Vec<Key> = entry
         .outputs

@@ -434,8 +434,11 @@ fn ask_remote(
     result_key_of: &mut dyn FnMut(&Candidate, &mut StateUpdate) -> Option<Key>,
     update: &mut StateUpdate,
 ) -> (Option<keying::Match>, Option<RemoteOutcome>) {
-    if config.recache.value {
+    if config.recache.value || config.remote.location.value.is_none() {
         return (None, None);
+    }
+    if remote::fetch::skipped(store, update) {
+        return (None, Some(RemoteOutcome::Skipped));
     }
     match Remote::from_config(config) {
         Ok(Some(remote)) => {
