@@ -6,7 +6,7 @@
 //! rustc reason with another meaning.
 
 /// Why a gcc/clang invocation is not cached.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, strum::EnumIter)]
 pub enum CcPassthrough {
     /// `-v`, `--version`, `-print-*`, `-dump*`, `--help`, `-###`.
     Probe,
@@ -53,9 +53,10 @@ pub enum CcPassthrough {
     CompilerNotFound,
 }
 
-impl std::fmt::Display for CcPassthrough {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = match self {
+impl CcPassthrough {
+    /// The stable snake_case name counted in `rcache stats` and written to the events log.
+    pub fn as_str(&self) -> &'static str {
+        match self {
             CcPassthrough::Probe => "probe",
             CcPassthrough::Disabled => "disabled",
             CcPassthrough::Linking => "cc_linking",
@@ -79,8 +80,13 @@ impl std::fmt::Display for CcPassthrough {
             CcPassthrough::MissingValue(_) => "cc_missing_value",
             CcPassthrough::UnknownArgument(_) => "cc_unknown_argument",
             CcPassthrough::CompilerNotFound => "cc_compiler_not_found",
-        };
-        f.write_str(name)
+        }
+    }
+}
+
+impl std::fmt::Display for CcPassthrough {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

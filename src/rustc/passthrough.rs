@@ -2,7 +2,7 @@
 //! the snake_case name counted in `rcache stats` and written to the events log.
 
 /// Why an invocation is not cached. The `Display` form is the snake_case name counted in stats.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, strum::EnumIter)]
 pub enum Passthrough {
     /// `-vV`, `--version`, `--print ...` with no input, `--help`, `--explain`.
     Probe,
@@ -49,25 +49,12 @@ pub enum Passthrough {
     LinkerResponseFile,
     /// `RUSTC_WORKSPACE_WRAPPER` that is not clippy-driver.
     UnknownWorkspaceWrapper,
-
-    // Build-script runs (DESIGN.md §6b).
-    /// `RCACHE_BUILD_SCRIPTS=off`.
-    BuildScriptsOff,
-    /// A run without an absolute `OUT_DIR` and `CARGO_MANIFEST_DIR`: not started by cargo.
-    NotACargoRun,
-    /// A declared input tree too large to walk on every lookup.
-    TooManyRunInputs,
-    /// A `rustc-link-search` path inside the target dir but outside the run's own `OUT_DIR`
-    /// (another unit's build dir): neither restored with the run nor keyed by it.
-    LinkSearchOutsideOutDir,
-    /// The launcher binary (`rcache-launcher`, installed beside rcache) was not found, so the
-    /// build script's runs cannot be routed through rcache.
-    LauncherMissing,
 }
 
-impl std::fmt::Display for Passthrough {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = match self {
+impl Passthrough {
+    /// The stable snake_case name counted in `rcache stats` and written to the events log.
+    pub fn as_str(&self) -> &'static str {
+        match self {
             Passthrough::Probe => "probe",
             Passthrough::Disabled => "disabled",
             Passthrough::NoInput => "no_input",
@@ -80,9 +67,7 @@ impl std::fmt::Display for Passthrough {
             Passthrough::NoCrateName => "no_crate_name",
             Passthrough::NoCrateType => "no_crate_type",
             Passthrough::NoOutDir => "no_out_dir",
-            Passthrough::CrateType(kind) => {
-                return write!(f, "crate_type_{}", kind.replace('-', "_"));
-            }
+            Passthrough::CrateType(_) => "unsupported_crate_type",
             Passthrough::Incremental => "incremental",
             Passthrough::OutputFile => "output_file",
             Passthrough::EmitPath => "emit_path",
@@ -99,13 +84,13 @@ impl std::fmt::Display for Passthrough {
             Passthrough::LinkerDependencyFile => "linker_dependency_file_unsupported",
             Passthrough::LinkerResponseFile => "linker_response_file",
             Passthrough::UnknownWorkspaceWrapper => "unknown_workspace_wrapper",
-            Passthrough::BuildScriptsOff => "build_scripts_off",
-            Passthrough::NotACargoRun => "not_a_cargo_run",
-            Passthrough::TooManyRunInputs => "too_many_inputs",
-            Passthrough::LinkSearchOutsideOutDir => "link_search_outside_out_dir",
-            Passthrough::LauncherMissing => "launcher_missing",
-        };
-        f.write_str(name)
+        }
+    }
+}
+
+impl std::fmt::Display for Passthrough {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -116,7 +101,8 @@ impl Passthrough {
             Passthrough::UnknownArgument(arg)
             | Passthrough::MissingValue(arg)
             | Passthrough::EmitKind(arg)
-            | Passthrough::StaticLibNotFound(arg) => Some(arg),
+            | Passthrough::StaticLibNotFound(arg)
+            | Passthrough::CrateType(arg) => Some(arg),
             _ => None,
         }
     }

@@ -21,6 +21,7 @@ use crate::key::hasher::{Key, KeyHasher};
 use crate::key::input_paths::InputDirs;
 use crate::key::{self, InvocationFacts};
 use crate::rustc::{Invocation, Passthrough, args::bundled_static_libs};
+use crate::stats::{ErrorReason, PassthroughReason};
 use crate::store::entry::{Candidate, Entry, EnvRecord, InputRecord, Manifest};
 use crate::store::layout::KEY_VERSION;
 use crate::store::state::StateUpdate;
@@ -39,18 +40,26 @@ pub enum KeyError {
     },
     #[error(transparent)]
     Identity(#[from] compiler::IdentityError),
-    #[error("not cacheable: {0}")]
-    Passthrough(Passthrough),
+    #[error("not cacheable: {}", .0.as_str())]
+    Passthrough(PassthroughReason),
 }
 
 impl KeyError {
-    pub fn reason(&self) -> String {
+    /// The error reason of a fault. A passthrough is no fault: it is counted by its own reason
+    /// before this is asked; here it falls under `io_error`, never silently.
+    pub fn reason(&self) -> ErrorReason {
         match self {
-            KeyError::Store(err) => err.reason().to_string(),
-            KeyError::File { source, .. } => crate::store::io_reason(source).to_string(),
-            KeyError::Identity(_) => "compiler_identity".to_string(),
-            KeyError::Passthrough(reason) => reason.to_string(),
+            KeyError::Store(err) => ErrorReason::of_store(err),
+            KeyError::File { source, .. } => ErrorReason::of_io(source),
+            KeyError::Identity(_) => ErrorReason::CompilerIdentity,
+            KeyError::Passthrough(_) => ErrorReason::IoError,
         }
+    }
+}
+
+impl From<Passthrough> for KeyError {
+    fn from(reason: Passthrough) -> Self {
+        KeyError::Passthrough(reason.into())
     }
 }
 
@@ -215,6 +224,8 @@ fn native_cpu(
     if let Some(bytes) = store.state.compiler(&rtxn, &memo_key)? {
         return Ok(bytes);
     }
+    // No transaction stays open while rustc runs.
+    drop(rtxn);
     let resolved = compiler::native_cpu(compiler_path, target)?;
     update.compilers.push((memo_key, resolved.clone()));
     Ok(resolved)
@@ -246,7 +257,7 @@ pub fn invocation_key(
                 .map(|path| (ext.name.clone(), cwd.join(path)))
         })
         .collect();
-    let static_libs = bundled_static_libs(invocation, cwd).map_err(KeyError::Passthrough)?;
+    let static_libs = bundled_static_libs(invocation, cwd)?;
     let target_json = invocation
         .target
         .as_ref()
@@ -265,8 +276,8 @@ pub fn invocation_key(
         None => None,
     };
     let linker = if invocation.runs_linker() {
-        let program = resolve_linker(invocation, cwd)
-            .ok_or(KeyError::Passthrough(Passthrough::LinkerNotFound))?;
+        let program =
+            resolve_linker(invocation, cwd).ok_or(KeyError::from(Passthrough::LinkerNotFound))?;
         Some(key::LinkerFacts::new(hasher.hash(&program, update)?))
     } else {
         None
@@ -364,7 +375,7 @@ pub struct Lookup<T> {
     pub found: Option<T>,
     /// A manifest or entry record that does not decode was met (and treated as absent): the
     /// invocation is a counted fault, and its store step replaces the record.
-    pub damaged: Option<String>,
+    pub damaged: Option<ErrorReason>,
 }
 
 /// Reads a manifest; an undecodable one reads as empty, with the fault in `damaged`.
@@ -372,12 +383,12 @@ pub fn read_manifest(
     store: &Store,
     rtxn: &RoTxn<WithoutTls>,
     invocation_key: &Key,
-    damaged: &mut Option<String>,
+    damaged: &mut Option<ErrorReason>,
 ) -> Result<Manifest, StoreError> {
     match store.index.manifest(rtxn, invocation_key) {
         Err(StoreError::Corrupt(what)) => {
             tracing::warn!("{what}; compiling, and the store step replaces it");
-            *damaged = Some("corrupt_store".into());
+            *damaged = Some(ErrorReason::CorruptStore);
             Ok(Manifest::default())
         }
         other => other,
@@ -389,24 +400,29 @@ pub fn read_entry(
     store: &Store,
     rtxn: &RoTxn<WithoutTls>,
     result_key: &Key,
-    damaged: &mut Option<String>,
+    damaged: &mut Option<ErrorReason>,
 ) -> Result<Option<Entry>, StoreError> {
     match store.index.entry(rtxn, result_key) {
         Err(StoreError::Corrupt(what)) => {
             tracing::warn!("{what}; compiling, and the store step replaces it");
-            *damaged = Some("corrupt_store".into());
+            *damaged = Some(ErrorReason::CorruptStore);
             Ok(None)
         }
         other => other,
     }
 }
 
-/// Checks the candidates newest first; the first whose every input hash and env-dep value is
-/// the same as now gives the entry. No compiler runs.
-pub fn find_match(
-    hasher: &mut MemoHasher,
+/// A job's candidate matcher: the recomputed result key of a candidate that matches what is
+/// here now, else `None`.
+pub type Matcher<'m, 's> =
+    dyn FnMut(&mut MemoHasher<'s>, &Candidate, &mut StateUpdate) -> Option<Key> + 'm;
+
+/// Checks the candidates newest first; the first that `matcher` accepts and whose entry is
+/// present gives the entry. One read transaction; no program runs.
+pub fn find_match<'s>(
+    hasher: &mut MemoHasher<'s>,
     invocation_key: &Key,
-    dirs: &InputDirs,
+    matcher: &mut Matcher<'_, 's>,
     update: &mut StateUpdate,
 ) -> Result<Lookup<Match>, KeyError> {
     let store = hasher.store();
@@ -414,8 +430,7 @@ pub fn find_match(
     let rtxn = store.index.read_txn()?;
     let manifest = read_manifest(store, &rtxn, invocation_key, &mut damaged)?;
     for candidate in &manifest.candidates {
-        let Some(result_key) = matching_result_key(hasher, invocation_key, candidate, dirs, update)
-        else {
+        let Some(result_key) = matcher(hasher, candidate, update) else {
             continue;
         };
         if let Some(entry) = read_entry(store, &rtxn, &result_key, &mut damaged)? {
@@ -431,30 +446,24 @@ pub fn find_match(
     })
 }
 
-/// The result key of a candidate whose inputs and env-dep values are as they are now,
-/// recomputed (never the recorded one); `None` if it does not match.
-pub fn matching_result_key(
-    hasher: &mut MemoHasher,
-    invocation_key: &Key,
-    candidate: &Candidate,
-    dirs: &InputDirs,
-    update: &mut StateUpdate,
-) -> Option<Key> {
-    candidate_matches(hasher, candidate, dirs, update)
-        .then(|| key::result_key(invocation_key, &candidate.inputs, &candidate.env_deps))
+/// Whether every env-dep variable a candidate recorded has the same value (or absence) now.
+pub fn env_deps_match(candidate: &Candidate) -> bool {
+    candidate.env_deps.iter().all(|env| {
+        let now = std::env::var_os(&env.name);
+        now.as_ref().map(|value| value.as_bytes()) == env.value.as_ref().map(String::as_bytes)
+    })
 }
 
-fn candidate_matches(
+/// Whether a compile's candidate matches: every env-dep value as recorded, and every recorded
+/// input, resolved against `dirs`, with the content it had. A missing or unreadable input
+/// simply means no match.
+pub fn inputs_match(
     hasher: &mut MemoHasher,
     candidate: &Candidate,
     dirs: &InputDirs,
     update: &mut StateUpdate,
 ) -> bool {
-    let env_matches = candidate.env_deps.iter().all(|env| {
-        let now = std::env::var_os(&env.name);
-        now.as_ref().map(|value| value.as_bytes()) == env.value.as_ref().map(String::as_bytes)
-    });
-    if !env_matches {
+    if !env_deps_match(candidate) {
         return false;
     }
     let Some(paths) = candidate
@@ -465,7 +474,6 @@ fn candidate_matches(
     else {
         return false;
     };
-    // A missing or unreadable input simply means this candidate does not match.
     match hasher.hash_all(&paths, update) {
         Ok(hashes) => hashes
             .iter()

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use crate::stats::Outcome;
+use crate::stats::{ErrorReason, Outcome, PassthroughReason};
 use crate::store::StoreError;
 
 /// The outcome of a cacheable invocation whose store cannot be opened, after warning the user
@@ -18,30 +18,32 @@ use crate::store::StoreError;
 /// - Anything else (a busy lock, a transient I/O error) is an error, logged only.
 pub fn store_unusable(err: &StoreError, store_dir: &Path, what_runs: &str) -> Outcome {
     tracing::warn!("cache store unusable ({err}); running the {what_runs}");
-    let reason = err.reason();
-    let line = match reason {
-        "read_only_store" => format!("the cache dir is read-only ({err})"),
-        "foreign_store" => err.to_string(),
-        "corrupt_store" => format!("the cache is corrupt ({err}); `rcache clear` empties it"),
-        _ => {
-            return Outcome::Error {
-                reason: reason.to_string(),
-            };
-        }
+    let reason = ErrorReason::of_store(err);
+    let (line, outcome) = match reason {
+        ErrorReason::ReadOnlyStore => (
+            format!("the cache dir is read-only ({err})"),
+            Outcome::Passthrough {
+                reason: PassthroughReason::ReadOnlyStore,
+            },
+        ),
+        ErrorReason::ForeignStore => (
+            err.to_string(),
+            Outcome::Passthrough {
+                reason: PassthroughReason::ForeignStore,
+            },
+        ),
+        ErrorReason::CorruptStore => (
+            format!("the cache is corrupt ({err}); `rcache clear` empties it"),
+            Outcome::Error { reason },
+        ),
+        _ => return Outcome::Error { reason },
     };
     crate::warn_once::warn(
         store_dir,
-        reason,
+        reason.as_str(),
         &format!("caching is off for this build: {line}"),
     );
-    match reason {
-        "corrupt_store" => Outcome::Error {
-            reason: reason.to_string(),
-        },
-        _ => Outcome::Passthrough {
-            reason: reason.to_string(),
-        },
-    }
+    outcome
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Storing a finished compile: dep-info -> candidate, outputs -> blobs, then one index commit.
+//! What the record of a finished rustc compile holds: dep-info -> candidate, outputs -> blobs.
+//! The flow ([`super::flow`]) commits it.
 //!
 //! Refuses to store (a miss with a `not_stored` reason) when an input changed at or after the
 //! moment the compile started: the output may come from the old content and the recorded hash
@@ -8,92 +9,25 @@
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
-use super::keying::{self, KeyError, MemoHasher};
-use super::run::Compiled;
-use crate::depinfo;
+use super::flow::{NotStored, Recorded, Recording};
+use super::keying;
+use crate::depinfo::{self, DepInfo};
 use crate::key::file_hash::FileStamp;
-use crate::key::hasher::Key;
 use crate::key::input_paths::InputDirs;
 use crate::rustc::Invocation;
 use crate::rustc::outputs::{OutputKind, expected_outputs};
-use crate::stats::unix_ms;
-use crate::store::entry::{Entry, OutputRecord};
-use crate::store::layout::STORE_LOCK_TIMEOUT_MS;
-use crate::store::state::StateUpdate;
-use crate::store::{Store, StoreError, blob};
+use crate::stats::NotStoredReason;
+use crate::store::blob;
+use crate::store::entry::{Candidate, OutputRecord};
 
-/// Why a compile was not stored.
-#[derive(Debug)]
-pub enum NotStored {
-    /// A policy decision: counted under `not_stored`.
-    Refused(&'static str),
-    /// Found not cacheable only once it ran (a C time macro, a build script's foreign link
-    /// path): counted under `passthrough_reasons`.
-    Uncacheable(String),
-    /// A cache fault: counted under `errors`.
-    Fault(KeyError),
-}
-
-impl NotStored {
-    /// The outcome counted for a compile or run that finished but was not stored.
-    pub(crate) fn into_outcome(self) -> crate::stats::Outcome {
-        use crate::stats::Outcome;
-        match self {
-            NotStored::Refused(reason) => Outcome::Miss {
-                not_stored: Some(reason.to_string()),
-            },
-            NotStored::Uncacheable(reason) => Outcome::Passthrough { reason },
-            NotStored::Fault(err) => {
-                tracing::warn!("storing failed ({err})");
-                Outcome::Error {
-                    reason: err.reason(),
-                }
-            }
-        }
-    }
-}
-
-impl From<KeyError> for NotStored {
-    fn from(err: KeyError) -> Self {
-        match err {
-            KeyError::Passthrough(reason) => NotStored::Uncacheable(reason.to_string()),
-            other => NotStored::Fault(other),
-        }
-    }
-}
-
-impl From<StoreError> for NotStored {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Busy => NotStored::Refused("store_busy"),
-            other => NotStored::Fault(KeyError::Store(other)),
-        }
-    }
-}
-
-pub(crate) fn file_fault(path: &Path) -> impl FnOnce(std::io::Error) -> NotStored + '_ {
-    move |source| {
-        NotStored::Fault(KeyError::File {
-            path: path.to_path_buf(),
-            source,
-        })
-    }
-}
-
-/// What the caller knows about the finished compile.
+/// What the rustc job knows about the finished compile.
 pub struct Finished<'a> {
     pub invocation: &'a Invocation,
-    pub invocation_key: &'a Key,
-    pub compiled: &'a Compiled,
     pub cwd: &'a Path,
     pub dep_info_path: &'a Path,
     /// The linker's `--dependency-file`, for crates that link.
     pub linker_dep_info_path: Option<&'a Path>,
-    /// A fresh tick of the clock files are stamped from, read just before the compiler started
-    /// ([`crate::key::file_hash::filesystem_tick`]).
-    pub started_fs_ns: i128,
 }
 
 /// The files the linker read, from its `--dependency-file`: candidate inputs like sources.
@@ -105,7 +39,7 @@ pub struct Finished<'a> {
 fn linker_inputs(path: &Path, cwd: &Path, out_dir: &Path) -> Result<Vec<PathBuf>, NotStored> {
     let text = match std::fs::read(path) {
         Ok(text) => text,
-        Err(_) => return Err(NotStored::Refused("no_linker_dep_info")),
+        Err(_) => return Err(NotStored::Refused(NotStoredReason::NoLinkerDepInfo)),
     };
     let mut inputs = Vec::new();
     for input in depinfo::parse(&text).inputs {
@@ -114,32 +48,24 @@ fn linker_inputs(path: &Path, cwd: &Path, out_dir: &Path) -> Result<Vec<PathBuf>
             inputs.push(input);
         } else if !resolved.starts_with(out_dir) {
             tracing::debug!("linker input {} vanished; not storing", resolved.display());
-            return Err(NotStored::Refused("linker_input_vanished"));
+            return Err(NotStored::Refused(NotStoredReason::LinkerInputVanished));
         }
     }
     Ok(inputs)
 }
 
-/// Stores a successful compile; returns its result key.
-pub fn record(
-    store: &Store,
-    hasher: &mut MemoHasher,
-    finished: &Finished,
-    update: &mut StateUpdate,
-) -> Result<Key, NotStored> {
+/// The record of a successful compile: its candidate and its outputs, stored as blobs.
+pub fn record(recording: &mut Recording, finished: &Finished) -> Result<Recorded, NotStored> {
     let Finished {
         invocation,
-        invocation_key,
-        compiled,
         cwd,
         dep_info_path,
         linker_dep_info_path,
-        started_fs_ns,
     } = *finished;
-    let dep_info_text = std::fs::read(dep_info_path).map_err(file_fault(dep_info_path))?;
+    let dep_info_text = std::fs::read(dep_info_path).map_err(NotStored::file(dep_info_path))?;
     let mut dep_info = depinfo::parse(&dep_info_text);
     if dep_info.inputs.is_empty() {
-        return Err(NotStored::Refused("no_dep_info"));
+        return Err(NotStored::Refused(NotStoredReason::NoDepInfo));
     }
     let out_dir = cwd.join(&invocation.out_dir);
     if let Some(path) = linker_dep_info_path {
@@ -149,40 +75,26 @@ pub fn record(
             }
         }
     }
-    hasher.forget();
     let dirs = InputDirs::of(invocation, cwd);
-    let candidate =
-        keying::candidate_from_dep_info(hasher, invocation_key, &dep_info, &dirs, update)?;
-    // Checked after hashing: a change at any time since the start is caught. The reference is
-    // a fresh tick of the clock files are stamped from, taken before the compiler started, so a file
-    // written just before (a build script's OUT_DIR output) is never mistaken for one written
-    // during the compile.
-    for input in &dep_info.inputs {
-        let path = cwd.join(input);
-        let meta = std::fs::metadata(&path).map_err(file_fault(&path))?;
-        if FileStamp::of(&meta).changed_since_ns(started_fs_ns) {
-            tracing::debug!("{} changed during the compile; not storing", path.display());
-            return Err(NotStored::Refused("input_changed_during_compile"));
-        }
-    }
+    let candidate = compile_candidate(recording, &dep_info, &dirs, cwd)?;
 
     let mut outputs = Vec::new();
     for expected in expected_outputs(invocation) {
         let path = out_dir.join(&expected.file_name);
-        let mut file = File::open(&path).map_err(file_fault(&path))?;
-        let before = file.metadata().map_err(file_fault(&path))?;
-        let stored = blob::put_file(&store.layout, &mut file, update).map_err(|source| {
-            NotStored::Fault(KeyError::Store(StoreError::Io {
-                path: store.layout.tmp_dir(),
-                source,
-            }))
-        })?;
-        let after = file.metadata().map_err(file_fault(&path))?;
+        let mut file = File::open(&path).map_err(NotStored::file(&path))?;
+        let before = file.metadata().map_err(NotStored::file(&path))?;
+        let stored = blob::put_file(&recording.store.layout, &mut file, recording.update)
+            .map_err(NotStored::blob_write(recording.store))?;
+        let after = file.metadata().map_err(NotStored::file(&path))?;
         if FileStamp::of(&before) != FileStamp::of(&after) {
-            return Err(NotStored::Refused("output_changed_while_storing"));
+            return Err(NotStored::Refused(
+                NotStoredReason::OutputChangedWhileStoring,
+            ));
         }
         if expected.kind != OutputKind::DepInfo {
-            hasher.remember_written(&path, *stored.hash.as_bytes(), update);
+            recording
+                .hasher
+                .remember_written(&path, *stored.hash.as_bytes(), recording.update);
         }
         outputs.push(OutputRecord {
             name: expected.file_name,
@@ -192,20 +104,41 @@ pub fn record(
             mode: before.permissions().mode() & 0o7777,
         });
     }
-    let now = unix_ms(SystemTime::now());
-    let entry = Entry {
+    Ok(Recorded {
+        candidate,
         outputs,
-        stdout: compiled.stdout.clone(),
-        stderr: compiled.stderr.clone(),
         out_dir: invocation.out_dir.as_os_str().as_encoded_bytes().to_vec(),
-        compile_ms: compiled.duration_ms,
-        created_unix_ms: now,
-    };
-    let result_key = candidate.result_key;
-    let _lock = store.lock(Duration::from_millis(STORE_LOCK_TIMEOUT_MS))?;
-    store
-        .index
-        .commit_compile(&store.layout, invocation_key, candidate, &entry)?;
-    update.last_use.push((result_key, now));
-    Ok(result_key)
+    })
+}
+
+/// The candidate of a finished compile (rustc or C) from its dep-info: every input hashed
+/// afresh, then checked unchanged since the compile started. Checked after hashing, a change at
+/// any time since the start is caught. The reference is a fresh tick of the clock files are
+/// stamped from, taken before the compiler started, so a file written just before (a build
+/// script's `OUT_DIR` output) is never mistaken for one written during the compile.
+pub fn compile_candidate(
+    recording: &mut Recording,
+    dep_info: &DepInfo,
+    dirs: &InputDirs,
+    cwd: &Path,
+) -> Result<Candidate, NotStored> {
+    recording.hasher.forget();
+    let candidate = keying::candidate_from_dep_info(
+        recording.hasher,
+        recording.invocation_key,
+        dep_info,
+        dirs,
+        recording.update,
+    )?;
+    for input in &dep_info.inputs {
+        let path = cwd.join(input);
+        let meta = std::fs::metadata(&path).map_err(NotStored::file(&path))?;
+        if FileStamp::of(&meta).changed_since_ns(recording.started_fs_ns) {
+            tracing::debug!("{} changed during the compile; not storing", path.display());
+            return Err(NotStored::Refused(
+                NotStoredReason::InputChangedDuringCompile,
+            ));
+        }
+    }
+    Ok(candidate)
 }

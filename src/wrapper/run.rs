@@ -27,6 +27,31 @@ impl CompilerChain {
     }
 }
 
+/// The real program and its arguments, exactly as the caller asked.
+#[derive(Debug, Clone)]
+pub struct Program {
+    pub chain: CompilerChain,
+    pub args: Vec<OsString>,
+}
+
+impl Program {
+    /// A program with no leading arguments (a C compiler, a build script).
+    pub fn plain(program: OsString, args: Vec<OsString>) -> Program {
+        Program {
+            chain: CompilerChain {
+                program,
+                leading_args: Vec::new(),
+            },
+            args,
+        }
+    }
+
+    /// The program's path, for messages.
+    pub fn path(&self) -> &std::path::Path {
+        std::path::Path::new(&self.chain.program)
+    }
+}
+
 /// Replaces this process with the compiler: exit code, signals, stdin, stdout and stderr are
 /// exactly the compiler's. Returns only if the exec failed.
 pub fn exec(chain: &CompilerChain, args: &[OsString]) -> io::Error {

@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use walkdir::WalkDir;
 
 use crate::key::hasher::{Key, KeyHasher};
-use crate::rustc::Passthrough;
+use crate::stats::RunPassthrough;
 use crate::store::layout::KEY_VERSION;
 use crate::store::state::StateUpdate;
 use crate::wrapper::keying::{KeyError, MemoHasher};
@@ -145,7 +145,9 @@ fn hash_tree(
                 .unwrap_or_else(|| std::io::Error::other("a symlink loop")),
         })?;
         if seen.len() + files.len() + names.len() > MAX_WALKED_PATHS {
-            return Err(KeyError::Passthrough(Passthrough::TooManyRunInputs));
+            return Err(KeyError::Passthrough(
+                RunPassthrough::TooManyRunInputs.into(),
+            ));
         }
         let relative = entry
             .path()

@@ -18,6 +18,7 @@ use walkdir::WalkDir;
 
 use crate::key::file_hash::FileStamp;
 use crate::rustc::outputs::OutputKind;
+use crate::stats::NotStoredReason;
 use crate::store::entry::{Entry, OutputRecord};
 use crate::store::state::StateUpdate;
 use crate::store::{Store, blob};
@@ -26,7 +27,7 @@ use crate::store::{Store, blob};
 #[derive(Debug)]
 pub enum CaptureError {
     /// A policy decision, counted under `not_stored`.
-    Refused(&'static str),
+    Refused(NotStoredReason),
     Io(io::Error),
 }
 
@@ -61,7 +62,7 @@ pub fn capture(
             .and_then(Path::to_str)
             .map(str::to_string)
         else {
-            return Err(CaptureError::Refused("non_utf8_out_dir_path"));
+            return Err(CaptureError::Refused(NotStoredReason::NonUtf8OutDirPath));
         };
         let meta = entry.metadata().map_err(|err| {
             CaptureError::Io(
@@ -81,11 +82,13 @@ pub fn capture(
             let mut file = File::open(entry.path())?;
             let stored = blob::put_file(&store.layout, &mut file, update)?;
             if FileStamp::of(&file.metadata()?) != FileStamp::of(&meta) {
-                return Err(CaptureError::Refused("output_changed_while_storing"));
+                return Err(CaptureError::Refused(
+                    NotStoredReason::OutputChangedWhileStoring,
+                ));
             }
             (OutputKind::RunFile, Some(stored))
         } else {
-            return Err(CaptureError::Refused("special_file_in_out_dir"));
+            return Err(CaptureError::Refused(NotStoredReason::SpecialFileInOutDir));
         };
         records.push(OutputRecord {
             name,

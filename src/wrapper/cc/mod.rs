@@ -1,75 +1,69 @@
-//! The C and C++ compile path: classify, look up, restore or compile, store; the C twin of the
-//! rustc flow in `wrapper/mod.rs`, with the same store and the same failure rules.
+//! The C and C++ job: `rcache cc <args>` (or `gcc`, `clang++`, a compiler path, or a link named
+//! `cc` that points at rcache), driven through the one flow ([`super::flow`]).
 //!
-//! `rcache cc <args>` (or `gcc`, `clang++`, a compiler path, or a link named `cc` that points at
-//! rcache) comes here. Every call ends in exactly one [`Outcome`], counted in the compile
-//! totals and in `languages.<language>.*`, and logged with `kind: "cc"`:
-//! - not cacheable: the real compiler is exec'd with the same argv, stdin and output;
-//! - a hit: the object (and the caller's dep file and `.dwo`) restored, the compiler's output
-//!   replayed; no compiler and no preprocessor runs;
-//! - a miss: the compiler runs with its output streamed, writing rcache's own full dep file
-//!   (`-MD -MF <tmp>`, system headers included), whose inputs become the manifest candidate;
-//! - a cache fault before the replay: the compiler runs instead, counted under `errors`.
+//! What is C's own:
+//! - the argv is classified into a typed [`CcInvocation`]; not cacheable: the real compiler is
+//!   exec'd with the same argv, stdin and output;
+//! - the key facts are the compiler's identity, the argv without output names, the cwd, the
+//!   source's content, the C environment and `-march=native` resolved;
+//! - a hit restores the object (and the caller's dep file and `.dwo`) and replays the
+//!   compiler's output; no compiler and no preprocessor runs;
+//! - a miss runs the compiler writing rcache's own full dep file (`-MD -MF <tmp>`, system
+//!   headers included), whose inputs become the manifest candidate.
+//!
+//! Counted in the compile totals and in `languages.<language>.*`, logged with `kind: "cc"`.
 
 mod restore;
 mod store;
 
+use std::borrow::Cow;
 use std::ffi::OsString;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
+use super::flow::{Context, Counting, EXIT_CANNOT_RUN, Job, NotStored, Recorded, Recording, Unit};
 use super::keying::{self, KeyError, MemoHasher};
-use super::run::{self, CompilerChain};
+use super::run::{self, Compiled, Program};
 use crate::cc::args::{self, CcInvocation};
 use crate::cc::depfile;
 use crate::cc::driver;
 use crate::cc::identity::{self, CcIdentity};
 use crate::cc::key::{self, CcKeyFacts};
 use crate::cc::passthrough::CcPassthrough;
-use crate::config::Config;
 use crate::key::compiler::native_cpu_memo_key;
 use crate::key::hasher::Key;
 use crate::key::input_paths::InputDirs;
-use crate::remote::fetch::{RemoteOutcome, settle_hit};
-use crate::stats::{self, Event, Outcome};
+use crate::stats::{self, NotStoredReason};
 use crate::store::Store;
+use crate::store::entry::{Candidate, Entry};
 use crate::store::state::StateUpdate;
-use store::CcFinished;
 
 /// Runs one C compiler call: `program` is the compiler as rcache was given it (a name, a path,
 /// or argv[0] of a link), `args` its arguments. Returns the exit code when it does not exec.
 pub fn run(program: OsString, args: Vec<OsString>) -> i32 {
-    let config = Config::load();
-    crate::logging::init(config.log.value.as_deref());
+    let mut cx = Context::load();
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let real = driver::resolve_compiler(&program, &cwd);
-    let mut cc_run = CcRun {
-        config,
-        clock: Instant::now(),
-        chain: CompilerChain {
-            program: real
-                .clone()
-                .map_or(program.clone(), PathBuf::into_os_string),
-            leading_args: Vec::new(),
-        },
-        cwd,
+    let language = driver::default_language(&program).name();
+    let real_program = Program::plain(
+        real.clone()
+            .map_or(program.clone(), PathBuf::into_os_string),
         args,
-        language: driver::default_language(&program).name(),
-        update: StateUpdate::default(),
-        damaged_record: None,
-        remote_outcome: None,
-    };
+    );
     let Some(real) = real else {
         eprintln!(
             "rcache: no compiler named {} found on PATH (other than rcache itself)",
             Path::new(&program).display()
         );
-        let outcome = passthrough(CcPassthrough::CompilerNotFound);
-        cc_run.finish(None, None, &outcome);
-        return 127;
+        let outcome = stats::Outcome::Passthrough {
+            reason: CcPassthrough::CompilerNotFound.into(),
+        };
+        cx.finish(None, &unclassified_unit(language, &cwd), &outcome);
+        return EXIT_CANNOT_RUN;
     };
-    let classified = if cc_run.config.disable.value {
+    let classified = if cx.config.disable.value {
         Err(CcPassthrough::Disabled)
     } else if ["DEPENDENCIES_OUTPUT", "SUNPRO_DEPENDENCIES"]
         .iter()
@@ -77,282 +71,156 @@ pub fn run(program: OsString, args: Vec<OsString>) -> i32 {
     {
         Err(CcPassthrough::DependenciesEnv)
     } else {
-        args::classify(&cc_run.args)
+        args::classify(&real_program.args)
     };
-    match classified {
+    let invocation = match classified {
+        Ok(invocation) => invocation,
         Err(reason) => {
-            tracing::debug!(reason = %reason, detail = reason.detail(), "passthrough");
-            let store = cc_run.open_store();
-            cc_run.finish(store.as_ref().ok(), None, &passthrough(reason));
-            cc_run.exec()
+            let store = cx.open_store();
+            let unit = unclassified_unit(language, &cwd);
+            return cx.pass_through(store.as_ref().ok(), &unit, &real_program, reason.into());
         }
-        Ok(invocation) => {
-            cc_run.language = invocation.language.name();
-            match cc_run.open_store() {
-                Ok(store) => cc_run.cached(&store, &invocation, &real),
-                Err(err) => {
-                    let outcome = crate::wrapper::notice::store_unusable(
-                        &err,
-                        &cc_run.config.dir.value,
-                        "compiler",
-                    );
-                    cc_run.finish(None, Some(&invocation), &outcome);
-                    cc_run.exec()
-                }
-            }
-        }
+    };
+    let mut job = CcJob {
+        invocation,
+        real,
+        cwd,
+        own_dep_file: PathBuf::new(),
+        dep_pass_ok: true,
+    };
+    match cx.open_store() {
+        Ok(store) => super::flow::run_cached(&mut cx, &store, &real_program, &mut job),
+        Err(err) => cx.store_unusable(&err, &job.unit(), &real_program, "compiler"),
     }
 }
 
-fn passthrough(reason: CcPassthrough) -> Outcome {
-    Outcome::Passthrough {
-        reason: reason.to_string(),
+/// The unit of a call that was not classified: no source is known.
+fn unclassified_unit<'a>(language: &'static str, cwd: &'a Path) -> Unit<'a> {
+    Unit {
+        kind: "cc",
+        counting: Counting::Compile { language },
+        name: None,
+        crate_types: Cow::Borrowed(&[]),
+        cwd: Cow::Borrowed(cwd),
     }
 }
 
-struct CcRun {
-    config: Config,
-    clock: Instant,
-    chain: CompilerChain,
+/// A cacheable C or C++ compile.
+struct CcJob {
+    invocation: CcInvocation,
+    /// The real compiler.
+    real: PathBuf,
     cwd: PathBuf,
-    args: Vec<OsString>,
-    language: &'static str,
-    update: StateUpdate,
-    /// A manifest or entry record met during the lookup that does not decode: the fault this
-    /// invocation counts, whatever its store step does.
-    damaged_record: Option<String>,
-    /// What the remote said, if it was asked.
-    remote_outcome: Option<RemoteOutcome>,
+    /// rcache's own full dep file, at a temp path, once the compiler ran.
+    own_dep_file: PathBuf,
+    /// Whether the dependency-only run (for a caller's own dep file) succeeded.
+    dep_pass_ok: bool,
 }
 
-impl CcRun {
-    fn open_store(&self) -> Result<Store, crate::store::StoreError> {
-        Store::open(&self.config.dir.value)
-    }
-
-    /// The cacheable path: key, look up, then restore or compile.
-    fn cached(&mut self, store: &Store, invocation: &CcInvocation, real: &Path) -> i32 {
-        let mut hasher = MemoHasher::new(store);
-        let (invocation_key, found) = match self.look_up(store, &mut hasher, invocation, real) {
-            Ok(found) => found,
-            Err(err) => {
-                tracing::warn!("lookup failed ({err}); running the compiler");
-                let outcome = Outcome::Error {
-                    reason: err.reason(),
-                };
-                self.finish(Some(store), Some(invocation), &outcome);
-                return self.exec();
-            }
-        };
-        let mut fault = self.damaged_record.take();
-        let found = found.or_else(|| {
-            let (found, outcome) = super::ask_remote_for_compile(
-                &self.config,
-                store,
-                &mut hasher,
-                &invocation_key,
-                &InputDirs::cwd_only(&self.cwd),
-                &mut self.update,
-            );
-            self.remote_outcome = outcome;
-            found
-        });
-        if let Some(found) = found {
-            match restore::materialize(store, &found.entry, invocation, &self.cwd, &mut self.update)
-            {
-                Ok(restored) => {
-                    settle_hit(&mut self.remote_outcome, None, &mut self.update);
-                    for (path, hash) in restored {
-                        hasher.remember_written(&path, hash, &mut self.update);
-                    }
-                    super::restore::replay(&found.entry, Path::new(""), false);
-                    let now = stats::unix_ms(SystemTime::now());
-                    self.update.last_use.push((found.result_key, now));
-                    let outcome = Outcome::Hit {
-                        saved_ms: found.entry.compile_ms,
-                    };
-                    self.finish(Some(store), Some(invocation), &outcome);
-                    return 0;
-                }
-                Err(err) => {
-                    tracing::warn!("restore failed ({err}); compiling instead");
-                    let reason = crate::store::io_reason(&err);
-                    settle_hit(&mut self.remote_outcome, Some(reason), &mut self.update);
-                    fault = Some(reason.to_string());
-                }
-            }
+impl Job for CcJob {
+    fn unit(&self) -> Unit<'_> {
+        Unit {
+            kind: "cc",
+            counting: Counting::Compile {
+                language: self.invocation.language.name(),
+            },
+            name: Some(self.invocation.source.to_string_lossy()),
+            crate_types: Cow::Borrowed(&[]),
+            cwd: Cow::Borrowed(&self.cwd),
         }
-        self.compile_and_store(store, &mut hasher, invocation, &invocation_key, fault)
     }
 
-    fn look_up(
+    fn invocation_key(
         &mut self,
-        store: &Store,
         hasher: &mut MemoHasher,
-        invocation: &CcInvocation,
-        real: &Path,
-    ) -> Result<(Key, Option<keying::Match>), KeyError> {
-        let identity = cc_identity(store, real, &mut self.update)?;
-        let native = if invocation.native_flags.is_empty() {
+        update: &mut StateUpdate,
+    ) -> Result<Key, KeyError> {
+        let store = hasher.store();
+        let identity = cc_identity(store, &self.real, update)?;
+        let native = if self.invocation.native_flags.is_empty() {
             None
         } else {
             Some(native_target(
                 store,
-                real,
+                &self.real,
                 &identity,
-                &invocation.native_flags,
-                &mut self.update,
+                &self.invocation.native_flags,
+                update,
             )?)
         };
-        let source_hash = hasher.hash(&self.cwd.join(&invocation.source), &mut self.update)?;
+        let source_hash = hasher.hash(&self.cwd.join(&self.invocation.source), update)?;
         let facts = CcKeyFacts {
-            invocation,
+            invocation: &self.invocation,
             compiler_id: identity.id,
             cwd: &self.cwd,
             source_hash,
             env: key::cc_env(),
             native,
         };
-        let invocation_key = key::invocation_key(&facts);
-        tracing::debug!(key = %crate::key::hasher::hex(&invocation_key), "cc invocation key");
-        if self.config.recache.value {
-            return Ok((invocation_key, None));
-        }
-        let dirs = InputDirs::cwd_only(&self.cwd);
-        let lookup = keying::find_match(hasher, &invocation_key, &dirs, &mut self.update)?;
-        self.damaged_record = lookup.damaged;
-        Ok((invocation_key, lookup.found))
+        Ok(key::invocation_key(&facts))
     }
 
-    /// The miss: compile with output streamed, then store.
-    fn compile_and_store(
-        &mut self,
-        store: &Store,
+    fn candidate_matches(
+        &self,
         hasher: &mut MemoHasher,
-        invocation: &CcInvocation,
-        invocation_key: &Key,
-        fault: Option<String>,
-    ) -> i32 {
-        let own_dep_file = store.layout.tmp_dir().join(format!(
+        candidate: &Candidate,
+        update: &mut StateUpdate,
+    ) -> bool {
+        keying::inputs_match(hasher, candidate, &InputDirs::cwd_only(&self.cwd), update)
+    }
+
+    fn restore(
+        &mut self,
+        hasher: &mut MemoHasher,
+        entry: &Entry,
+        update: &mut StateUpdate,
+    ) -> io::Result<()> {
+        let store = hasher.store();
+        let restored = restore::materialize(store, entry, &self.invocation, &self.cwd, update)?;
+        for (path, hash) in restored {
+            hasher.remember_written(&path, hash, update);
+        }
+        Ok(())
+    }
+
+    fn replay(&self, entry: &Entry) {
+        super::restore::replay(entry, Path::new(""), false);
+    }
+
+    fn run(&mut self, store: &Store, program: &Program) -> io::Result<Compiled> {
+        self.own_dep_file = store.layout.tmp_dir().join(format!(
             "cc-deps-{}-{}.d",
             std::process::id(),
             stats::unix_ms(SystemTime::now())
         ));
-        super::apply_memos_now(store, &mut self.update);
-        let started_fs_ns = crate::key::file_hash::filesystem_tick();
-        let mut args = self.args.clone();
-        let mut dep_pass_ok = true;
-        if invocation.dep_file.is_some() {
+        let mut args = program.args.clone();
+        if self.invocation.dep_file.is_some() {
             // The caller's dep options take the compiler's one dep file, and `-MMD` leaves system
             // headers out: list every input in a preprocess-only run of its own.
-            dep_pass_ok = Command::new(&self.chain.program)
-                .args(depfile::dep_pass_args(&self.args, &own_dep_file))
+            self.dep_pass_ok = Command::new(&program.chain.program)
+                .args(depfile::dep_pass_args(&program.args, &self.own_dep_file))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
                 .is_ok_and(|status| status.success());
         } else {
-            args.extend(["-MD".into(), "-MF".into(), own_dep_file.clone().into()]);
+            args.extend(["-MD".into(), "-MF".into(), self.own_dep_file.clone().into()]);
         }
-        let compiled = match run::compile(&self.chain, &args, |_| false) {
-            Ok(compiled) => compiled,
-            Err(err) => {
-                eprintln!(
-                    "rcache: could not run {}: {err}",
-                    Path::new(&self.chain.program).display()
-                );
-                let _ = std::fs::remove_file(&own_dep_file);
-                return 1;
-            }
-        };
-        let code = run::exit_code(compiled.status);
-        let outcome = if !compiled.status.success() {
-            Outcome::Miss {
-                not_stored: Some("compile_failed".into()),
-            }
-        } else if !dep_pass_ok {
-            Outcome::Miss {
-                not_stored: Some("dep_pass_failed".into()),
-            }
-        } else {
-            let finished = CcFinished {
-                invocation,
-                invocation_key,
-                compiled: &compiled,
-                cwd: &self.cwd,
-                own_dep_file: &own_dep_file,
-                started_fs_ns,
-            };
-            match store::record(store, hasher, &finished, &mut self.update) {
-                Ok(result_key) => {
-                    super::after_store(
-                        store,
-                        &self.config,
-                        invocation_key,
-                        &result_key,
-                        &mut self.update,
-                    );
-                    Outcome::Miss { not_stored: None }
-                }
-                Err(not_stored) => not_stored.into_outcome(),
-            }
-        };
-        let _ = std::fs::remove_file(&own_dep_file);
-        let outcome = match fault {
-            Some(reason) => Outcome::Error { reason },
-            None => outcome,
-        };
-        self.finish(Some(store), Some(invocation), &outcome);
-        code
+        run::compile(&program.chain, &args, |_| false)
     }
 
-    /// Counts the outcome (totals and language split) and writes the event line.
-    fn finish(
-        &mut self,
-        store: Option<&Store>,
-        invocation: Option<&CcInvocation>,
-        outcome: &Outcome,
-    ) {
-        outcome.count(&mut self.update);
-        outcome.count_language(&mut self.update, self.language);
-        super::apply_state_update(store, &self.config.dir.value, &self.update);
-        let duration_ms = self.clock.elapsed().as_secs_f64() * 1000.0;
-        tracing::debug!(
-            outcome = outcome.name(),
-            reason = outcome.reason(),
-            duration_ms,
-            "done"
-        );
-        if let Some(events) = &self.config.events.value {
-            let source = invocation.map(|inv| inv.source.to_string_lossy().into_owned());
-            stats::append_event(
-                events,
-                &Event {
-                    ts_ms: stats::unix_ms(SystemTime::now()),
-                    pid: std::process::id(),
-                    kind: "cc",
-                    crate_name: source.as_deref(),
-                    crate_types: &[],
-                    outcome: outcome.name(),
-                    reason: outcome.reason(),
-                    stored: matches!(outcome, Outcome::Miss { not_stored: None }),
-                    duration_ms,
-                    cwd: &self.cwd,
-                    remote: self.remote_outcome.map(RemoteOutcome::name),
-                },
-            );
+    fn record(&mut self, recording: &mut Recording) -> Result<Recorded, NotStored> {
+        if !self.dep_pass_ok {
+            return Err(NotStored::Refused(NotStoredReason::DepPassFailed));
         }
+        store::record(recording, &self.invocation, &self.cwd, &self.own_dep_file)
     }
 
-    /// Replaces this process with the real compiler.
-    fn exec(&self) -> i32 {
-        let err = run::exec(&self.chain, &self.args);
-        eprintln!(
-            "rcache: could not run {}: {err}",
-            Path::new(&self.chain.program).display()
-        );
-        1
+    fn after_run(&mut self, _hasher: &mut MemoHasher, _succeeded: bool, _update: &mut StateUpdate) {
+        if !self.own_dep_file.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.own_dep_file);
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! Storing a finished C compile: rcache's own dep file -> candidate, the object (with the
-//! caller's dep file and `.dwo`) -> blobs, then one index commit.
+//! What the record of a finished C compile holds: rcache's own dep file -> candidate, the
+//! object (with the caller's dep file and `.dwo`) -> blobs. The flow commits it.
 //!
 //! Not stored (a miss with a `not_stored` reason) when an input changed at or after the moment
 //! the compile started, as for Rust; and not cached at all when an input uses a time macro
@@ -11,67 +11,37 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
-use super::super::keying::{self, KeyError, MemoHasher};
-use super::super::record::{NotStored, file_fault};
-use super::super::run::Compiled;
+use super::super::flow::{NotStored, Recorded, Recording};
+use super::super::keying::MemoHasher;
+use super::super::record::compile_candidate;
 use crate::cc::args::CcInvocation;
 use crate::cc::depfile;
 use crate::cc::passthrough::CcPassthrough;
 use crate::depinfo;
 use crate::key::file_hash::FileStamp;
-use crate::key::hasher::Key;
 use crate::key::input_paths::InputDirs;
 use crate::rustc::outputs::OutputKind;
-use crate::stats::unix_ms;
-use crate::store::entry::{Entry, OutputRecord};
-use crate::store::layout::STORE_LOCK_TIMEOUT_MS;
+use crate::stats::NotStoredReason;
+use crate::store::entry::OutputRecord;
 use crate::store::state::StateUpdate;
-use crate::store::{Store, StoreError, blob};
+use crate::store::{Store, blob};
 
-fn store_fault(store: &Store) -> impl FnOnce(std::io::Error) -> NotStored + '_ {
-    move |source| {
-        NotStored::Fault(KeyError::Store(StoreError::Io {
-            path: store.layout.tmp_dir(),
-            source,
-        }))
-    }
-}
-
-/// What the caller knows about the finished compile.
-pub struct CcFinished<'a> {
-    pub invocation: &'a CcInvocation,
-    pub invocation_key: &'a Key,
-    pub compiled: &'a Compiled,
-    pub cwd: &'a Path,
-    /// rcache's own full dep file (`-MD -MF`, or the dependency-only run's `-M -MF`).
-    pub own_dep_file: &'a Path,
-    /// A fresh tick of the filesystem clock, read before the compiler started.
-    pub started_fs_ns: i128,
-}
-
-/// Stores a successful compile; returns its result key.
+/// The record of a successful compile: its candidate (from `own_dep_file`, rcache's own full
+/// dep file: `-MD -MF`, or the dependency-only run's `-M -MF`) and its outputs, stored as blobs.
 pub fn record(
-    store: &Store,
-    hasher: &mut MemoHasher,
-    finished: &CcFinished,
-    update: &mut StateUpdate,
-) -> Result<Key, NotStored> {
-    let CcFinished {
-        invocation,
-        invocation_key,
-        compiled,
-        cwd,
-        own_dep_file,
-        started_fs_ns,
-    } = *finished;
+    recording: &mut Recording,
+    invocation: &CcInvocation,
+    cwd: &Path,
+    own_dep_file: &Path,
+) -> Result<Recorded, NotStored> {
+    let started_fs_ns = recording.started_fs_ns;
     let Ok(text) = std::fs::read(own_dep_file) else {
-        return Err(NotStored::Refused("no_dep_info"));
+        return Err(NotStored::Refused(NotStoredReason::NoDepInfo));
     };
     let dep_info = depinfo::parse(&text);
     if dep_info.inputs.is_empty() {
-        return Err(NotStored::Refused("no_dep_info"));
+        return Err(NotStored::Refused(NotStoredReason::NoDepInfo));
     }
     let paths: Vec<PathBuf> = dep_info
         .inputs
@@ -79,46 +49,39 @@ pub fn record(
         .map(|input| cwd.join(input))
         .collect();
     if depfile::uses_time_macros(&paths) {
-        return Err(NotStored::Uncacheable(
-            CcPassthrough::TimeMacros.to_string(),
-        ));
+        return Err(NotStored::Uncacheable(CcPassthrough::TimeMacros.into()));
     }
-    hasher.forget();
-    let dirs = InputDirs::cwd_only(cwd);
-    let candidate =
-        keying::candidate_from_dep_info(hasher, invocation_key, &dep_info, &dirs, update)?;
-    for path in &paths {
-        let meta = std::fs::metadata(path).map_err(file_fault(path))?;
-        if FileStamp::of(&meta).changed_since_ns(started_fs_ns) {
-            tracing::debug!("{} changed during the compile; not storing", path.display());
-            return Err(NotStored::Refused("input_changed_during_compile"));
-        }
-    }
+    let candidate = compile_candidate(recording, &dep_info, &InputDirs::cwd_only(cwd), cwd)?;
 
     let mut outputs = Vec::new();
     let object = cwd.join(&invocation.object);
     outputs.push(store_file(
-        store,
-        hasher,
+        recording.store,
+        recording.hasher,
         &object,
         OutputKind::CcObject,
-        update,
+        recording.update,
     )?);
     let mut dep_target = Vec::new();
     if let Some(dep_file) = &invocation.dep_file {
         let path = cwd.join(&dep_file.path);
-        let mut file = File::open(&path).map_err(file_fault(&path))?;
-        let meta = file.metadata().map_err(file_fault(&path))?;
+        let mut file = File::open(&path).map_err(NotStored::file(&path))?;
+        let meta = file.metadata().map_err(NotStored::file(&path))?;
         let mut text = Vec::new();
-        file.read_to_end(&mut text).map_err(file_fault(&path))?;
+        file.read_to_end(&mut text)
+            .map_err(NotStored::file(&path))?;
         dep_target = depfile::target_text(invocation, dep_file).into_bytes();
         // Only a dep file whose target rcache can name is stored, so that a restore can write
         // the restoring compile's own target into it.
         if depfile::retarget(&text, &dep_target, &dep_target).is_none() {
-            return Err(NotStored::Refused("dep_file_target"));
+            return Err(NotStored::Refused(NotStoredReason::DepFileTarget));
         }
-        let stored = blob::put_file(&store.layout, &mut text.as_slice(), update)
-            .map_err(store_fault(store))?;
+        let stored = blob::put_file(
+            &recording.store.layout,
+            &mut text.as_slice(),
+            recording.update,
+        )
+        .map_err(NotStored::blob_write(recording.store))?;
         outputs.push(OutputRecord {
             name: dep_file.path.to_string_lossy().into_owned(),
             kind: OutputKind::CcDepFile,
@@ -132,34 +95,23 @@ pub fn record(
         if let Ok(meta) = std::fs::metadata(&dwo) {
             // A `.dwo` left by an earlier compile (this one wrote none) must not be stored.
             if !FileStamp::of(&meta).changed_since_ns(started_fs_ns) {
-                return Err(NotStored::Refused("stale_dwo"));
+                return Err(NotStored::Refused(NotStoredReason::StaleDwo));
             }
             outputs.push(store_file(
-                store,
-                hasher,
+                recording.store,
+                recording.hasher,
                 &dwo,
                 OutputKind::CcSplitDwarf,
-                update,
+                recording.update,
             )?);
         }
     }
-    let now = unix_ms(SystemTime::now());
-    let entry = Entry {
+    Ok(Recorded {
+        candidate,
         outputs,
-        stdout: compiled.stdout.clone(),
-        stderr: compiled.stderr.clone(),
         // For a C compile: the target text of the caller's dep file (empty without one).
         out_dir: dep_target,
-        compile_ms: compiled.duration_ms,
-        created_unix_ms: now,
-    };
-    let result_key = candidate.result_key;
-    let _lock = store.lock(Duration::from_millis(STORE_LOCK_TIMEOUT_MS))?;
-    store
-        .index
-        .commit_compile(&store.layout, invocation_key, candidate, &entry)?;
-    update.last_use.push((result_key, now));
-    Ok(result_key)
+    })
 }
 
 /// Copies one output file into the store, checking it did not change meanwhile.
@@ -170,12 +122,15 @@ fn store_file(
     kind: OutputKind,
     update: &mut StateUpdate,
 ) -> Result<OutputRecord, NotStored> {
-    let mut file = File::open(path).map_err(file_fault(path))?;
-    let before = file.metadata().map_err(file_fault(path))?;
-    let stored = blob::put_file(&store.layout, &mut file, update).map_err(store_fault(store))?;
-    let after = file.metadata().map_err(file_fault(path))?;
+    let mut file = File::open(path).map_err(NotStored::file(path))?;
+    let before = file.metadata().map_err(NotStored::file(path))?;
+    let stored =
+        blob::put_file(&store.layout, &mut file, update).map_err(NotStored::blob_write(store))?;
+    let after = file.metadata().map_err(NotStored::file(path))?;
     if FileStamp::of(&before) != FileStamp::of(&after) {
-        return Err(NotStored::Refused("output_changed_while_storing"));
+        return Err(NotStored::Refused(
+            NotStoredReason::OutputChangedWhileStoring,
+        ));
     }
     hasher.remember_written(path, *stored.hash.as_bytes(), update);
     Ok(OutputRecord {

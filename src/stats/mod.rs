@@ -14,6 +14,10 @@ use serde::Serialize;
 
 use crate::store::state::StateUpdate;
 
+pub mod reason;
+
+pub use reason::{ErrorReason, NotStoredReason, PassthroughReason, RunPassthrough};
+
 /// What one wrapper invocation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -22,14 +26,14 @@ pub enum Outcome {
     },
     /// Compiled; `not_stored` names why nothing was stored.
     Miss {
-        not_stored: Option<String>,
+        not_stored: Option<NotStoredReason>,
     },
     Passthrough {
-        reason: String,
+        reason: PassthroughReason,
     },
     /// A cache fault, after which the compiler ran.
     Error {
-        reason: String,
+        reason: ErrorReason,
     },
 }
 
@@ -43,11 +47,13 @@ impl Outcome {
         }
     }
 
-    pub fn reason(&self) -> Option<&str> {
+    /// The reason's stable name, if the outcome has one.
+    pub fn reason(&self) -> Option<&'static str> {
         match self {
             Outcome::Hit { .. } => None,
-            Outcome::Miss { not_stored } => not_stored.as_deref(),
-            Outcome::Passthrough { reason } | Outcome::Error { reason } => Some(reason),
+            Outcome::Miss { not_stored } => not_stored.map(NotStoredReason::as_str),
+            Outcome::Passthrough { reason } => Some(reason.as_str()),
+            Outcome::Error { reason } => Some(reason.as_str()),
         }
     }
 
@@ -89,16 +95,19 @@ impl Outcome {
             Outcome::Miss { not_stored } => {
                 update.count(format!("{prefix}misses"), 1);
                 if let Some(reason) = not_stored {
-                    update.count(format!("{prefix}not_stored.{reason}"), 1);
+                    update.count(format!("{prefix}not_stored.{}", reason.as_str()), 1);
                 }
             }
             Outcome::Passthrough { reason } => {
                 update.count(format!("{prefix}passthrough"), 1);
-                update.count(format!("{prefix}passthrough_reasons.{reason}"), 1);
+                update.count(
+                    format!("{prefix}passthrough_reasons.{}", reason.as_str()),
+                    1,
+                );
             }
             Outcome::Error { reason } => {
                 update.count(format!("{prefix}errors"), 1);
-                update.count(format!("{prefix}error_reasons.{reason}"), 1);
+                update.count(format!("{prefix}error_reasons.{}", reason.as_str()), 1);
             }
         }
     }
@@ -341,13 +350,13 @@ mod tests {
             Outcome::Hit { saved_ms: 10 },
             Outcome::Miss { not_stored: None },
             Outcome::Miss {
-                not_stored: Some("compile_failed".into()),
+                not_stored: Some(NotStoredReason::CompileFailed),
             },
             Outcome::Passthrough {
-                reason: "probe".into(),
+                reason: crate::rustc::Passthrough::Probe.into(),
             },
             Outcome::Error {
-                reason: "disk_full".into(),
+                reason: ErrorReason::DiskFull,
             },
         ];
         let mut update = StateUpdate::default();
@@ -380,7 +389,7 @@ mod tests {
             (Outcome::Miss { not_stored: None }, "cxx"),
             (
                 Outcome::Passthrough {
-                    reason: "cc_linking".into(),
+                    reason: crate::cc::passthrough::CcPassthrough::Linking.into(),
                 },
                 "c",
             ),
@@ -416,7 +425,7 @@ mod tests {
         let mut update = StateUpdate::default();
         Outcome::Hit { saved_ms: 7 }.count_build_script_run(&mut update);
         Outcome::Passthrough {
-            reason: "link_search_outside_out_dir".into(),
+            reason: RunPassthrough::LinkSearchOutsideOutDir.into(),
         }
         .count_build_script_run(&mut update);
         let mut totals: BTreeMap<String, u64> = BTreeMap::new();

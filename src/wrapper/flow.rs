@@ -1,0 +1,571 @@
+//! The one cache flow that every kind of job goes through: a rustc compile, a C/C++ compile and a
+//! build-script run.
+//!
+//! [`run_cached`] drives the steps, in this order, the same for every job:
+//! 1. the invocation key ([`Job::invocation_key`]); a passthrough reason or a fault ends here with
+//!    the real program exec'd;
+//! 2. the local lookup: the newest manifest candidate that [`Job::matching_result_key`] accepts;
+//! 3. after a local miss, the remote, with the same matcher;
+//! 4. on a hit, [`Job::restore`] then [`Job::replay`]; a restore fault is counted and the job
+//!    runs instead;
+//! 5. on a miss, [`Job::run`] with output streamed; no transaction is open while it runs;
+//! 6. on success, [`Job::record`] says what the record holds, and [`commit`] writes the entry and
+//!    the candidate under the store lock;
+//! 7. after a store, the work that follows it: the automatic gc and the remote publish;
+//! 8. [`Context::finish`]: the outcome counted once, and the event line.
+//!
+//! A job supplies only what differs between kinds: its key facts, how a candidate matches, how
+//! outputs are restored, how the real program runs, and what a record holds.
+
+use std::borrow::Cow;
+use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::keying::{self, KeyError, MemoHasher};
+use super::run::{self, Compiled, Program};
+use crate::config::Config;
+use crate::key::hasher::Key;
+use crate::remote::fetch::{RemoteOutcome, settle_hit};
+use crate::remote::{self, Remote};
+use crate::stats::{self, ErrorReason, Event, NotStoredReason, Outcome, PassthroughReason};
+use crate::store::entry::{Candidate, Entry, OutputRecord};
+use crate::store::layout::STORE_LOCK_TIMEOUT_MS;
+use crate::store::state::{State, StateUpdate};
+use crate::store::{Store, StoreError};
+
+/// The exit code when the real program cannot be started at all (the shell's "command not
+/// found"), the same for every kind of job.
+pub const EXIT_CANNOT_RUN: i32 = 127;
+
+/// How an outcome is counted: a compile (in the totals and its language's split) or a
+/// build-script run (under `build_scripts.`).
+#[derive(Debug, Clone, Copy)]
+pub enum Counting {
+    Compile { language: &'static str },
+    BuildScriptRun,
+}
+
+/// What the stats and the events log know of one invocation.
+pub struct Unit<'a> {
+    /// The event's `kind`: `rustc`, `cc` or `build_script_run`.
+    pub kind: &'static str,
+    pub counting: Counting,
+    /// The crate, the C source, or the build script's package.
+    pub name: Option<Cow<'a, str>>,
+    pub crate_types: Cow<'a, [String]>,
+    pub cwd: Cow<'a, Path>,
+}
+
+/// One kind of job: what differs between a rustc compile, a C/C++ compile and a build-script
+/// run. The flow ([`run_cached`]) does the rest.
+pub trait Job {
+    /// What this invocation is counted and logged as.
+    fn unit(&self) -> Unit<'_>;
+
+    /// The invocation key, from the job's key facts.
+    fn invocation_key(
+        &mut self,
+        hasher: &mut MemoHasher,
+        update: &mut StateUpdate,
+    ) -> Result<Key, KeyError>;
+
+    /// Whether a candidate's recorded inputs and env values are as they are here now.
+    fn candidate_matches(
+        &self,
+        hasher: &mut MemoHasher,
+        candidate: &Candidate,
+        update: &mut StateUpdate,
+    ) -> bool;
+
+    /// Puts a found entry's outputs in place (and remembers the hashes of what it wrote).
+    fn restore(
+        &mut self,
+        hasher: &mut MemoHasher,
+        entry: &Entry,
+        update: &mut StateUpdate,
+    ) -> io::Result<()>;
+
+    /// Writes a restored entry's output (diagnostics, directives) as the program would have.
+    fn replay(&self, entry: &Entry);
+
+    /// Runs the real program (as asked, or with what rcache adds), its output streamed and
+    /// captured.
+    fn run(&mut self, store: &Store, program: &Program) -> io::Result<Compiled>;
+
+    /// A run that shows this invocation cannot be cached after all (a linker that rejects an
+    /// option rcache added): the reason, and the program then runs again exactly as asked.
+    fn rerun_as_asked(&self, _ran: &Compiled) -> Option<PassthroughReason> {
+        None
+    }
+
+    /// The not-stored reason of a run that exited with an error.
+    fn failed_run_reason(&self) -> NotStoredReason {
+        NotStoredReason::CompileFailed
+    }
+
+    /// What the record of a successful run holds: its candidate and its outputs, in the store.
+    fn record(&mut self, recording: &mut Recording) -> Result<Recorded, NotStored>;
+
+    /// Work after a run, whatever its result: temp files removed, the build-script launcher.
+    fn after_run(&mut self, _hasher: &mut MemoHasher, _succeeded: bool, _update: &mut StateUpdate) {
+    }
+}
+
+/// What [`Job::record`] works with.
+pub struct Recording<'a, 's> {
+    pub store: &'s Store,
+    pub hasher: &'a mut MemoHasher<'s>,
+    pub invocation_key: &'a Key,
+    pub ran: &'a Compiled,
+    /// A fresh tick of the clock files are stamped from, read just before the program started
+    /// ([`crate::key::file_hash::filesystem_tick`]).
+    pub started_fs_ns: i128,
+    pub update: &'a mut StateUpdate,
+}
+
+/// What a record holds, besides the run's output.
+pub struct Recorded {
+    pub candidate: Candidate,
+    pub outputs: Vec<OutputRecord>,
+    /// The entry's `out_dir` field: the out dir (rustc, build-script runs) or the target text of
+    /// the caller's dep file (C).
+    pub out_dir: Vec<u8>,
+}
+
+/// Why a run that finished was not stored.
+#[derive(Debug)]
+pub enum NotStored {
+    /// A policy decision: counted under `not_stored`.
+    Refused(NotStoredReason),
+    /// Found not cacheable only once it ran (a C time macro, a build script's foreign link
+    /// path): counted under `passthrough_reasons`.
+    Uncacheable(PassthroughReason),
+    /// A cache fault: counted under `errors`.
+    Fault(KeyError),
+}
+
+impl NotStored {
+    /// The outcome counted for a run that finished but was not stored.
+    fn into_outcome(self) -> Outcome {
+        match self {
+            NotStored::Refused(reason) => Outcome::Miss {
+                not_stored: Some(reason),
+            },
+            NotStored::Uncacheable(reason) => Outcome::Passthrough { reason },
+            NotStored::Fault(err) => {
+                tracing::warn!("storing failed ({err})");
+                Outcome::Error {
+                    reason: err.reason(),
+                }
+            }
+        }
+    }
+
+    /// A file fault on `path`.
+    pub fn file(path: &Path) -> impl FnOnce(io::Error) -> NotStored + '_ {
+        move |source| {
+            NotStored::Fault(KeyError::File {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    }
+}
+
+impl NotStored {
+    /// A fault while writing a blob into the store.
+    pub fn blob_write(store: &Store) -> impl FnOnce(io::Error) -> NotStored + '_ {
+        move |source| {
+            NotStored::Fault(KeyError::Store(StoreError::Io {
+                path: store.layout.tmp_dir(),
+                source,
+            }))
+        }
+    }
+}
+
+impl From<KeyError> for NotStored {
+    fn from(err: KeyError) -> Self {
+        match err {
+            KeyError::Passthrough(reason) => NotStored::Uncacheable(reason),
+            other => NotStored::Fault(other),
+        }
+    }
+}
+
+impl From<StoreError> for NotStored {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Busy => NotStored::Refused(NotStoredReason::StoreBusy),
+            other => NotStored::Fault(KeyError::Store(other)),
+        }
+    }
+}
+
+/// The state of one wrapper process: its settings, clock, pending state update and what the
+/// remote said.
+pub struct Context {
+    pub config: Config,
+    clock: Instant,
+    pub update: StateUpdate,
+    remote_outcome: Option<RemoteOutcome>,
+}
+
+impl Context {
+    /// Loads the settings and starts logging.
+    pub fn load() -> Context {
+        let config = Config::load();
+        crate::logging::init(config.log.value.as_deref());
+        Context {
+            config,
+            clock: Instant::now(),
+            update: StateUpdate::default(),
+            remote_outcome: None,
+        }
+    }
+
+    pub fn open_store(&self) -> Result<Store, StoreError> {
+        Store::open(&self.config.dir.value)
+    }
+
+    /// An invocation that is not cached: counted, then the real program exec'd.
+    pub fn pass_through(
+        &mut self,
+        store: Option<&Store>,
+        unit: &Unit,
+        program: &Program,
+        reason: PassthroughReason,
+    ) -> i32 {
+        tracing::debug!(
+            reason = reason.as_str(),
+            detail = reason.detail(),
+            "passthrough"
+        );
+        self.finish(store, unit, &Outcome::Passthrough { reason });
+        exec(program)
+    }
+
+    /// A cacheable invocation whose store cannot be opened: warned about where the user must
+    /// act ([`super::notice`]), counted, then the real program exec'd.
+    pub fn store_unusable(
+        &mut self,
+        err: &StoreError,
+        unit: &Unit,
+        program: &Program,
+        what_runs: &str,
+    ) -> i32 {
+        let outcome = super::notice::store_unusable(err, &self.config.dir.value, what_runs);
+        self.finish(None, unit, &outcome);
+        exec(program)
+    }
+
+    /// A fault before anything ran: counted, then the real program exec'd.
+    fn fall_back(&mut self, store: &Store, unit: &Unit, program: &Program, err: &KeyError) -> i32 {
+        tracing::warn!("lookup failed ({err}); running the real program");
+        let outcome = Outcome::Error {
+            reason: err.reason(),
+        };
+        self.finish(Some(store), unit, &outcome);
+        exec(program)
+    }
+
+    /// Counts the outcome (one unsynced state transaction) and writes the event line.
+    pub fn finish(&mut self, store: Option<&Store>, unit: &Unit, outcome: &Outcome) {
+        match unit.counting {
+            Counting::Compile { language } => {
+                outcome.count(&mut self.update);
+                outcome.count_language(&mut self.update, language);
+            }
+            Counting::BuildScriptRun => outcome.count_build_script_run(&mut self.update),
+        }
+        apply_state_update(store, &self.config.dir.value, &self.update);
+        let duration_ms = self.clock.elapsed().as_secs_f64() * 1000.0;
+        tracing::debug!(
+            outcome = outcome.name(),
+            reason = outcome.reason(),
+            duration_ms,
+            "done"
+        );
+        if let Some(events) = &self.config.events.value {
+            stats::append_event(
+                events,
+                &Event {
+                    ts_ms: stats::unix_ms(SystemTime::now()),
+                    pid: std::process::id(),
+                    kind: unit.kind,
+                    crate_name: unit.name.as_deref(),
+                    crate_types: &unit.crate_types,
+                    outcome: outcome.name(),
+                    reason: outcome.reason(),
+                    stored: matches!(outcome, Outcome::Miss { not_stored: None }),
+                    duration_ms,
+                    cwd: &unit.cwd,
+                    remote: self.remote_outcome.map(RemoteOutcome::name),
+                },
+            );
+        }
+    }
+}
+
+/// The cacheable path of every job: key, look up (locally, then the remote), restore or run,
+/// record, and count. Returns the exit code when it does not exec the real program.
+pub fn run_cached(cx: &mut Context, store: &Store, program: &Program, job: &mut dyn Job) -> i32 {
+    let mut hasher = MemoHasher::new(store);
+    let invocation_key = match job.invocation_key(&mut hasher, &mut cx.update) {
+        Ok(key) => key,
+        Err(KeyError::Passthrough(reason)) => {
+            return cx.pass_through(Some(store), &job.unit(), program, reason);
+        }
+        Err(err) => return cx.fall_back(store, &job.unit(), program, &err),
+    };
+    tracing::debug!(key = %crate::key::hasher::hex(&invocation_key), "invocation key");
+    let mut fault = None;
+    let mut found = None;
+    if !cx.config.recache.value {
+        let mut matcher = |hasher: &mut MemoHasher, candidate: &Candidate, update: &mut _| {
+            matching_result_key(job, hasher, &invocation_key, candidate, update)
+        };
+        match keying::find_match(&mut hasher, &invocation_key, &mut matcher, &mut cx.update) {
+            Ok(lookup) => {
+                fault = lookup.damaged;
+                found = lookup.found;
+            }
+            Err(err) => return cx.fall_back(store, &job.unit(), program, &err),
+        }
+    }
+    if found.is_none() {
+        let mut result_key_of = |candidate: &Candidate, update: &mut StateUpdate| {
+            matching_result_key(job, &mut hasher, &invocation_key, candidate, update)
+        };
+        let (fetched, outcome) = ask_remote(
+            &cx.config,
+            store,
+            &invocation_key,
+            &mut result_key_of,
+            &mut cx.update,
+        );
+        cx.remote_outcome = outcome;
+        found = fetched;
+    }
+    if let Some(found) = found {
+        match job.restore(&mut hasher, &found.entry, &mut cx.update) {
+            Ok(()) => {
+                settle_hit(&mut cx.remote_outcome, None, &mut cx.update);
+                job.replay(&found.entry);
+                let now = stats::unix_ms(SystemTime::now());
+                cx.update.last_use.push((found.result_key, now));
+                let outcome = Outcome::Hit {
+                    saved_ms: found.entry.compile_ms,
+                };
+                cx.finish(Some(store), &job.unit(), &outcome);
+                return 0;
+            }
+            Err(err) => {
+                // Run instead, and let the store step replace the broken entry.
+                tracing::warn!("restore failed ({err}); running the real program instead");
+                let reason = ErrorReason::of_io(&err);
+                settle_hit(
+                    &mut cx.remote_outcome,
+                    Some(reason.as_str()),
+                    &mut cx.update,
+                );
+                fault = Some(reason);
+            }
+        }
+    }
+    run_and_record(cx, store, &mut hasher, program, job, &invocation_key, fault)
+}
+
+/// The result key of a candidate that matches what is here now, recomputed from the invocation
+/// key and what the candidate recorded (never the result key it carries); `None` when it does
+/// not match.
+fn matching_result_key(
+    job: &dyn Job,
+    hasher: &mut MemoHasher,
+    invocation_key: &Key,
+    candidate: &Candidate,
+    update: &mut StateUpdate,
+) -> Option<Key> {
+    job.candidate_matches(hasher, candidate, update)
+        .then(|| crate::key::result_key(invocation_key, &candidate.inputs, &candidate.env_deps))
+}
+
+/// The miss: run with output streamed, then record. `fault` is a damaged record or a restore
+/// failure met on the way here; it makes the outcome an error whatever the record step does.
+fn run_and_record<'s>(
+    cx: &mut Context,
+    store: &'s Store,
+    hasher: &mut MemoHasher<'s>,
+    program: &Program,
+    job: &mut dyn Job,
+    invocation_key: &Key,
+    fault: Option<ErrorReason>,
+) -> i32 {
+    apply_memos_now(store, &mut cx.update);
+    let started_fs_ns = crate::key::file_hash::filesystem_tick();
+    let ran = match job.run(store, program) {
+        Ok(ran) => ran,
+        Err(err) => {
+            eprintln!("rcache: could not run {}: {err}", program.path().display());
+            job.after_run(hasher, false, &mut cx.update);
+            let outcome = Outcome::Error {
+                reason: ErrorReason::SpawnFailed,
+            };
+            cx.finish(Some(store), &job.unit(), &outcome);
+            return EXIT_CANNOT_RUN;
+        }
+    };
+    if let Some(reason) = job.rerun_as_asked(&ran) {
+        // The first attempt's output has already been shown.
+        job.after_run(hasher, false, &mut cx.update);
+        return cx.pass_through(Some(store), &job.unit(), program, reason);
+    }
+    let succeeded = ran.status.success();
+    let outcome = if !succeeded {
+        Outcome::Miss {
+            not_stored: Some(job.failed_run_reason()),
+        }
+    } else {
+        let mut recording = Recording {
+            store,
+            hasher,
+            invocation_key,
+            ran: &ran,
+            started_fs_ns,
+            update: &mut cx.update,
+        };
+        let committed = job
+            .record(&mut recording)
+            .and_then(|recorded| commit(store, invocation_key, recorded, &ran, &mut cx.update));
+        match committed {
+            Ok(result_key) => {
+                after_store(
+                    store,
+                    &cx.config,
+                    invocation_key,
+                    &result_key,
+                    &mut cx.update,
+                );
+                Outcome::Miss { not_stored: None }
+            }
+            Err(not_stored) => not_stored.into_outcome(),
+        }
+    };
+    job.after_run(hasher, succeeded, &mut cx.update);
+    let outcome = match fault {
+        Some(reason) => Outcome::Error { reason },
+        None => outcome,
+    };
+    cx.finish(Some(store), &job.unit(), &outcome);
+    run::exit_code(ran.status)
+}
+
+/// Writes a record: the entry and its manifest candidate, in one index commit under the store
+/// lock. Returns the result key.
+fn commit(
+    store: &Store,
+    invocation_key: &Key,
+    recorded: Recorded,
+    ran: &Compiled,
+    update: &mut StateUpdate,
+) -> Result<Key, NotStored> {
+    let now = stats::unix_ms(SystemTime::now());
+    let entry = Entry {
+        outputs: recorded.outputs,
+        stdout: ran.stdout.clone(),
+        stderr: ran.stderr.clone(),
+        out_dir: recorded.out_dir,
+        compile_ms: ran.duration_ms,
+        created_unix_ms: now,
+    };
+    let result_key = recorded.candidate.result_key;
+    let _lock = store.lock(Duration::from_millis(STORE_LOCK_TIMEOUT_MS))?;
+    store
+        .index
+        .commit_compile(&store.layout, invocation_key, recorded.candidate, &entry)?;
+    update.last_use.push((result_key, now));
+    Ok(result_key)
+}
+
+/// Replaces this process with the real program; returns only if that failed.
+fn exec(program: &Program) -> i32 {
+    let err = run::exec(&program.chain, &program.args);
+    eprintln!("rcache: could not run {}: {err}", program.path().display());
+    EXIT_CANNOT_RUN
+}
+
+/// After a store: keeps the store within its size and age limits (a detached gc when over),
+/// and publishes the new entry to the remote, if one is configured (or queues it).
+fn after_store(
+    store: &Store,
+    config: &Config,
+    invocation_key: &Key,
+    result_key: &Key,
+    update: &mut StateUpdate,
+) {
+    crate::store::gc::after_store(store, config.cache_size.value, config.max_age.value);
+    crate::remote::publish::after_store(config, store, invocation_key, result_key, update);
+}
+
+/// After a local miss: asks the remote, if one is configured and this is not a recache.
+/// `result_key_of` matches a candidate against what is here. Returns the entry found (now in
+/// the local store) and what the remote said, for the events log; faults are counted.
+fn ask_remote(
+    config: &Config,
+    store: &Store,
+    invocation_key: &Key,
+    result_key_of: &mut dyn FnMut(&Candidate, &mut StateUpdate) -> Option<Key>,
+    update: &mut StateUpdate,
+) -> (Option<keying::Match>, Option<RemoteOutcome>) {
+    if config.recache.value || config.remote.location.value.is_none() {
+        return (None, None);
+    }
+    if remote::fetch::skipped(store, update) {
+        return (None, Some(RemoteOutcome::Skipped));
+    }
+    match Remote::from_config(config) {
+        Ok(Some(remote)) => {
+            let (fetched, outcome) =
+                remote::fetch::fetch(&remote, store, invocation_key, result_key_of, update);
+            let found = fetched.map(|fetched| keying::Match {
+                result_key: fetched.result_key,
+                entry: fetched.entry,
+            });
+            (found, Some(outcome))
+        }
+        Ok(None) => (None, None),
+        Err(err) => {
+            tracing::warn!("{err}");
+            remote::count_error(update, err.reason());
+            (None, Some(RemoteOutcome::Error))
+        }
+    }
+}
+
+/// Writes the memos learned while keying (the compiler identity, file hashes) before a long
+/// run, so that invocations starting meanwhile do not compute them again.
+fn apply_memos_now(store: &Store, update: &mut StateUpdate) {
+    let memos = StateUpdate {
+        file_hashes: std::mem::take(&mut update.file_hashes),
+        compilers: std::mem::take(&mut update.compilers),
+        ..StateUpdate::default()
+    };
+    if let Err(err) = store.state.apply(&memos) {
+        tracing::debug!("could not record memos: {err}");
+    }
+}
+
+/// Applies an invocation's counters, last-use times and memos in one unsynced transaction;
+/// without an open store (it could not be opened), through the state env alone. A failure is
+/// logged, never fatal: stats are not worth a build.
+fn apply_state_update(store: Option<&Store>, store_dir: &Path, update: &StateUpdate) {
+    let applied = match store {
+        Some(store) => store.state.apply(update),
+        None => State::open(&crate::store::layout::Layout::new(store_dir))
+            .and_then(|state| state.apply(update)),
+    };
+    if let Err(err) = applied {
+        tracing::warn!("could not record stats: {err}");
+    }
+}

@@ -1,0 +1,312 @@
+//! The rustc job: `rcache <rustc> <args>` (cargo's `RUSTC_WRAPPER`), driven through the one
+//! flow ([`super::flow`]).
+//!
+//! What is rustc's own: the argv is classified into a typed [`Invocation`]; the key facts are
+//! the compiler's identity, the argv, the cwd, the `--extern` files' content and cargo's
+//! per-crate variables ([`keying::invocation_key`]); candidates are matched by the dep-info
+//! inputs they recorded; a hit restores the crate's outputs and replays rustc's diagnostics and
+//! artifact notifications; a miss runs rustc with dep-info (and, for a crate that links, the
+//! linker's `--dependency-file`) asked at temp paths when the caller did not ask for them.
+//! For a build script it produces, it installs the build-script launcher.
+
+use std::borrow::Cow;
+use std::ffi::OsString;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::build_script;
+use super::flow::{Context, Counting, Job, NotStored, Recorded, Recording, Unit};
+use super::keying::{self, KeyError, MemoHasher, WorkspaceWrapper};
+use super::record::{self, Finished};
+use super::restore;
+use super::run::{self, Compiled, CompilerChain, Program};
+use crate::key::hasher::Key;
+use crate::key::input_paths::InputDirs;
+use crate::rustc::outputs::expected_outputs;
+use crate::rustc::{self, Invocation, Passthrough};
+use crate::stats::{self, ErrorReason, Outcome, PassthroughReason, RunPassthrough};
+use crate::store::Store;
+use crate::store::entry::{Candidate, Entry};
+use crate::store::state::StateUpdate;
+
+/// Runs one wrapper invocation; `args` starts with the compiler. Returns the exit code (when it
+/// does not exec the compiler).
+pub fn run(args: Vec<OsString>) -> i32 {
+    let mut cx = Context::load();
+    let (wrapper, compiler_path, rustc_args) = keying::split_chain(&args);
+    let chain = CompilerChain {
+        program: args[0].clone(),
+        leading_args: args[1..args.len() - rustc_args.len()].to_vec(),
+    };
+    let program = Program {
+        chain,
+        args: rustc_args,
+    };
+    let rustc_args = &program.args;
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let classified = if cx.config.disable.value {
+        Err(Passthrough::Disabled)
+    } else if wrapper
+        .as_ref()
+        .is_some_and(|wrapper| !is_clippy_driver(&wrapper.path))
+    {
+        Err(Passthrough::UnknownWorkspaceWrapper)
+    } else {
+        rustc::classify(rustc_args)
+    };
+    let invocation = match classified {
+        Ok(invocation) => invocation,
+        Err(reason) => {
+            let store = cx.open_store();
+            let raw_types = crate_types_of(rustc_args);
+            let unit = Unit {
+                kind: "rustc",
+                counting: RUST,
+                name: crate_name_of(rustc_args).map(Cow::Borrowed),
+                crate_types: Cow::Borrowed(&raw_types),
+                cwd: Cow::Borrowed(&cwd),
+            };
+            return cx.pass_through(store.as_ref().ok(), &unit, &program, reason.into());
+        }
+    };
+    let mut job = RustcJob {
+        build_scripts: cx.config.build_scripts.value,
+        invocation,
+        compiler_path,
+        wrapper,
+        cwd,
+        own_dep_info: None,
+        linker_dep_info: None,
+    };
+    match cx.open_store() {
+        Ok(store) => super::flow::run_cached(&mut cx, &store, &program, &mut job),
+        Err(err) => cx.store_unusable(&err, &job.unit(), &program, "compiler"),
+    }
+}
+
+const RUST: Counting = Counting::Compile { language: "rust" };
+
+fn is_clippy_driver(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| name.starts_with("clippy-driver"))
+}
+
+/// A cacheable rustc compile.
+struct RustcJob {
+    /// Whether build-script runs are cached (the launcher is installed).
+    build_scripts: bool,
+    invocation: Invocation,
+    compiler_path: PathBuf,
+    wrapper: Option<WorkspaceWrapper>,
+    cwd: PathBuf,
+    /// The dep-info rcache asked for at a temp path, when the caller did not.
+    own_dep_info: Option<PathBuf>,
+    /// The linker's `--dependency-file`, for a crate that links.
+    linker_dep_info: Option<PathBuf>,
+}
+
+impl Job for RustcJob {
+    fn unit(&self) -> Unit<'_> {
+        Unit {
+            kind: "rustc",
+            counting: RUST,
+            name: Some(Cow::Borrowed(&self.invocation.crate_name)),
+            crate_types: Cow::Borrowed(&self.invocation.crate_types),
+            cwd: Cow::Borrowed(&self.cwd),
+        }
+    }
+
+    fn invocation_key(
+        &mut self,
+        hasher: &mut MemoHasher,
+        update: &mut StateUpdate,
+    ) -> Result<Key, KeyError> {
+        let identity = keying::compiler_identity(hasher.store(), &self.compiler_path, update)?;
+        keying::invocation_key(
+            hasher,
+            &self.invocation,
+            &self.compiler_path,
+            &identity,
+            self.wrapper.as_ref(),
+            &self.cwd,
+            update,
+        )
+    }
+
+    fn candidate_matches(
+        &self,
+        hasher: &mut MemoHasher,
+        candidate: &Candidate,
+        update: &mut StateUpdate,
+    ) -> bool {
+        let dirs = InputDirs::of(&self.invocation, &self.cwd);
+        keying::inputs_match(hasher, candidate, &dirs, update)
+    }
+
+    fn restore(
+        &mut self,
+        hasher: &mut MemoHasher,
+        entry: &Entry,
+        update: &mut StateUpdate,
+    ) -> io::Result<()> {
+        let out_dir = self.cwd.join(&self.invocation.out_dir);
+        let expected = expected_outputs(&self.invocation);
+        let restored = restore::materialize(
+            hasher.store(),
+            entry,
+            &expected,
+            &out_dir,
+            &self.invocation.out_dir,
+            update,
+        )?;
+        for output in restored {
+            if let Some(hash) = output.known_hash {
+                hasher.remember_written(&output.path, hash, update);
+            }
+        }
+        self.install_launcher(hasher, update);
+        Ok(())
+    }
+
+    fn replay(&self, entry: &Entry) {
+        restore::replay(
+            entry,
+            &self.invocation.out_dir,
+            self.invocation.json_artifacts,
+        );
+    }
+
+    fn run(&mut self, store: &Store, program: &Program) -> io::Result<Compiled> {
+        let mut args = program.args.clone();
+        // Cargo always asks for dep-info; when a caller did not, ask for it at a temp path so
+        // that what the caller sees is unchanged.
+        self.own_dep_info = (!self.invocation.emits("dep-info"))
+            .then(|| add_temp_output_arg(store, "dep-info", "--emit=dep-info=", &mut args));
+        // A crate that links: the linker lists every file it reads (ARCHITECTURE.md, "Linked
+        // crates").
+        self.linker_dep_info = self.invocation.runs_linker().then(|| {
+            add_temp_output_arg(
+                store,
+                "link-deps",
+                "-Clink-arg=-Wl,--dependency-file=",
+                &mut args,
+            )
+        });
+        let dropped = self.own_dep_info.clone();
+        let drop_line = move |line: &[u8]| match (&dropped, restore::artifact(line)) {
+            (Some(own), Some((path, emit))) => emit == "dep-info" && Path::new(&path) == own,
+            _ => false,
+        };
+        run::compile(&program.chain, &args, drop_line)
+    }
+
+    fn rerun_as_asked(&self, ran: &Compiled) -> Option<PassthroughReason> {
+        // A linker that does not know `--dependency-file`: compile again exactly as asked.
+        let rejected = !ran.status.success()
+            && self.linker_dep_info.is_some()
+            && ran
+                .stderr
+                .windows(15)
+                .any(|window| window == b"dependency-file");
+        rejected.then_some(Passthrough::LinkerDependencyFile.into())
+    }
+
+    fn record(&mut self, recording: &mut Recording) -> Result<Recorded, NotStored> {
+        let out_dir = self.cwd.join(&self.invocation.out_dir);
+        let dep_info_path = self
+            .own_dep_info
+            .clone()
+            .unwrap_or_else(|| out_dir.join(rustc::outputs::dep_info_name(&self.invocation)));
+        let finished = Finished {
+            invocation: &self.invocation,
+            cwd: &self.cwd,
+            dep_info_path: &dep_info_path,
+            linker_dep_info_path: self.linker_dep_info.as_deref(),
+        };
+        record::record(recording, &finished)
+    }
+
+    fn after_run(&mut self, hasher: &mut MemoHasher, succeeded: bool, update: &mut StateUpdate) {
+        for path in self.own_dep_info.iter().chain(&self.linker_dep_info) {
+            let _ = std::fs::remove_file(path);
+        }
+        if succeeded {
+            self.install_launcher(hasher, update);
+        }
+    }
+}
+
+impl RustcJob {
+    /// For a build script rcache has just produced: puts the launcher in its place, so that
+    /// cargo's runs of it come to rcache. A failure leaves the script as it was, to run
+    /// uncached, and is counted under `build_scripts`.
+    fn install_launcher(&self, hasher: &mut MemoHasher, update: &mut StateUpdate) {
+        if !build_script::launcher::is_build_script(&self.invocation) || !self.build_scripts {
+            return;
+        }
+        let binary = self
+            .cwd
+            .join(build_script::launcher::binary_path(&self.invocation));
+        let installed = build_script::launcher::launcher_binary()
+            .map_err(|err| {
+                tracing::warn!("{err}; build-script runs will not be cached");
+                Outcome::Passthrough {
+                    reason: RunPassthrough::LauncherMissing.into(),
+                }
+            })
+            .and_then(|launcher| {
+                build_script::launcher::install(&binary, &launcher).map_err(|err| {
+                    tracing::warn!("could not install the build-script launcher: {err}");
+                    Outcome::Error {
+                        reason: ErrorReason::of_io(&err),
+                    }
+                })
+            });
+        match installed {
+            Ok(real) => hasher.remember_renamed(&binary, &real, update),
+            Err(outcome) => outcome.count_build_script_run(update),
+        }
+    }
+}
+
+/// Appends `flag<path>` to `args` for a file rustc or the linker writes on rcache's behalf, at a
+/// per-process temp path in the store, and returns the path.
+fn add_temp_output_arg(store: &Store, stem: &str, flag: &str, args: &mut Vec<OsString>) -> PathBuf {
+    let path = store.layout.tmp_dir().join(format!(
+        "{stem}-{}-{}.d",
+        std::process::id(),
+        stats::unix_ms(SystemTime::now())
+    ));
+    let mut arg = OsString::from(flag);
+    arg.push(&path);
+    args.push(arg);
+    path
+}
+
+/// The `--crate-type` values of an argv that was not parsed into an invocation.
+fn crate_types_of(args: &[OsString]) -> Vec<String> {
+    let mut types = Vec::new();
+    let mut iter = args.iter().filter_map(|arg| arg.to_str());
+    while let Some(arg) = iter.next() {
+        let value = match arg.strip_prefix("--crate-type") {
+            Some("") => iter.next(),
+            Some(rest) => rest.strip_prefix('='),
+            None => None,
+        };
+        types.extend(
+            value
+                .into_iter()
+                .flat_map(|value| value.split(','))
+                .map(str::to_string),
+        );
+    }
+    types
+}
+
+/// The `--crate-name` of an argv that was not parsed into an invocation, for the events log.
+fn crate_name_of(args: &[OsString]) -> Option<&str> {
+    let position = args.iter().position(|arg| arg == "--crate-name")?;
+    args.get(position + 1)?.to_str()
+}
