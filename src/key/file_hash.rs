@@ -1,7 +1,7 @@
 //! Content hashes of files with blake3, and the stat stamp that memoizes them.
 //!
 //! How a file is read depends on its size and on whether it can be rewritten in place
-//! (DESIGN.md §2, FACTS §2):
+//! (docs/design.md §2, docs/facts.md §2):
 //! - below [`MMAP_THRESHOLD`], or for any file an editor may truncate (sources), plain reads;
 //! - above it, for files that are only ever replaced by rename (rlib, rmeta, .so, .a, store blobs),
 //!   a memory map, hashed on rayon's pool above [`RAYON_THRESHOLD`].

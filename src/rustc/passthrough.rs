@@ -50,7 +50,7 @@ pub enum Passthrough {
     /// `RUSTC_WORKSPACE_WRAPPER` that is not clippy-driver.
     UnknownWorkspaceWrapper,
 
-    // Build-script runs (DESIGN.md §6b).
+    // Build-script runs (docs/design.md §6b).
     /// `RCACHE_BUILD_SCRIPTS=off`.
     BuildScriptsOff,
     /// A run without an absolute `OUT_DIR` and `CARGO_MANIFEST_DIR`: not started by cargo.
