@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// Version of the on-disk layout and encodings; names the `v1/` directory.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Version of the key derivation. Hashed first into every invocation key.
+/// Version of the key derivation. Hashed into every cache key, right after the key's kind.
 pub const KEY_VERSION: u32 = 3;
 
 /// LMDB map size, identical in every process (docs/facts.md §1: a process asking for less gets
