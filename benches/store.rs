@@ -1,9 +1,10 @@
 //! The costs that make up a cache hit, from the key to a whole wrapper process, to find what a
-//! hit spends its time on and how it compares with the compile it replaces (DESIGN.md §1: a hit
-//! should cost a few milliseconds).
+//! hit spends its time on and how it compares with the compile it replaces (docs/design.md §1: a
+//! hit should cost a few milliseconds).
 //!
-//! - `key`: classifying a typical cargo lib argv (FACTS §4) and computing its invocation key from
-//!   realistic `InvocationFacts`; also reading the env allowlist from the process environment.
+//! - `key`: classifying a typical cargo lib argv (docs/facts.md §4) and computing its invocation
+//!   key from realistic `InvocationFacts`; also reading the env allowlist from the process
+//!   environment.
 //! - `index_lookup`: one read transaction, the manifest under an invocation key and the entry under
 //!   its first candidate's result key, in an index holding N entries (present and absent key).
 //! - `blob_put`: `blob::put_file` of a 64 KiB and a 4 MiB file, both for new content (hash, copy,
@@ -80,9 +81,9 @@ fn key_of(parts: &[u64]) -> Key {
 // ---------------------------------------------------------------------------------------------
 // key
 
-/// The argv cargo passes for a dev-profile lib with features and three dependencies (FACTS §4),
-/// without `-C incremental` (which is a passthrough: path packages with incremental on are not
-/// cached).
+/// The argv cargo passes for a dev-profile lib with features and three dependencies
+/// (docs/facts.md §4), without `-C incremental` (which is a passthrough: path packages with
+/// incremental on are not cached).
 fn cargo_lib_argv() -> Vec<OsString> {
     let target = "/home/user/project/target/debug/deps";
     let mut args: Vec<String> = [

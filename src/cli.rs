@@ -1,11 +1,11 @@
-//! The command line: wrapper mode or a command, decided by the first argument (DESIGN.md §1).
+//! The command line: wrapper mode or a command, decided by the first argument (docs/design.md §1).
 //!
 //! - A path, or a compiler name (`rustc`, `clippy-driver`, ...), means wrapper mode:
 //!   `rcache /path/to/rustc <args>`, as cargo runs a `RUSTC_WRAPPER`. A C compiler's name or
 //!   path (`rcache cc`, `rcache /usr/bin/clang++`) goes to the C path (`wrapper::cc`).
 //! - rcache started through a link named like a C compiler (`cc`, `gcc`, `clang++`, ...) is the
-//!   ccache-style symlink form: argv[0] is the compiler, found further along PATH.
-//! - `--build-script-run <script>` is a build-script run, from the launcher (DESIGN.md §6b).
+//!   ccache-style symlink form: `argv[0]` is the compiler, found further along PATH.
+//! - `--build-script-run <script>` is a build-script run, from the launcher (docs/design.md §6b).
 //! - Anything else is parsed by clap as a command.
 
 use std::ffi::OsString;

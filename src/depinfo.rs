@@ -1,8 +1,8 @@
-//! Parser for Makefile-style dep-info files, as written by rustc (`--emit=dep-info`), and later by
-//! gcc (`-MD`) and ld (`--dependency-file`).
+//! Parser for Makefile-style dep-info files, as written by rustc (`--emit=dep-info`), by gcc and
+//! clang (`-MD`), and by GNU ld and lld (`--dependency-file`).
 //!
-//! What is read (FACTS §3): the prerequisites of the *first* rule, which are the inputs of the
-//! compile; and rustc's `# env-dep:NAME=value` lines. Only a space is escaped in rustc's paths
+//! What is read (docs/facts.md §3): the prerequisites of the *first* rule, which are the inputs of
+//! the compile; and rustc's `# env-dep:NAME=value` lines. Only a space is escaped in rustc's paths
 //! (`\ `); gcc also escapes `#` and writes `$$` for `$`, and continues long lines with `\`.
 
 use std::ffi::OsString;

@@ -1,5 +1,5 @@
 //! `rcache-launcher`: stands where cargo expects a build-script binary, and hands the run to
-//! rcache (DESIGN.md §6b).
+//! rcache (docs/design.md §6b).
 //!
 //! When rcache produces a build script (compiled or restored), it moves the real binary to
 //! `<name>.rcache-real` beside it and copies this launcher to `<name>`; cargo then hard-links

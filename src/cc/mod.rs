@@ -1,5 +1,5 @@
 //! C and C++ compiles: gcc/clang argv -> a typed [`args::CcInvocation`], the compiler's identity,
-//! and the invocation key (DESIGN.md §2, "depend mode" as ccache calls it).
+//! and the invocation key (docs/design.md §6c: "depend mode", as ccache calls it).
 //!
 //! - [`driver`] tells a C compiler name from rustc's, and finds the real compiler on PATH (the
 //!   ccache-style symlink form skips every PATH entry that is rcache itself).

@@ -1,4 +1,4 @@
-//! `rcache gc` and `rcache prune`: trim the store by size and age (DESIGN.md §7), and the
+//! `rcache gc` and `rcache prune`: trim the store by size and age (docs/design.md §7), and the
 //! detached `rcache gc --auto` that a store over the limit starts ([`crate::store::gc::auto`]).
 //!
 //! - `gc [--max-size SIZE] [--dry-run]`: every entry not used within `RCACHE_MAX_AGE` (if set),

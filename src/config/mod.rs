@@ -51,7 +51,7 @@ pub struct Config {
     pub events: Setting<Option<PathBuf>>,
     pub disable: Setting<bool>,
     pub recache: Setting<bool>,
-    /// Cache build-script runs (DESIGN.md §6b); `off` leaves every run to cargo.
+    /// Cache build-script runs (docs/design.md §6b); `off` leaves every run to cargo.
     pub build_scripts: Setting<bool>,
     /// Remote storage (README.md "Remote storage").
     pub remote: RemoteConfig,

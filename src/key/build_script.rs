@@ -1,4 +1,4 @@
-//! The invocation key of a build-script run (DESIGN.md §6b): the real script binary, the
+//! The invocation key of a build-script run (docs/design.md §6b): the real script binary, the
 //! compiler the script may probe, and the environment variables that can change what it does.
 //!
 //! The environment is an explicit selection, never the whole of it: `PATH`, `TERM`, CI ids,

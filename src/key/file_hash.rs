@@ -1,10 +1,11 @@
 //! Content hashes of files with blake3, and the stat stamp that memoizes them.
 //!
 //! How a file is read depends on its size and on whether it can be rewritten in place
-//! (DESIGN.md §2, FACTS §2):
+//! (docs/design.md §2, docs/facts.md §2):
 //! - below [`MMAP_THRESHOLD`], or for any file an editor may truncate (sources), plain reads;
-//! - above it, for files that are only ever replaced by rename (rlib, rmeta, .so, .a, store blobs),
-//!   a memory map, hashed on rayon's pool above [`RAYON_THRESHOLD`].
+//! - above it, for files that are only ever replaced by rename, told by their extension (rlib,
+//!   rmeta, .so, .a, .dylib: [`Mutability::of`]), a memory map, hashed on rayon's pool above
+//!   [`RAYON_THRESHOLD`]. Store blobs have no extension, so they are always read.
 //!
 //! A memory-mapped file truncated underneath kills the process with SIGBUS, which is why sources
 //! are never mapped. The thresholds come from `benches/hashing.rs`.
@@ -31,7 +32,7 @@ pub const RACY_MARGIN: Duration = Duration::from_secs(1);
 /// How a file may be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mutability {
-    /// Replaced only by rename: rlib, rmeta, shared objects, archives, store blobs.
+    /// Replaced only by rename: rlib, rmeta, shared objects, archives.
     ReplacedByRename,
     /// May be rewritten or truncated in place at any moment: sources and everything unknown.
     InPlace,

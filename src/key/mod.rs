@@ -1,4 +1,4 @@
-//! Two-level keys (DESIGN.md §2): invocation -> manifest candidates -> result.
+//! Two-level keys (docs/design.md §2): invocation -> manifest candidates -> result.
 //!
 //! - The **invocation key** covers what is known before compiling: the compiler, the arguments
 //!   (without output-neutral paths), the cwd, the content of every `--extern` file, bundled static
@@ -27,7 +27,7 @@ use crate::store::entry::{EnvRecord, InputRecord};
 use crate::store::layout::KEY_VERSION;
 
 /// Environment variables that cargo sets per unit and that can change a compile's output
-/// (FACTS §4), plus those rustc itself reads. An explicit list: rustc inherits the whole
+/// (docs/facts.md §4), plus those rustc itself reads. An explicit list: rustc inherits the whole
 /// environment, and a `CARGO_` prefix rule would pull in `CARGO_TARGET_DIR`, `CARGO_HOME`,
 /// `CARGO_MAKEFLAGS` and job counts, and break hits.
 pub const ENV_ALLOWLIST: [&str; 11] = [

@@ -4,8 +4,8 @@
 //!
 //! The deadline lives in the state env (`\0remote_skipped_until_ms`), which every process of
 //! the store reads anyway; writing it is one unsynced transaction. Only a lookup or upload that
-//! failed sets it; nothing clears it early, so a remote that comes back is used again once the
-//! period ends.
+//! failed sets it. A remote that comes back is used again once the period ends, or at once after
+//! an `rcache remote check` that passes, which clears the deadline (`commands::remote`).
 
 use std::time::{Duration, SystemTime};
 

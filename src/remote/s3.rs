@@ -5,8 +5,7 @@
 //! OpenDAL is async; rcache is one short process per compile, so each backend owns a
 //! current-thread tokio runtime and blocks on it. Every request runs under the request timeout
 //! (`tokio::time::timeout`; a transfer gets a second more per MiB), the connection under the
-//! connect timeout (reqwest's). Batches run
-//! [`CONCURRENT_REQUESTS`] requests at a time.
+//! connect timeout (reqwest's). Batches run `CONCURRENT_REQUESTS` requests at a time.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! The remote's logic against an in-memory backend (the seam that `tests/integration/remote.rs`
+//! The remote's logic against an in-memory backend (the seam that `tests/integration/remote/`
 //! fills with real Redis and S3 servers): publishing and fetching between two stores, eviction,
 //! corrupt blobs, signatures, and the backoff after a failure.
 

@@ -1,7 +1,7 @@
 //! Names the files a cacheable rustc invocation writes into its out dir.
 //!
 //! Derived from the crate name, `-C extra-filename`, the crate types and `--emit`; never found by
-//! diffing the out dir, where cargo runs many rustc processes at once (DESIGN.md §4).
+//! diffing the out dir, where cargo runs many rustc processes at once (docs/design.md §4).
 
 use super::Invocation;
 

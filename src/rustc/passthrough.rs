@@ -18,7 +18,9 @@ pub enum Passthrough {
     NoCrateName,
     NoCrateType,
     NoOutDir,
-    /// A crate type this version does not cache (`bin`, `proc-macro`, ...).
+    /// A crate type this version does not cache: one outside `lib`, `rlib`, `bin`,
+    /// `proc-macro`, `dylib`, `cdylib` and `staticlib` (all of which are cached, README.md "What
+    /// is cached"), such as a crate type rustc adds later.
     CrateType(String),
     Incremental,
     /// `-o`: outputs named by the caller.

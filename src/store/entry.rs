@@ -40,7 +40,8 @@ pub struct Manifest {
 /// One output file of an entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutputRecord {
-    /// File name relative to the out dir.
+    /// File name relative to the out dir (a build-script run: the path relative to `OUT_DIR`; a
+    /// C compile: the path the storing compile wrote, informational).
     pub name: String,
     pub kind: OutputKind,
     pub blob: Key,
@@ -55,7 +56,8 @@ impl OutputRecord {
     }
 }
 
-/// A cached compile, or a cached build-script run (whose outputs are its `OUT_DIR` tree).
+/// A cached rustc or C compile, or a cached build-script run (whose outputs are its `OUT_DIR`
+/// tree).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub outputs: Vec<OutputRecord>,
@@ -63,7 +65,9 @@ pub struct Entry {
     /// Captured stderr, byte for byte; artifact notifications are rewritten on replay.
     pub stderr: Vec<u8>,
     /// The out dir of the compile that produced this entry, as passed to rustc; the `.d` file's
-    /// target paths start with it and are rewritten for the restoring invocation.
+    /// target paths start with it and are rewritten for the restoring invocation. A build-script
+    /// run: its `OUT_DIR`. A C compile: the target text of the caller's dep file, empty without
+    /// one (store-format/README.md §2).
     pub out_dir: Vec<u8>,
     pub compile_ms: u64,
     pub created_unix_ms: u64,

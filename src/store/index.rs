@@ -1,7 +1,7 @@
 //! The durable LMDB index: manifests, entries, blob reference counts and store totals.
 //!
 //! Opened with `NO_META_SYNC`: one flush per commit; a system crash may undo the last commit,
-//! which only costs a miss (FACTS §1). Only misses write here, in one transaction
+//! which only costs a miss (docs/facts.md §1). Only misses write here, in one transaction
 //! ([`Index::commit_compile`]); hits only read. gc and `verify --repair` remove through
 //! `index/removal.rs`.
 

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 /// Version of the on-disk layout and encodings; names the `v1/` directory.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Version of the key derivation. Hashed first into every invocation key.
+/// Version of the key derivation. Hashed into every cache key, right after the key's kind.
 pub const KEY_VERSION: u32 = 3;
 
-/// LMDB map size, identical in every process (FACTS §1: a process asking for less gets less).
-/// Sparse on Linux: the file grows only with the data written.
+/// LMDB map size, identical in every process (docs/facts.md §1: a process asking for less gets
+/// less). Sparse on Linux: the file grows only with the data written.
 pub const INDEX_MAP_SIZE: usize = 64 << 30;
 
 /// Map size of the NO_SYNC state env (stats, last-use times, memoized hashes).

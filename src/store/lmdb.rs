@@ -4,7 +4,8 @@
 //!   in one process (closing any fd to the file drops this process's locks; heed refuses with
 //!   `EnvAlreadyOpened`). Tests and commands that open a store twice get the same `&'static Env`.
 //! - `read_txn_without_tls`, so that a process that exits without dropping the env leaks no
-//!   reader slot, and `clear_stale_readers` at open, for slots of killed processes (FACTS §1).
+//!   reader slot, and `clear_stale_readers` at open, for slots of killed processes
+//!   (docs/facts.md §1).
 //! - One fixed map size per env, the same in every process.
 
 use std::collections::HashMap;

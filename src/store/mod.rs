@@ -8,7 +8,7 @@
 //! - [`lmdb`]: opening envs and databases safely.
 //! - [`gc`]: keeping the store within its limits, and sweeping what crashes left behind.
 //!
-//! Write order (DESIGN.md §3): blobs first, then one index transaction that checks every blob
+//! Write order (docs/design.md §3): blobs first, then one index transaction that checks every blob
 //! still exists and references it. A crash in between leaves orphan blobs for gc, never an entry
 //! that points at nothing.
 

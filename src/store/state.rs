@@ -1,8 +1,8 @@
 //! The state env: counters, last-use times and memoized hashes, opened `NO_SYNC`.
 //!
 //! Everything here is either derivable (memoized file and compiler hashes) or expendable (stats,
-//! last-use times), so a hit never pays for an fsync (DESIGN.md §3). The price: after an OS crash,
-//! ext4 does not preserve write order, and a `NO_SYNC` env may be corrupt rather than behind.
+//! last-use times), so a hit never pays for an fsync (docs/design.md §3). The price: after an OS
+//! crash, ext4 does not preserve write order, and a `NO_SYNC` env may be corrupt rather than behind.
 //! So the first process after a reboot (a new `boot_id`) walks every database inside a write
 //! transaction, with a marker file beside the env; if the walk fails, or a marker left by a walk
 //! that died is found, the env is deleted and recreated.

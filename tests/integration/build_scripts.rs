@@ -1,4 +1,4 @@
-//! Build-script runs (DESIGN.md §6b) on the `scripts_ws` fixture: one script per way of
+//! Build-script runs (docs/design.md §6b) on the `scripts_ws` fixture: one script per way of
 //! declaring inputs (a file, an env var, nothing), one that compiles C with the `cc` crate, a
 //! `links` package whose metadata a dependent's script reads, and one whose link search path
 //! points into another unit's build dir (not cacheable).

@@ -46,7 +46,7 @@ fn warm_build_after_clean_hits_every_crate_and_matches_plain_rustc() {
 }
 
 /// A warm build whose outputs are all present is a no-op for cargo: restored files must not
-/// look newer than their dependents, or cargo would rebuild forever (DESIGN.md §4).
+/// look newer than their dependents, or cargo would rebuild forever (docs/design.md §4).
 #[test]
 fn build_after_warm_build_is_fresh() {
     let sb = Sandbox::new();

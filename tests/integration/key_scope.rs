@@ -1,6 +1,6 @@
 //! What is not in the key must not break a hit: environment outside the allowlist, job counts,
 //! colour, and the target dir's path for a crate whose output does not depend on it
-//! (DESIGN.md §2: `--out-dir`, `-L` and `--extern` paths are not hashed).
+//! (docs/design.md §2: `--out-dir`, `-L` and `--extern` paths are not hashed).
 
 use crate::harness::{LIBS, Sandbox, expected_output};
 

@@ -1,4 +1,4 @@
-//! gc: keeps the store within its size and age limits, from the index (DESIGN.md §7).
+//! gc: keeps the store within its size and age limits, from the index (docs/design.md §7).
 //!
 //! - [`mod@plan`]: which entries go, least recently used first, decided from one read snapshot.
 //! - [`trim`] (here): removes them in small batches, each one index write transaction under the

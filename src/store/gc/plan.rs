@@ -2,7 +2,7 @@
 //! used until the store fits the size limit. Decided from one read snapshot of the index and the
 //! last-use times; nothing here writes.
 //!
-//! The size counted is `store_bytes`, the distinct blobs' sizes (DESIGN.md §3). Removing an
+//! The size counted is `store_bytes`, the distinct blobs' sizes (docs/design.md §3). Removing an
 //! entry frees only the blobs whose count it brings to 0, so the selection walks the entries
 //! oldest first with a private copy of the reference counts and stops as soon as what is left
 //! fits: exact LRU by bytes, shared blobs included.

@@ -1,5 +1,5 @@
 //! The sweep: what a crash or a killed process left behind, found by walking `blobs/` and
-//! `tmp/` (DESIGN.md §7). The only part of gc that walks the disk.
+//! `tmp/` (docs/design.md §7). The only part of gc that walks the disk.
 //!
 //! - An orphan blob is a file under `blobs/` that no entry references: no `blob_refs` record (a
 //!   store died between writing its blobs and committing), or a count of 0.

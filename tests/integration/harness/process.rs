@@ -88,7 +88,7 @@ pub fn run_command(cmd: &mut Command, what: &str) -> (ExitStatus, String, String
     (status, stdout.join().unwrap(), stderr.join().unwrap())
 }
 
-/// The rustc arguments cargo passes for demo_leaf in `cargo build` (FACTS.md §4), with fixed
+/// The rustc arguments cargo passes for demo_leaf in `cargo build` (docs/facts.md §4), with fixed
 /// `-C metadata`/`extra-filename` and `out_dir` as `--out-dir`. Run from the workspace root.
 pub fn leaf_rustc_args(out_dir: &Path) -> Vec<String> {
     let out = out_dir.to_str().expect("utf-8 temp path");
