@@ -1,4 +1,4 @@
-//! Counters, reasons and the events log (DESIGN.md §8).
+//! Counters, reasons and the events log (docs/design.md §8).
 //!
 //! Every wrapper invocation counts once in `requests` and exactly once in one of `hits`,
 //! `misses`, `passthrough` or `errors`, with its reason under `passthrough_reasons`,
@@ -63,7 +63,7 @@ impl Outcome {
     }
 
     /// Adds this outcome's counter increments for a build-script run: the same counters under
-    /// `build_scripts.`, outside the compile totals (DESIGN.md §8).
+    /// `build_scripts.`, outside the compile totals (docs/design.md §8).
     pub fn count_build_script_run(&self, update: &mut StateUpdate) {
         self.count_with_prefix(update, BUILD_SCRIPTS_PREFIX);
     }
@@ -287,7 +287,7 @@ const REMOTE_PREFIX: &str = "remote.";
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     pub cache_dir: String,
-    /// Compiles (the totals of DESIGN.md §8).
+    /// Compiles (the totals of docs/design.md §8).
     #[serde(flatten)]
     pub compiles: Counts,
     /// Build-script runs, counted apart from the totals.

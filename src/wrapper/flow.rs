@@ -22,7 +22,7 @@ use std::io;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::keying::{self, KeyError, MemoHasher};
+use super::keying::{self, KeyError, Keying, MemoHasher};
 use super::run::{self, Compiled, Program};
 use crate::config::Config;
 use crate::key::hasher::Key;
@@ -64,27 +64,13 @@ pub trait Job {
     fn unit(&self) -> Unit<'_>;
 
     /// The invocation key, from the job's key facts.
-    fn invocation_key(
-        &mut self,
-        hasher: &mut MemoHasher,
-        update: &mut StateUpdate,
-    ) -> Result<Key, KeyError>;
+    fn invocation_key(&mut self, keying: Keying) -> Result<Key, KeyError>;
 
     /// Whether a candidate's recorded inputs and env values are as they are here now.
-    fn candidate_matches(
-        &self,
-        hasher: &mut MemoHasher,
-        candidate: &Candidate,
-        update: &mut StateUpdate,
-    ) -> bool;
+    fn candidate_matches(&self, keying: Keying, candidate: &Candidate) -> bool;
 
     /// Puts a found entry's outputs in place (and remembers the hashes of what it wrote).
-    fn restore(
-        &mut self,
-        hasher: &mut MemoHasher,
-        entry: &Entry,
-        update: &mut StateUpdate,
-    ) -> io::Result<()>;
+    fn restore(&mut self, keying: Keying, entry: &Entry) -> io::Result<()>;
 
     /// Writes a restored entry's output (diagnostics, directives) as the program would have.
     fn replay(&self, entry: &Entry);
@@ -108,8 +94,7 @@ pub trait Job {
     fn record(&mut self, recording: &mut Recording) -> Result<Recorded, NotStored>;
 
     /// Work after a run, whatever its result: temp files removed, the build-script launcher.
-    fn after_run(&mut self, _hasher: &mut MemoHasher, _succeeded: bool, _update: &mut StateUpdate) {
-    }
+    fn after_run(&mut self, _keying: Keying, _succeeded: bool) {}
 }
 
 /// What [`Job::record`] works with.
@@ -312,7 +297,11 @@ impl Context {
 /// record, and count. Returns the exit code when it does not exec the real program.
 pub fn run_cached(cx: &mut Context, store: &Store, program: &Program, job: &mut dyn Job) -> i32 {
     let mut hasher = MemoHasher::new(store);
-    let invocation_key = match job.invocation_key(&mut hasher, &mut cx.update) {
+    let keying = Keying {
+        hasher: &mut hasher,
+        update: &mut cx.update,
+    };
+    let invocation_key = match job.invocation_key(keying) {
         Ok(key) => key,
         Err(KeyError::Passthrough(reason)) => {
             return cx.pass_through(Some(store), &job.unit(), program, reason);
@@ -349,7 +338,11 @@ pub fn run_cached(cx: &mut Context, store: &Store, program: &Program, job: &mut 
         found = fetched;
     }
     if let Some(found) = found {
-        match job.restore(&mut hasher, &found.entry, &mut cx.update) {
+        let keying = Keying {
+            hasher: &mut hasher,
+            update: &mut cx.update,
+        };
+        match job.restore(keying, &found.entry) {
             Ok(()) => {
                 settle_hit(&mut cx.remote_outcome, None, &mut cx.update);
                 job.replay(&found.entry);
@@ -387,7 +380,7 @@ fn matching_result_key(
     candidate: &Candidate,
     update: &mut StateUpdate,
 ) -> Option<Key> {
-    job.candidate_matches(hasher, candidate, update)
+    job.candidate_matches(Keying { hasher, update }, candidate)
         .then(|| crate::key::result_key(invocation_key, &candidate.inputs, &candidate.env_deps))
 }
 
@@ -408,7 +401,7 @@ fn run_and_record<'s>(
         Ok(ran) => ran,
         Err(err) => {
             eprintln!("rcache: could not run {}: {err}", program.path().display());
-            job.after_run(hasher, false, &mut cx.update);
+            job.after_run(keying(hasher, &mut cx.update), false);
             let outcome = Outcome::Error {
                 reason: ErrorReason::SpawnFailed,
             };
@@ -418,7 +411,7 @@ fn run_and_record<'s>(
     };
     if let Some(reason) = job.rerun_as_asked(&ran) {
         // The first attempt's output has already been shown.
-        job.after_run(hasher, false, &mut cx.update);
+        job.after_run(keying(hasher, &mut cx.update), false);
         return cx.pass_through(Some(store), &job.unit(), program, reason);
     }
     let succeeded = ran.status.success();
@@ -452,13 +445,17 @@ fn run_and_record<'s>(
             Err(not_stored) => not_stored.into_outcome(),
         }
     };
-    job.after_run(hasher, succeeded, &mut cx.update);
+    job.after_run(keying(hasher, &mut cx.update), succeeded);
     let outcome = match fault {
         Some(reason) => Outcome::Error { reason },
         None => outcome,
     };
     cx.finish(Some(store), &job.unit(), &outcome);
     run::exit_code(ran.status)
+}
+
+fn keying<'a, 's>(hasher: &'a mut MemoHasher<'s>, update: &'a mut StateUpdate) -> Keying<'a, 's> {
+    Keying { hasher, update }
 }
 
 /// Writes a record: the entry and its manifest candidate, in one index commit under the store

@@ -133,7 +133,7 @@ impl<'s> MemoHasher<'s> {
                     source,
                 })
         };
-        // Under `cargo -j N` the cores are busy: go parallel only for real work (FACTS §2).
+        // Under `cargo -j N` the cores are busy: go parallel only for real work (docs/facts.md §2).
         let digests: Vec<_> = if missing.len() > 1 && total >= 4 << 20 {
             missing.par_iter().map(hash_one).collect::<Result<_, _>>()?
         } else {
@@ -175,6 +175,13 @@ impl<'s> MemoHasher<'s> {
     pub fn store(&self) -> &'s Store {
         self.store
     }
+}
+
+/// What a job's keying and restore steps work with: the memoized hasher and the invocation's
+/// pending state update (memos, counters).
+pub struct Keying<'a, 's> {
+    pub hasher: &'a mut MemoHasher<'s>,
+    pub update: &'a mut StateUpdate,
 }
 
 /// The compiler's identity, from the memo or computed (and memoized).

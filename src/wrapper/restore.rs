@@ -1,7 +1,7 @@
 //! A hit: check every blob, materialize the outputs, then replay rustc's output.
 //!
-//! Order (DESIGN.md §4): every blob is opened and size-checked before the first byte of output
-//! is written; then the outputs are materialized; then the `.rmeta` artifact notification is
+//! Order (docs/design.md §4): every blob is opened and checked (its size, and its name unless a
+//! memo says that blob file was checked already) before the first byte of output is written; then the outputs are materialized; then the `.rmeta` artifact notification is
 //! written, then the rest. Any failure before the replay falls back to compiling. After the
 //! first byte of replay there is no falling back: cargo may already have started dependents.
 //!

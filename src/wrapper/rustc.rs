@@ -17,7 +17,7 @@ use std::time::SystemTime;
 
 use super::build_script;
 use super::flow::{Context, Counting, Job, NotStored, Recorded, Recording, Unit};
-use super::keying::{self, KeyError, MemoHasher, WorkspaceWrapper};
+use super::keying::{self, KeyError, Keying, MemoHasher, WorkspaceWrapper};
 use super::record::{self, Finished};
 use super::restore;
 use super::run::{self, Compiled, CompilerChain, Program};
@@ -118,11 +118,7 @@ impl Job for RustcJob {
         }
     }
 
-    fn invocation_key(
-        &mut self,
-        hasher: &mut MemoHasher,
-        update: &mut StateUpdate,
-    ) -> Result<Key, KeyError> {
+    fn invocation_key(&mut self, Keying { hasher, update }: Keying) -> Result<Key, KeyError> {
         let identity = keying::compiler_identity(hasher.store(), &self.compiler_path, update)?;
         keying::invocation_key(
             hasher,
@@ -135,22 +131,12 @@ impl Job for RustcJob {
         )
     }
 
-    fn candidate_matches(
-        &self,
-        hasher: &mut MemoHasher,
-        candidate: &Candidate,
-        update: &mut StateUpdate,
-    ) -> bool {
+    fn candidate_matches(&self, Keying { hasher, update }: Keying, candidate: &Candidate) -> bool {
         let dirs = InputDirs::of(&self.invocation, &self.cwd);
         keying::inputs_match(hasher, candidate, &dirs, update)
     }
 
-    fn restore(
-        &mut self,
-        hasher: &mut MemoHasher,
-        entry: &Entry,
-        update: &mut StateUpdate,
-    ) -> io::Result<()> {
+    fn restore(&mut self, Keying { hasher, update }: Keying, entry: &Entry) -> io::Result<()> {
         let out_dir = self.cwd.join(&self.invocation.out_dir);
         let expected = expected_outputs(&self.invocation);
         let restored = restore::materialize(
@@ -184,8 +170,7 @@ impl Job for RustcJob {
         // that what the caller sees is unchanged.
         self.own_dep_info = (!self.invocation.emits("dep-info"))
             .then(|| add_temp_output_arg(store, "dep-info", "--emit=dep-info=", &mut args));
-        // A crate that links: the linker lists every file it reads (ARCHITECTURE.md, "Linked
-        // crates").
+        // A crate that links: the linker lists every file it reads (docs/design.md §6).
         self.linker_dep_info = self.invocation.runs_linker().then(|| {
             add_temp_output_arg(
                 store,
@@ -228,7 +213,7 @@ impl Job for RustcJob {
         record::record(recording, &finished)
     }
 
-    fn after_run(&mut self, hasher: &mut MemoHasher, succeeded: bool, update: &mut StateUpdate) {
+    fn after_run(&mut self, Keying { hasher, update }: Keying, succeeded: bool) {
         for path in self.own_dep_info.iter().chain(&self.linker_dep_info) {
             let _ = std::fs::remove_file(path);
         }

@@ -34,6 +34,7 @@ mod linked_outputs;
 mod linker_identity;
 mod load;
 mod native_link;
+mod one_flow;
 mod passthrough;
 mod remote;
 mod restored_outputs;

@@ -1,6 +1,6 @@
 //! The declared inputs of a build-script run, as manifest candidates record them: one
 //! fingerprint per `rerun-if-changed` path, or one for the whole package when the run declared
-//! nothing (DESIGN.md §6b).
+//! nothing (docs/design.md §6b).
 //!
 //! A fingerprint covers what cargo would look at, by content: a file's bytes; a directory's
 //! whole tree (names, kinds and file contents, so an added file counts); or the fact that the

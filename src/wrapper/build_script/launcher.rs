@@ -1,5 +1,5 @@
 //! Putting the launcher in place of a build-script binary rcache has just produced, so that
-//! cargo's runs of the script come to rcache (DESIGN.md §6b; `src/bin/rcache-launcher.rs`).
+//! cargo's runs of the script come to rcache (docs/design.md §6b; `src/bin/rcache-launcher.rs`).
 //!
 //! The real binary moves to `<name>.rcache-real` (a rename: same inode, no copy) and a copy of
 //! the launcher takes `<name>`, written to a temp name and renamed, so cargo never sees a

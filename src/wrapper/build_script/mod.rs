@@ -1,4 +1,4 @@
-//! The build-script-run job (ARCHITECTURE.md, "Build-script runs"): `rcache --build-script-run
+//! The build-script-run job (docs/design.md §6b): `rcache --build-script-run
 //! <real script> [args]`, as the launcher execs it when cargo runs a build script, driven through
 //! the one flow ([`super::flow`]).
 //!
@@ -32,12 +32,11 @@ use crate::key::hasher::Key;
 use crate::stats::{NotStoredReason, RunPassthrough};
 use crate::store::Store;
 use crate::store::entry::{Candidate, Entry};
-use crate::store::state::StateUpdate;
 use inputs::RunDirs;
 use record::remember_tree;
 
 use super::flow::{Context, Counting, Job, NotStored, Recorded, Recording, Unit};
-use super::keying::{self, KeyError, MemoHasher};
+use super::keying::{self, KeyError, Keying};
 use super::run::{self, Compiled, Program};
 
 /// The argument the launcher passes before the real script's path.
@@ -168,11 +167,7 @@ impl Job for ScriptJob {
         run_unit(&self.cwd)
     }
 
-    fn invocation_key(
-        &mut self,
-        hasher: &mut MemoHasher,
-        update: &mut StateUpdate,
-    ) -> Result<Key, KeyError> {
+    fn invocation_key(&mut self, Keying { hasher, update }: Keying) -> Result<Key, KeyError> {
         let script_hash = hasher.hash(&self.real, update)?;
         let rustc_id = match std::env::var_os("RUSTC").filter(|rustc| !rustc.is_empty()) {
             Some(rustc) => {
@@ -202,12 +197,7 @@ impl Job for ScriptJob {
         }))
     }
 
-    fn candidate_matches(
-        &self,
-        hasher: &mut MemoHasher,
-        candidate: &Candidate,
-        update: &mut StateUpdate,
-    ) -> bool {
+    fn candidate_matches(&self, Keying { hasher, update }: Keying, candidate: &Candidate) -> bool {
         let dirs = self.env.dirs();
         let mut seen = Vec::new();
         keying::env_deps_match(candidate)
@@ -217,12 +207,7 @@ impl Job for ScriptJob {
             })
     }
 
-    fn restore(
-        &mut self,
-        hasher: &mut MemoHasher,
-        entry: &Entry,
-        update: &mut StateUpdate,
-    ) -> io::Result<()> {
+    fn restore(&mut self, Keying { hasher, update }: Keying, entry: &Entry) -> io::Result<()> {
         tree::restore(hasher.store(), entry, &self.env.out_dir, update)?;
         remember_tree(hasher, &entry.outputs, &self.env.out_dir, update);
         Ok(())

@@ -2,7 +2,8 @@
 //!
 //! Every directory, regular file and symlink is an [`OutputRecord`] (`RunDir`, `RunFile`,
 //! `RunSymlink`) named by its path relative to `OUT_DIR`, in walk order (parents first). A
-//! symlink's blob holds its target's bytes. Anything else (a fifo, a socket) is not recorded.
+//! symlink's blob holds its target's bytes. Anything else (a fifo, a socket) and the run is not
+//! stored (`special_file_in_out_dir`).
 //!
 //! Restoring trusts no name: each must be a plain relative path below a recorded directory and
 //! not below a recorded symlink, so nothing is ever written outside `OUT_DIR`.

@@ -24,7 +24,7 @@ use std::process::{Command, Stdio};
 use std::time::SystemTime;
 
 use super::flow::{Context, Counting, EXIT_CANNOT_RUN, Job, NotStored, Recorded, Recording, Unit};
-use super::keying::{self, KeyError, MemoHasher};
+use super::keying::{self, KeyError, Keying};
 use super::run::{self, Compiled, Program};
 use crate::cc::args::{self, CcInvocation};
 use crate::cc::depfile;
@@ -130,11 +130,7 @@ impl Job for CcJob {
         }
     }
 
-    fn invocation_key(
-        &mut self,
-        hasher: &mut MemoHasher,
-        update: &mut StateUpdate,
-    ) -> Result<Key, KeyError> {
+    fn invocation_key(&mut self, Keying { hasher, update }: Keying) -> Result<Key, KeyError> {
         let store = hasher.store();
         let identity = cc_identity(store, &self.real, update)?;
         let native = if self.invocation.native_flags.is_empty() {
@@ -160,21 +156,11 @@ impl Job for CcJob {
         Ok(key::invocation_key(&facts))
     }
 
-    fn candidate_matches(
-        &self,
-        hasher: &mut MemoHasher,
-        candidate: &Candidate,
-        update: &mut StateUpdate,
-    ) -> bool {
+    fn candidate_matches(&self, Keying { hasher, update }: Keying, candidate: &Candidate) -> bool {
         keying::inputs_match(hasher, candidate, &InputDirs::cwd_only(&self.cwd), update)
     }
 
-    fn restore(
-        &mut self,
-        hasher: &mut MemoHasher,
-        entry: &Entry,
-        update: &mut StateUpdate,
-    ) -> io::Result<()> {
+    fn restore(&mut self, Keying { hasher, update }: Keying, entry: &Entry) -> io::Result<()> {
         let store = hasher.store();
         let restored = restore::materialize(store, entry, &self.invocation, &self.cwd, update)?;
         for (path, hash) in restored {
@@ -217,7 +203,7 @@ impl Job for CcJob {
         store::record(recording, &self.invocation, &self.cwd, &self.own_dep_file)
     }
 
-    fn after_run(&mut self, _hasher: &mut MemoHasher, _succeeded: bool, _update: &mut StateUpdate) {
+    fn after_run(&mut self, _keying: Keying, _succeeded: bool) {
         if !self.own_dep_file.as_os_str().is_empty() {
             let _ = std::fs::remove_file(&self.own_dep_file);
         }
