@@ -2,8 +2,8 @@
 //!
 //! Cached: `-c` of one source to one object. Two steps:
 //! 1. [`tokens`]: the argv -> raw tokens, each option with its value, as the driver reads them;
-//! 2. the [`rules`] judge the tokens, each rule a named function, and `build` makes the
-//!    invocation from them.
+//! 2. the [`rules`] judge the tokens, each rule a named function (a link, recognised before any
+//!    compile rule, is `cc_linking`), and `build` makes the invocation from them.
 //!
 //! Every argument is classified; one that rcache does not know passes the call through, because
 //! it might name a file the key does not cover. The key gets every argument except those that
@@ -71,6 +71,7 @@ pub fn classify(args: &[OsString]) -> Result<CcInvocation, CcPassthrough> {
         .collect::<Result<_, _>>()?;
     rules::reject_probe(&args)?;
     let tokens = tokens::tokenize(&args);
+    rules::recognise_link(&tokens)?;
     rules::check_tokens(&tokens)?;
     build(&tokens)
 }
@@ -218,6 +219,64 @@ mod tests {
             let got = parse(line).map(|_| ()).unwrap_err().to_string();
             assert_eq!(got, reason, "{line}");
         }
+    }
+
+    /// The link rustc 1.95.0 runs for a `fn main() {}` bin (`rustc --print link-args`), without
+    /// the `cc` word; toolchain paths shortened to `$TC`.
+    const RUSTC_BIN_LINK: &str = "-m64 /t/rustcyUHQi4/symbols.o \
+        /t/app.main.235e3519f142be8b-cgu.0.rcgu.o /t/app.7uphl2gdwrzn8975hpe22o7c7.rcgu.o \
+        -Wl,--as-needed -Wl,-Bstatic $TC/lib/libstd-d1237ef7159db0a2.rlib \
+        $TC/lib/libpanic_unwind-4be5972b22d3a6da.rlib $TC/lib/libobject-2a81194c9d07bbf6.rlib \
+        $TC/lib/libcore-120cbae4e86ec454.rlib $TC/lib/libcompiler_builtins-27cfc16bdf3bb694.rlib \
+        -Wl,-Bdynamic -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -L /t/rustcyUHQi4/raw-dylibs \
+        -B$TC/bin/gcc-ld -fuse-ld=lld -Wl,--eh-frame-hdr -Wl,-z,noexecstack -L $TC/lib \
+        -o /t/app -Wl,--gc-sections -pie -Wl,-z,relro,-z,now -nodefaultlibs";
+
+    /// The same for a `cdylib` (rlibs left out).
+    const RUSTC_CDYLIB_LINK: &str = "-Wl,--version-script=/t/out/rustcEw3c41/list \
+        -Wl,--no-undefined-version -m64 /t/out/rustcEw3c41/symbols.o \
+        /t/out/lib.lib.c6f551dc431569fb-cgu.0.rcgu.o /t/out/lib.8nzksehaabot1t4lzbzhnb3r2.rcgu.o \
+        -Wl,--as-needed -Wl,-Bstatic -Wl,-Bdynamic -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc \
+        -L /t/out/rustcEw3c41/raw-dylibs -B$TC/bin/gcc-ld -fuse-ld=lld -Wl,--eh-frame-hdr \
+        -Wl,-z,noexecstack -L $TC/lib -o /t/out/liblib.so -Wl,--gc-sections -shared \
+        -Wl,-z,relro,-z,now -nodefaultlibs";
+
+    #[test]
+    fn rustc_links_are_counted_as_links() {
+        for line in [RUSTC_BIN_LINK, RUSTC_CDYLIB_LINK] {
+            assert_eq!(parse(line), Err(CcPassthrough::Linking), "{line}");
+        }
+        // What rustc adds for `-C link-arg`s the compile rules would refuse is still a link.
+        for extra in [
+            "-T link.x",
+            "-fprofile-generate",
+            "-save-temps",
+            "-Wl,-Map=/t/app.map",
+        ] {
+            let line = format!("{RUSTC_BIN_LINK} {extra}");
+            assert_eq!(parse(&line), Err(CcPassthrough::Linking), "{extra}");
+        }
+    }
+
+    #[test]
+    fn a_compile_with_link_options_is_never_a_link() {
+        for (line, reason) in [
+            ("-c x.c -B/tc/bin -o x.o", "cc_unknown_argument"),
+            ("-c x.c -nodefaultlibs -o x.o", "cc_unknown_argument"),
+            ("-S x.c -B/tc/bin", "cc_unknown_argument"),
+            ("-E x.c -nodefaultlibs", "cc_unknown_argument"),
+            ("-MM x.c -B/tc/bin", "cc_unknown_argument"),
+            ("--compile x.c -B/tc/bin", "cc_unknown_argument"),
+            ("-Xclang -emit-obj x.c -B/tc/bin", "cc_unknown_argument"),
+            ("@args.rsp -B/tc/bin", "cc_response_file"),
+            ("-c x.c -fuse-ld=lld -pie -Wl,-z,now -o x.o", "ok"),
+            ("-S x.c -fuse-ld=lld", "cc_assembly_output"),
+        ] {
+            let got = parse(line).map_or_else(|reason| reason.to_string(), |_| "ok".into());
+            assert_eq!(got, reason, "{line}");
+        }
+        // A `-c` that is the value of `-Xlinker` goes to the linker: the call links.
+        assert_eq!(parse("x.o -Xlinker -c -B/x"), Err(CcPassthrough::Linking));
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The cacheability rules of a gcc/clang call, one named function each, so each can be tested
 //! alone. `classify` in `args.rs` runs them in this order:
 //! 1. [`reject_probe`] on the raw argv (a probe anywhere, even as a value, is a question);
-//! 2. the token rules ([`check_tokens`]), over the tokens in argv order, so the first offending
+//! 2. [`recognise_link`]: a call that does not stop before the link is a link, whatever else
+//!    its arguments say, since every later rule is about caching a compile;
+//! 3. the token rules ([`check_tokens`]), over the tokens in argv order, so the first offending
 //!    argument names the reason;
-//! 3. the compile rules on what the tokens add up to: [`check_mode`], [`single_source`],
+//! 4. the compile rules on what the tokens add up to: [`check_mode`], [`single_source`],
 //!    [`language_of`], [`object_path`].
 
 use std::path::{Path, PathBuf};
@@ -35,6 +37,45 @@ pub(super) fn reject_probe(args: &[&str]) -> Result<(), CcPassthrough> {
         return Err(CcPassthrough::Probe);
     }
     Ok(())
+}
+
+/// Options after which the driver stops before the link (gcc's long spellings and clang's
+/// modes included), or that speak to the compiler proper (`-Xclang`): [`recognise_link`]
+/// leaves a call with any of them to the rules that judge compiles.
+const NOT_A_LINK: [&str; 16] = [
+    "-c",
+    "-S",
+    "-E",
+    "-M",
+    "-MM",
+    "--compile",
+    "--assemble",
+    "--preprocess",
+    "-fsyntax-only",
+    "--precompile",
+    "--analyze",
+    "-emit-ast",
+    "-emit-llvm",
+    "-emit-pch",
+    "-cc1",
+    "-Xclang",
+];
+
+/// A link: no option that stops the driver before the link, and no `@file` that could hold
+/// one. Links pass through as `cc_linking` whatever their options, even those rcache does not
+/// know as compile options (`-nodefaultlibs`, `-B<dir>` in rustc's links): the rules after this
+/// one judge compiles. A token of the link that is an option's value is not mistaken for a
+/// mode (`-Xlinker -c` links).
+pub(super) fn recognise_link(tokens: &[CcToken]) -> Result<(), CcPassthrough> {
+    let not_a_link = tokens.iter().any(|token| match token {
+        CcToken::ResponseFile(_) => true,
+        CcToken::Flag(arg) | CcToken::Unknown(arg) => NOT_A_LINK.contains(arg),
+        _ => false,
+    });
+    if not_a_link {
+        return Ok(());
+    }
+    Err(CcPassthrough::Linking)
 }
 
 type TokenRule = fn(&CcToken) -> Result<(), CcPassthrough>;
@@ -269,6 +310,39 @@ mod tests {
             Err(CcPassthrough::Probe)
         );
         assert_eq!(reject_probe(&["-c", "x.c", "-vv"]), Ok(()));
+    }
+
+    fn tokens(line: &str) -> Vec<CcToken<'_>> {
+        let args: Vec<&str> = line.split_whitespace().collect();
+        super::super::tokens::tokenize(&args)
+    }
+
+    #[test]
+    fn a_call_that_does_not_stop_before_the_link_is_a_link() {
+        for line in [
+            "-m64 a.o b.o -Wl,--as-needed x.rlib -lc -L /r -B/tc/gcc-ld -fuse-ld=lld -o app -pie \
+             -nodefaultlibs",
+            "x.o -o app",
+            // Compiling and linking in one call links, and was passed through as a link before.
+            "main.c -o app",
+            "a.o -nostartfiles -T link.x -save-temps -o app",
+            "a.o -Xlinker -c -o app",
+        ] {
+            assert_eq!(
+                recognise_link(&tokens(line)),
+                Err(CcPassthrough::Linking),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_mode_or_a_response_file_is_left_to_the_compile_rules() {
+        for mode in NOT_A_LINK {
+            let line = format!("a.c -B/tc {mode} -o a.o");
+            assert_eq!(recognise_link(&tokens(&line)), Ok(()), "{line}");
+        }
+        assert_eq!(recognise_link(&tokens("a.o @more -o app")), Ok(()));
     }
 
     #[test]
