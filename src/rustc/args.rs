@@ -8,11 +8,11 @@
 //!    this version cannot name the outputs of, or cannot key soundly, is refused by a named rule
 //!    in [`rules`], each testable alone.
 
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
-
 mod rules;
 mod tokens;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 
 use super::argfile;
 pub use super::passthrough::Passthrough;
