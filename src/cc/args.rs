@@ -1,15 +1,24 @@
 //! gcc/clang argv -> a typed [`CcInvocation`], or the [`CcPassthrough`] reason it is not cached.
 //!
-//! Cached: `-c` of one source to one object. Every argument is classified; one that rcache does
-//! not know passes the call through, because it might name a file the key does not cover. The
-//! key gets every argument except those that only name outputs: `-o`, `-MF`, `-MT` and `-MQ`
-//! with their values (the caller's dep-file target is rewritten on a restore instead).
+//! Cached: `-c` of one source to one object. Two steps:
+//! 1. [`tokens`]: the argv -> raw tokens, each option with its value, as the driver reads them;
+//! 2. the [`rules`] judge the tokens, each rule a named function (a link, recognised before any
+//!    compile rule, is `cc_linking`), and `build` makes the invocation from them.
+//!
+//! Every argument is classified; one that rcache does not know passes the call through, because
+//! it might name a file the key does not cover. The key gets every argument except those that
+//! only name outputs: `-o`, `-MF`, `-MT` and `-MQ` with their values (the caller's dep-file
+//! target is rewritten on a restore instead).
+
+mod rules;
+mod tokens;
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::Language;
 use super::passthrough::CcPassthrough;
+use tokens::CcToken;
 
 /// One cacheable compile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,293 +61,72 @@ impl CcInvocation {
     }
 }
 
-/// Options whose value is the next argument (or joined), that change the object: keyed.
-const KEYED_WITH_VALUE: [&str; 18] = [
-    "-I",
-    "-isystem",
-    "-iquote",
-    "-idirafter",
-    "-iprefix",
-    "-iwithprefix",
-    "-iwithprefixbefore",
-    "-isysroot",
-    "-include",
-    "-imacros",
-    "-D",
-    "-U",
-    "--param",
-    "-target",
-    "--sysroot",
-    "-Xassembler",
-    "-Xlinker",
-    "-L",
-];
-
-/// Option prefixes that are plain flags (the value, if any, joined): keyed as they are.
-const KEYED_FLAG_PREFIXES: [&str; 27] = [
-    "-W",
-    "-f",
-    "-m",
-    "-O",
-    "-g",
-    "-std=",
-    "-pedantic",
-    "-w",
-    "-ansi",
-    "-pthread",
-    "-nostdinc",
-    "-nostdlib",
-    "-static",
-    "-shared",
-    "-rdynamic",
-    "-pie",
-    "-no-pie",
-    "-H",
-    "-pipe",
-    "-l",
-    "--target=",
-    "--sysroot=",
-    "-stdlib=",
-    "--gcc-toolchain=",
-    "-rtlib=",
-    "-integrated-as",
-    "-Qunused-arguments",
-];
-
-/// `-f` options that write files rcache would not restore.
-const EXTRA_OUTPUT_PREFIXES: [&str; 9] = [
-    "-fdump-",
-    "-fstack-usage",
-    "-ftime-trace",
-    "-fcallgraph-info",
-    "-fsave-optimization-record",
-    "-foptimization-record-file",
-    "-fopt-info",
-    "-fmodules",
-    "-fcompare-debug",
-];
-
-/// `-f` options that name an input file the dep file does not list: the call is passed through
-/// as an unknown argument rather than keyed by the file's name alone.
-const UNLISTED_INPUT_PREFIXES: [&str; 9] = [
-    "-fsanitize-blacklist",
-    "-fsanitize-ignorelist",
-    "-fsanitize-coverage-allowlist",
-    "-fsanitize-coverage-ignorelist",
-    "-fxray-attr-list",
-    "-fxray-always-instrument",
-    "-fxray-never-instrument",
-    "-fprebuilt-module",
-    "-fembed-offload",
-];
-
-fn is_profile(arg: &str) -> bool {
-    matches!(
-        arg,
-        "--coverage"
-            | "-coverage"
-            | "-ftest-coverage"
-            | "-fprofile-arcs"
-            | "-fbranch-probabilities"
-    ) || [
-        "-fprofile-",
-        "-fauto-profile",
-        "-fcs-profile-generate",
-        "-fcreate-profile",
-    ]
-    .iter()
-    .any(|prefix| arg.starts_with(prefix))
-}
-
-fn is_probe(arg: &str) -> bool {
-    matches!(
-        arg,
-        "-v" | "-###"
-            | "--version"
-            | "-dumpversion"
-            | "-dumpfullversion"
-            | "-dumpmachine"
-            | "-dumpspecs"
-            | "--help"
-            | "-Q"
-    ) || arg.starts_with("-print-")
-        || arg.starts_with("--print-")
-        || arg.starts_with("--help=")
-}
-
-/// The language of a source: `-x` if given (and not `none`), else its extension.
-fn language_of(source: &str, x: Option<&str>) -> Result<Language, CcPassthrough> {
-    let unsupported = |what: &str| Err(CcPassthrough::UnsupportedLanguage(what.to_string()));
-    if let Some(x) = x.filter(|x| *x != "none") {
-        return match x {
-            "c" => Ok(Language::C),
-            "c++" => Ok(Language::Cxx),
-            "objective-c" => Ok(Language::ObjC),
-            "objective-c++" => Ok(Language::ObjCxx),
-            "assembler-with-cpp" => Ok(Language::Asm),
-            header if header.ends_with("-header") => Err(CcPassthrough::PrecompiledHeader),
-            other => unsupported(other),
-        };
-    }
-    let extension = Path::new(source)
-        .extension()
-        .and_then(|ext| ext.to_str())
-        .unwrap_or("");
-    match extension {
-        "c" => Ok(Language::C),
-        "cc" | "cpp" | "cxx" | "c++" | "cp" | "CPP" | "C" => Ok(Language::Cxx),
-        "m" => Ok(Language::ObjC),
-        "mm" | "M" => Ok(Language::ObjCxx),
-        "S" | "sx" => Ok(Language::Asm),
-        "h" | "hh" | "hpp" | "hxx" | "H" | "h++" => Err(CcPassthrough::PrecompiledHeader),
-        other => unsupported(other),
-    }
-}
-
-/// Classifies a compiler argv (without the compiler itself).
+/// Classifies a compiler argv (without the compiler itself): the argv is read into
+/// [`tokens::CcToken`]s, judged by the [`rules`] in the order that module gives, and the
+/// invocation is built from the tokens.
 pub fn classify(args: &[OsString]) -> Result<CcInvocation, CcPassthrough> {
     let args: Vec<&str> = args
         .iter()
         .map(|arg| arg.to_str().ok_or(CcPassthrough::NonUtf8Argument))
         .collect::<Result<_, _>>()?;
-    if args.iter().any(|arg| is_probe(arg)) {
-        return Err(CcPassthrough::Probe);
-    }
-    let mut key_args: Vec<String> = Vec::with_capacity(args.len());
-    let mut sources: Vec<(String, Option<String>)> = Vec::new();
-    let mut language_flag: Option<String> = None;
-    let (mut compile, mut preprocess, mut dependency_only, mut assembly) =
-        (false, false, false, false);
-    let mut output: Option<String> = None;
+    rules::reject_probe(&args)?;
+    let tokens = tokens::tokenize(&args);
+    rules::recognise_link(&tokens)?;
+    rules::check_tokens(&tokens)?;
+    build(&tokens)
+}
+
+/// Step two: the typed invocation from tokens that passed every token rule. Every flag and
+/// positional is keyed as written; `-o`, `-MF`, `-MT` and `-MQ` only name outputs.
+fn build(tokens: &[CcToken]) -> Result<CcInvocation, CcPassthrough> {
+    let mut key_args: Vec<String> = Vec::with_capacity(tokens.len());
+    let mut sources: Vec<(&str, Option<&str>)> = Vec::new();
+    let mut language_flag: Option<&str> = None;
+    let mut output: Option<&str> = None;
     let mut dep_mode = false;
-    let mut dep_path: Option<String> = None;
+    let mut dep_path: Option<&str> = None;
     let mut targets: Vec<DepTarget> = Vec::new();
     let mut split_dwarf = false;
     let mut native_flags = Vec::new();
 
-    let mut index = 0;
-    while index < args.len() {
-        let arg = args[index];
-        index += 1;
-        // The value of an option taking one: joined (`-ofoo`) or the next argument.
-        let mut value_of = |option: &str| -> Result<String, CcPassthrough> {
-            let joined = &arg[option.len()..];
-            if !joined.is_empty() {
-                return Ok(joined.to_string());
+    for token in tokens {
+        match *token {
+            CcToken::Input(arg) => {
+                sources.push((arg, language_flag));
+                key_args.push(arg.to_string());
             }
-            let next = args
-                .get(index)
-                .ok_or_else(|| CcPassthrough::MissingValue(option.to_string()))?;
-            index += 1;
-            Ok(next.to_string())
-        };
-        if arg.starts_with('@') {
-            return Err(CcPassthrough::ResponseFile);
-        }
-        if arg == "-" {
-            return Err(CcPassthrough::StdinInput);
-        }
-        if !arg.starts_with('-') {
-            sources.push((arg.to_string(), language_flag.clone()));
-            key_args.push(arg.to_string());
-            continue;
-        }
-        match arg {
-            "-c" => compile = true,
-            "-E" => preprocess = true,
-            "-S" => assembly = true,
-            "-M" | "-MM" => dependency_only = true,
-            "-MD" | "-MMD" => dep_mode = true,
-            "-MP" => {}
-            "-save-temps" | "--save-temps" => return Err(CcPassthrough::SaveTemps),
-            "-gsplit-dwarf" => split_dwarf = true,
-            "-include-pch" | "-emit-pch" => return Err(CcPassthrough::PrecompiledHeader),
-            _ if arg.starts_with("-save-temps=") => return Err(CcPassthrough::SaveTemps),
-            _ if arg.starts_with("-fpch") => return Err(CcPassthrough::PrecompiledHeader),
-            _ if is_profile(arg) => return Err(CcPassthrough::Profile),
-            _ if arg.starts_with("-fplugin") => return Err(CcPassthrough::Plugin),
-            _ if EXTRA_OUTPUT_PREFIXES.iter().any(|p| arg.starts_with(p)) => {
-                return Err(CcPassthrough::ExtraOutput);
-            }
-            _ if UNLISTED_INPUT_PREFIXES.iter().any(|p| arg.starts_with(p)) => {
-                return Err(CcPassthrough::UnknownArgument(arg.to_string()));
-            }
-            _ if arg.starts_with("-o") => {
-                output = Some(value_of("-o")?);
-                continue;
-            }
-            _ if arg.starts_with("-MF") => {
-                dep_path = Some(value_of("-MF")?);
-                continue;
-            }
-            _ if arg.starts_with("-MT") => {
-                targets.push(DepTarget::Raw(value_of("-MT")?));
-                continue;
-            }
-            _ if arg.starts_with("-MQ") => {
-                targets.push(DepTarget::Quoted(value_of("-MQ")?));
-                continue;
-            }
-            _ if arg.starts_with("-x") => {
-                let language = value_of("-x")?;
-                key_args.push("-x".into());
-                key_args.push(language.clone());
-                language_flag = Some(language);
-                continue;
-            }
-            _ if arg.starts_with("-Wp,") => {
-                // `-Wp,-MD,file` asks the preprocessor for a dep file no driver option names.
-                if arg.split(',').skip(1).any(|part| part.starts_with("-M")) {
-                    return Err(CcPassthrough::UnknownArgument(arg.to_string()));
+            CcToken::Flag(arg) => {
+                match arg {
+                    "-MD" | "-MMD" => dep_mode = true,
+                    "-gsplit-dwarf" => split_dwarf = true,
+                    _ if tokens::is_native_flag(arg) => native_flags.push(arg.to_string()),
+                    _ => {}
                 }
+                key_args.push(arg.to_string());
             }
-            _ if matches!(arg, "-march=native" | "-mcpu=native" | "-mtune=native") => {
-                native_flags.push(arg.to_string());
-            }
-            _ => {
-                if let Some(option) = KEYED_WITH_VALUE
-                    .iter()
-                    .filter(|option| arg.starts_with(**option))
-                    .max_by_key(|option| option.len())
-                {
-                    let value = value_of(option)?;
-                    key_args.push(option.to_string());
-                    key_args.push(value);
-                    continue;
+            CcToken::Value { option, value } => match option {
+                "-o" => output = Some(value),
+                "-MF" => dep_path = Some(value),
+                "-MT" => targets.push(DepTarget::Raw(value.to_string())),
+                "-MQ" => targets.push(DepTarget::Quoted(value.to_string())),
+                "-x" => {
+                    key_args.extend(["-x".to_string(), value.to_string()]);
+                    language_flag = Some(value);
                 }
-                if !KEYED_FLAG_PREFIXES.iter().any(|p| arg.starts_with(p)) {
-                    return Err(CcPassthrough::UnknownArgument(arg.to_string()));
-                }
-            }
+                _ => key_args.extend([option.to_string(), value.to_string()]),
+            },
+            // Refused by the token rules before the build.
+            CcToken::ResponseFile(_)
+            | CcToken::Stdin
+            | CcToken::Unknown(_)
+            | CcToken::MissingValue(_) => {}
         }
-        key_args.push(arg.to_string());
     }
 
-    if preprocess {
-        return Err(CcPassthrough::Preprocess);
-    }
-    if dependency_only {
-        return Err(CcPassthrough::DependencyOnly);
-    }
-    if assembly {
-        return Err(CcPassthrough::AssemblyOutput);
-    }
-    if !compile {
-        return Err(CcPassthrough::Linking);
-    }
-    let (source, x) = match sources.as_slice() {
-        [] => return Err(CcPassthrough::NoSource),
-        [one] => one.clone(),
-        _ => return Err(CcPassthrough::MultipleSources),
-    };
-    let language = language_of(&source, x.as_deref())?;
-    let object = match output.as_deref() {
-        Some("-") => return Err(CcPassthrough::OutputToStdout),
-        Some(path) => PathBuf::from(path),
-        None => {
-            PathBuf::from(Path::new(&source).file_stem().unwrap_or_default()).with_extension("o")
-        }
-    };
+    rules::check_mode(tokens)?;
+    let (source, x) = rules::single_source(&sources)?;
+    let language = rules::language_of(source, x)?;
+    let object = rules::object_path(output, source)?;
     if split_dwarf {
         // The object names its `.dwo` (DW_AT_dwo_name), so with split DWARF the object's own
         // path changes its content and is keyed.
@@ -431,6 +219,64 @@ mod tests {
             let got = parse(line).map(|_| ()).unwrap_err().to_string();
             assert_eq!(got, reason, "{line}");
         }
+    }
+
+    /// The link rustc 1.95.0 runs for a `fn main() {}` bin (`rustc --print link-args`), without
+    /// the `cc` word; toolchain paths shortened to `$TC`.
+    const RUSTC_BIN_LINK: &str = "-m64 /t/rustcyUHQi4/symbols.o \
+        /t/app.main.235e3519f142be8b-cgu.0.rcgu.o /t/app.7uphl2gdwrzn8975hpe22o7c7.rcgu.o \
+        -Wl,--as-needed -Wl,-Bstatic $TC/lib/libstd-d1237ef7159db0a2.rlib \
+        $TC/lib/libpanic_unwind-4be5972b22d3a6da.rlib $TC/lib/libobject-2a81194c9d07bbf6.rlib \
+        $TC/lib/libcore-120cbae4e86ec454.rlib $TC/lib/libcompiler_builtins-27cfc16bdf3bb694.rlib \
+        -Wl,-Bdynamic -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc -L /t/rustcyUHQi4/raw-dylibs \
+        -B$TC/bin/gcc-ld -fuse-ld=lld -Wl,--eh-frame-hdr -Wl,-z,noexecstack -L $TC/lib \
+        -o /t/app -Wl,--gc-sections -pie -Wl,-z,relro,-z,now -nodefaultlibs";
+
+    /// The same for a `cdylib` (rlibs left out).
+    const RUSTC_CDYLIB_LINK: &str = "-Wl,--version-script=/t/out/rustcEw3c41/list \
+        -Wl,--no-undefined-version -m64 /t/out/rustcEw3c41/symbols.o \
+        /t/out/lib.lib.c6f551dc431569fb-cgu.0.rcgu.o /t/out/lib.8nzksehaabot1t4lzbzhnb3r2.rcgu.o \
+        -Wl,--as-needed -Wl,-Bstatic -Wl,-Bdynamic -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc \
+        -L /t/out/rustcEw3c41/raw-dylibs -B$TC/bin/gcc-ld -fuse-ld=lld -Wl,--eh-frame-hdr \
+        -Wl,-z,noexecstack -L $TC/lib -o /t/out/liblib.so -Wl,--gc-sections -shared \
+        -Wl,-z,relro,-z,now -nodefaultlibs";
+
+    #[test]
+    fn rustc_links_are_counted_as_links() {
+        for line in [RUSTC_BIN_LINK, RUSTC_CDYLIB_LINK] {
+            assert_eq!(parse(line), Err(CcPassthrough::Linking), "{line}");
+        }
+        // What rustc adds for `-C link-arg`s the compile rules would refuse is still a link.
+        for extra in [
+            "-T link.x",
+            "-fprofile-generate",
+            "-save-temps",
+            "-Wl,-Map=/t/app.map",
+        ] {
+            let line = format!("{RUSTC_BIN_LINK} {extra}");
+            assert_eq!(parse(&line), Err(CcPassthrough::Linking), "{extra}");
+        }
+    }
+
+    #[test]
+    fn a_compile_with_link_options_is_never_a_link() {
+        for (line, reason) in [
+            ("-c x.c -B/tc/bin -o x.o", "cc_unknown_argument"),
+            ("-c x.c -nodefaultlibs -o x.o", "cc_unknown_argument"),
+            ("-S x.c -B/tc/bin", "cc_unknown_argument"),
+            ("-E x.c -nodefaultlibs", "cc_unknown_argument"),
+            ("-MM x.c -B/tc/bin", "cc_unknown_argument"),
+            ("--compile x.c -B/tc/bin", "cc_unknown_argument"),
+            ("-Xclang -emit-obj x.c -B/tc/bin", "cc_unknown_argument"),
+            ("@args.rsp -B/tc/bin", "cc_response_file"),
+            ("-c x.c -fuse-ld=lld -pie -Wl,-z,now -o x.o", "ok"),
+            ("-S x.c -fuse-ld=lld", "cc_assembly_output"),
+        ] {
+            let got = parse(line).map_or_else(|reason| reason.to_string(), |_| "ok".into());
+            assert_eq!(got, reason, "{line}");
+        }
+        // A `-c` that is the value of `-Xlinker` goes to the linker: the call links.
+        assert_eq!(parse("x.o -Xlinker -c -B/x"), Err(CcPassthrough::Linking));
     }
 
     #[test]

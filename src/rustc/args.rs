@@ -1,15 +1,22 @@
 //! Parses rustc's argv into an [`Invocation`], or a [`Passthrough`] reason why it cannot be cached.
 //!
-//! Two steps, as in ripgrep: the raw argv is walked once into typed fields, and every shape this
-//! version cannot name the outputs of, or cannot key soundly, becomes a reason. An argument this
-//! parser does not know is itself a reason (`unknown_argument`): rcache never guesses what an
-//! option does to the output.
+//! Two steps:
+//! 1. [`tokens`]: the expanded argv -> raw tokens, each option rustc would read with its value,
+//!    uninterpreted. An argument this parser does not know is itself a reason
+//!    (`unknown_argument`): rcache never guesses what an option does to the output.
+//! 2. [`build`]: the tokens -> the typed [`Invocation`] and the arguments of its key. Every shape
+//!    this version cannot name the outputs of, or cannot key soundly, is refused by a named rule
+//!    in [`rules`], each testable alone.
+
+mod rules;
+mod tokens;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use super::argfile;
 pub use super::passthrough::Passthrough;
+use tokens::Token;
 
 /// One `--extern name[=path]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,121 +85,22 @@ impl Invocation {
     }
 }
 
-/// Crate types cached by this version. Those that run the linker are cached with the linker's
-/// inputs, as listed by the linker itself (`--dependency-file`).
-const CACHED_CRATE_TYPES: [&str; 7] = [
-    "lib",
-    "rlib",
-    "bin",
-    "proc-macro",
-    "dylib",
-    "cdylib",
-    "staticlib",
-];
-
-/// Crate types whose file names depend on the target (`.so`, no `.exe`): derived for Linux only.
-const TARGET_NAMED_CRATE_TYPES: [&str; 5] = ["bin", "proc-macro", "dylib", "cdylib", "staticlib"];
-
-/// Emit kinds whose output names are derived here.
-const CACHED_EMITS: [&str; 3] = ["dep-info", "metadata", "link"];
-
-/// Options that take a value, by their spellings. Short forms accept the value glued (`-Cfoo`).
-const VALUE_OPTIONS: [&str; 26] = [
-    "--crate-name",
-    "--crate-type",
-    "--edition",
-    "--emit",
-    "--print",
-    "--out-dir",
-    "--explain",
-    "--target",
-    "--cfg",
-    "--check-cfg",
-    "--extern",
-    "--sysroot",
-    "--error-format",
-    "--json",
-    "--color",
-    "--diagnostic-width",
-    "--remap-path-prefix",
-    "--cap-lints",
-    "--codegen",
-    "--warn",
-    "--allow",
-    "--deny",
-    "--forbid",
-    "--force-warn",
-    "--env-set",
-    "--crate-attr",
-];
-
-const SHORT_VALUE_OPTIONS: [&str; 9] = ["-C", "-L", "-l", "-o", "-W", "-A", "-D", "-F", "-Z"];
-
-const FLAGS: [&str; 8] = [
-    "-g",
-    "-O",
-    "--test",
-    "-v",
-    "--verbose",
-    "-V",
-    "-vV",
-    "--version",
-];
-
-/// Splits argv into (option, value) pairs and positionals.
-enum Arg {
-    Option(String, Option<String>),
-    Positional(String),
-}
-
-fn tokenize(args: &[String]) -> Result<Vec<Arg>, Passthrough> {
-    let mut tokens = Vec::with_capacity(args.len());
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        if arg == "-" || !arg.starts_with('-') {
-            tokens.push(Arg::Positional(arg.clone()));
-            continue;
-        }
-        if FLAGS.contains(&arg.as_str()) || arg == "-h" || arg == "--help" {
-            tokens.push(Arg::Option(arg.clone(), None));
-            continue;
-        }
-        if let Some((name, value)) = arg
-            .split_once('=')
-            .filter(|(name, _)| name.starts_with("--"))
-        {
-            if VALUE_OPTIONS.contains(&name) {
-                tokens.push(Arg::Option(name.to_string(), Some(value.to_string())));
-                continue;
-            }
-            return Err(Passthrough::UnknownArgument(arg.clone()));
-        }
-        if VALUE_OPTIONS.contains(&arg.as_str()) || SHORT_VALUE_OPTIONS.contains(&arg.as_str()) {
-            let value = iter
-                .next()
-                .ok_or_else(|| Passthrough::MissingValue(arg.clone()))?;
-            tokens.push(Arg::Option(arg.clone(), Some(value.clone())));
-            continue;
-        }
-        let glued = SHORT_VALUE_OPTIONS
-            .iter()
-            .find(|short| arg.len() > 2 && arg.starts_with(*short));
-        match glued {
-            Some(short) => tokens.push(Arg::Option(short.to_string(), Some(arg[2..].to_string()))),
-            None => return Err(Passthrough::UnknownArgument(arg.clone())),
-        }
-    }
-    Ok(tokens)
-}
-
-/// Classifies a rustc argv (without the compiler path). `@argfile`s are expanded first.
+/// Classifies a rustc argv (without the compiler path). `@argfile`s are expanded first, then
+/// the argv is read into [`tokens::Token`]s, which [`build`] turns into the invocation.
 pub fn classify(raw_args: &[OsString]) -> Result<Invocation, Passthrough> {
     let expanded = argfile::expand(raw_args).map_err(|_| Passthrough::BadArgfile)?;
     let args: Vec<String> = expanded
         .into_iter()
         .map(|arg| arg.into_string().map_err(|_| Passthrough::NonUtf8Argument))
         .collect::<Result<_, _>>()?;
-    let tokens = tokenize(&args)?;
+    build(tokens::tokenize(&args)?)
+}
+
+/// Step two: the typed invocation from the tokens. Every token rule is checked first, in argv
+/// order; then the tokens are gathered into fields and the key's arguments; then the invocation
+/// rules run in a fixed order.
+fn build(tokens: Vec<Token>) -> Result<Invocation, Passthrough> {
+    rules::check_tokens(&tokens)?;
 
     let mut crate_name = None;
     let mut crate_types = Vec::new();
@@ -207,62 +115,53 @@ pub fn classify(raw_args: &[OsString]) -> Result<Invocation, Passthrough> {
     let mut library_paths = Vec::new();
     let mut native_libs = Vec::new();
     let mut json_artifacts = false;
-    let mut key_args = Vec::new();
+    let mut key_args: Vec<String> = Vec::new();
     let mut probe = false;
     let mut print = false;
     let mut test_harness = false;
 
     for token in tokens {
-        let (name, value) = match token {
-            Arg::Positional(input) => {
-                inputs.push(input);
-                continue;
-            }
-            Arg::Option(name, value) => (name, value.unwrap_or_default()),
-        };
-        match name.as_str() {
-            "-V" | "-vV" | "--version" | "-v" | "--verbose" | "-h" | "--help" | "--explain" => {
+        match token {
+            Token::Input(input) => inputs.push(input),
+            Token::Probe(spelling) => {
                 probe = true;
-                key_args.push(name);
+                key_args.push(spelling.to_string());
             }
-            "--print" => print = true,
-            "--crate-name" => {
+            Token::Explain(_) => {
+                probe = true;
+                key_args.push("--explain".to_string());
+            }
+            Token::Print(_) => print = true,
+            Token::CrateName(value) => {
                 crate_name = Some(value.clone());
-                key_args.extend([name, value]);
+                key_args.extend(["--crate-name".to_string(), value]);
             }
-            "--crate-type" => {
+            Token::CrateType(value) => {
                 crate_types.extend(value.split(',').map(str::to_string));
-                key_args.extend([name, value]);
+                key_args.extend(["--crate-type".to_string(), value]);
             }
-            "--emit" => {
-                for emit in value.split(',') {
-                    if emit.contains('=') {
-                        return Err(Passthrough::EmitPath);
-                    }
-                    if !CACHED_EMITS.contains(&emit) {
-                        return Err(Passthrough::EmitKind(emit.to_string()));
-                    }
-                    emits.push(emit.to_string());
-                }
-                key_args.extend([name, value]);
+            Token::Emit(value) => {
+                // Checked by `rules::check_emit`: plain cached kinds only.
+                emits.extend(value.split(',').map(str::to_string));
+                key_args.extend(["--emit".to_string(), value]);
             }
-            "--out-dir" => out_dir = Some(PathBuf::from(value)),
-            "-o" => return Err(Passthrough::OutputFile),
-            "--test" => {
+            Token::OutDir(value) => out_dir = Some(PathBuf::from(value)),
+            // Refused by `rules::reject_output_file` and `rules::reject_custom_sysroot`.
+            Token::Output(_) | Token::Sysroot(_) => {}
+            Token::Test => {
                 test_harness = true;
-                key_args.push(name);
+                key_args.push("--test".to_string());
             }
-            "--sysroot" => return Err(Passthrough::CustomSysroot),
-            "--edition" => {
+            Token::Edition(value) => {
                 edition = Some(value.clone());
-                key_args.extend([name, value]);
+                key_args.extend(["--edition".to_string(), value]);
             }
-            "--target" => {
+            Token::Target(value) => {
                 target = Some(value.clone());
-                key_args.extend([name, value]);
+                key_args.extend(["--target".to_string(), value]);
             }
-            "--cfg" => cfgs.push(value),
-            "--extern" => {
+            Token::Cfg(value) => cfgs.push(value),
+            Token::Extern(value) => {
                 let parsed = match value.split_once('=') {
                     Some((name, path)) => Extern {
                         name: name.to_string(),
@@ -274,98 +173,44 @@ pub fn classify(raw_args: &[OsString]) -> Result<Invocation, Passthrough> {
                     },
                 };
                 // The path is replaced by the file's content hash in the key.
-                key_args.extend([name, parsed.name.clone()]);
+                key_args.extend(["--extern".to_string(), parsed.name.clone()]);
                 externs.push(parsed);
             }
-            "-L" => library_paths.push(value),
-            "-l" => {
+            Token::LibraryPath(value) => library_paths.push(value),
+            Token::NativeLib(value) => {
                 native_libs.push(value.clone());
-                key_args.extend([name, value]);
+                key_args.extend(["-l".to_string(), value]);
             }
-            "--json" => {
+            Token::Json(value) => {
                 json_artifacts |= value.split(',').any(|kind| kind == "artifacts");
-                key_args.extend([name, value]);
+                key_args.extend(["--json".to_string(), value]);
             }
-            "--color" | "--diagnostic-width" => {}
-            "-C" | "--codegen" => {
-                let (key, setting) = match value.split_once('=') {
-                    Some((key, setting)) => (key.to_string(), Some(setting.to_string())),
-                    None => (value.clone(), None),
-                };
-                match key.as_str() {
-                    "incremental" => return Err(Passthrough::Incremental),
-                    "save-temps" if setting.as_deref() != Some("no") => {
-                        return Err(Passthrough::SaveTemps);
-                    }
-                    "split-debuginfo" if setting.as_deref() != Some("off") => {
-                        return Err(Passthrough::SplitDebuginfo);
-                    }
-                    "profile-use" | "profile-generate" | "profile-sample-use" => {
-                        return Err(Passthrough::Profile);
-                    }
-                    "link-arg" | "link-args"
-                        if setting.as_deref().is_some_and(names_response_file) =>
-                    {
-                        return Err(Passthrough::LinkerResponseFile);
-                    }
-                    _ => {}
-                }
+            Token::Color(_) | Token::DiagnosticWidth(_) => {}
+            Token::Codegen(value) => {
+                let (key, setting) = rules::split_codegen(&value);
+                codegen.push((key.to_string(), setting.map(str::to_string)));
                 key_args.extend(["-C".to_string(), value]);
-                codegen.push((key, setting));
             }
-            "-g" => {
+            Token::Debuginfo => {
                 codegen.push(("debuginfo".into(), Some("2".into())));
-                key_args.push(name);
+                key_args.push("-g".to_string());
             }
-            "-O" => {
+            Token::Optimize => {
                 codegen.push(("opt-level".into(), Some("2".into())));
-                key_args.push(name);
+                key_args.push("-O".to_string());
             }
-            _ => key_args.extend([name, value]),
+            Token::Other(spelling, value) => key_args.extend([spelling.to_string(), value]),
         }
     }
 
-    if probe || (print && (inputs.is_empty() || inputs == ["-"])) {
-        return Err(Passthrough::Probe);
-    }
-    if print {
-        return Err(Passthrough::PrintRequest);
-    }
-    let input = match inputs.as_slice() {
-        [] => return Err(Passthrough::NoInput),
-        [single] if single == "-" => return Err(Passthrough::StdinInput),
-        [single] => PathBuf::from(single),
-        _ => return Err(Passthrough::MultipleInputs),
-    };
-    let crate_name = crate_name.ok_or(Passthrough::NoCrateName)?;
-    if test_harness && crate_types.is_empty() {
-        crate_types.push("bin".to_string());
-    }
-    if crate_types.is_empty() {
-        return Err(Passthrough::NoCrateType);
-    }
-    if let Some(other) = crate_types
-        .iter()
-        .find(|kind| !CACHED_CRATE_TYPES.contains(&kind.as_str()))
-    {
-        return Err(Passthrough::CrateType(other.clone()));
-    }
-    let target_is_linux = target
-        .as_deref()
-        .is_none_or(|target| target.contains("-linux-") && !target.ends_with(".json"));
-    if !target_is_linux
-        && crate_types
-            .iter()
-            .any(|kind| TARGET_NAMED_CRATE_TYPES.contains(&kind.as_str()))
-    {
-        return Err(Passthrough::TargetNaming);
-    }
-    if crate_types.iter().any(|kind| kind == "staticlib")
-        && externs.iter().any(|ext| ext.path.is_some())
-    {
-        return Err(Passthrough::StaticlibDependencies);
-    }
-    let out_dir = out_dir.ok_or(Passthrough::NoOutDir)?;
+    rules::reject_probe(probe, print, &inputs)?;
+    let input = rules::single_input(&inputs)?;
+    let crate_name = rules::require_crate_name(crate_name)?;
+    let crate_types = rules::check_crate_types(crate_types, test_harness)?;
+    rules::check_target_naming(target.as_deref(), &crate_types)?;
+    rules::reject_staticlib_dependencies(&crate_types, &externs)?;
+    let out_dir = rules::require_out_dir(out_dir)?;
+
     if emits.is_empty() {
         emits.push("link".to_string());
     }
@@ -399,14 +244,6 @@ pub fn classify(raw_args: &[OsString]) -> Result<Invocation, Passthrough> {
         test_harness,
         key_args,
     })
-}
-
-/// True if a `-C link-arg(s)` value hands the linker driver an `@file` (directly, or through
-/// `-Wl,@file` / `-Xlinker @file`).
-fn names_response_file(value: &str) -> bool {
-    value
-        .split([' ', ','])
-        .any(|word| word.starts_with('@') && word.len() > 1)
 }
 
 /// The static archives an rlib bundles: `-l static=name` (unless `-bundle`), found on the `-L`

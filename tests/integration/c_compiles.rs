@@ -9,7 +9,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::harness::{RCACHE, Sandbox, run_command};
+use crate::harness::{RCACHE, Sandbox, real_rustc, run_command};
 
 /// One `rcache <compiler> <args>` (or a link's) call: its exit status, stderr and event.
 struct CcCall {
@@ -246,6 +246,24 @@ fn the_symlink_form_finds_the_real_compiler_and_hits() {
         assert!(status.success());
         assert_eq!(stdout, "41\n");
     }
+}
+
+#[test]
+fn rustc_links_through_the_symlink_form_are_counted_as_links() {
+    // rustc links with `cc -m64 ... -B<dir> -fuse-ld=lld ... -pie -nodefaultlibs`: with a `cc`
+    // link to rcache first on PATH, that call is a link, not an unknown argument (issue 19).
+    let sb = Sandbox::with_fixture("c_src");
+    let bin = link_dir(&sb, "cc");
+    sb.write("hello.rs", "fn main() { println!(\"41\"); }\n");
+    let mut rustc = Command::new(real_rustc());
+    rustc
+        .env("PATH", path_with_first(&bin))
+        .args(["-C", "opt-level=0", "hello.rs", "-o", "hello"]);
+    let linked = call(&sb, rustc, "rustc linking through the link");
+    assert_outcome(&linked, "passthrough", Some("cc_linking"));
+    let (status, stdout, _) = run_command(&mut Command::new(sb.path("hello")), "hello");
+    assert!(status.success());
+    assert_eq!(stdout, "41\n");
 }
 
 #[test]
