@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
-use rcache::key::hasher::Key;
+use rcache::hash::Key;
 use rcache::rustc::outputs::OutputKind;
 use rcache::store::Store;
 use rcache::store::entry::{Candidate, Entry, EnvRecord, InputRecord, OutputRecord};

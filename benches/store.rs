@@ -32,7 +32,7 @@ use criterion::measurement::WallTime;
 use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
 };
-use rcache::key::hasher::Key;
+use rcache::hash::Key;
 use rcache::key::{InvocationFacts, invocation_key, result_key};
 use rcache::rustc::outputs::OutputKind;
 use rcache::rustc::{Invocation, classify};

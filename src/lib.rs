@@ -19,6 +19,7 @@ pub mod commands;
 pub mod config;
 pub mod depinfo;
 pub mod detached;
+pub mod hash;
 pub mod key;
 pub mod logging;
 pub mod remote;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use super::backend::RemoteError;
 use super::layout::{Object, Unsealed, decode_candidate, unseal_entry};
 use super::{Remote, backoff, count, count_error};
-use crate::key::hasher::Key;
+use crate::hash::Key;
 use crate::store::entry::{Candidate, Entry, OutputRecord};
 use crate::store::layout::STORE_LOCK_TIMEOUT_MS;
 use crate::store::state::StateUpdate;
@@ -223,7 +223,7 @@ fn fetch_blobs(
         if bytes.len() as u64 != *size || hash.as_bytes() != blob {
             tracing::warn!(
                 "remote blob {} does not hold the content its name says",
-                crate::key::hasher::hex(blob)
+                crate::hash::hex(blob)
             );
             if !remote.readonly {
                 // The next publish of this blob finds it missing and uploads it again.

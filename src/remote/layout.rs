@@ -11,7 +11,7 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::key::hasher::{Key, hex};
+use crate::hash::{Key, hex};
 use crate::store::entry::{self, Candidate, Entry};
 
 /// Version of the remote layout; names the `rcache-v1` prefix. A change to the meaning of any

@@ -29,7 +29,7 @@ mod tests;
 use std::time::Duration;
 
 use crate::config::{Config, RemoteLocation, UploadMode};
-use crate::key::hasher::Key;
+use crate::hash::Key;
 use crate::store::entry::Candidate;
 use crate::store::state::StateUpdate;
 pub use backend::{Backend, RemoteError};

@@ -13,7 +13,7 @@ use super::fetch::entry_blobs;
 use super::layout::{Object, seal_entry};
 use super::{Remote, backoff, count, count_error, queue};
 use crate::config::{Config, UploadMode};
-use crate::key::hasher::Key;
+use crate::hash::Key;
 use crate::store::entry::{Candidate, Entry};
 use crate::store::state::StateUpdate;
 use crate::store::{Store, StoreError};

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use super::publish::{PublishError, publish_counted};
 use super::{Remote, count_error};
-use crate::key::hasher::{Key, hex};
+use crate::hash::{Key, hex};
 use crate::store::state::StateUpdate;
 use crate::store::{Store, StoreError};
 

@@ -25,8 +25,8 @@ use std::path::Path;
 use super::layout::Layout;
 use super::state::StateUpdate;
 use super::{Store, StoreError};
-use crate::key::file_hash::{self, FileStamp};
-use crate::key::hasher::{Key, KeyHasher};
+use crate::hash::file_hash::{self, FileStamp};
+use crate::hash::{Key, KeyHasher};
 
 /// Mode of blob files, and so of hard-linked restored outputs: writable, see the module docs.
 pub const BLOB_MODE: u32 = 0o644;

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::key::hasher::Key;
+use crate::hash::Key;
 use crate::rustc::outputs::OutputKind;
 
 /// One input file of a compile, as its dep-info named it, with its content hash.

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use crate::config::Config;
-use crate::key::hasher::Key;
+use crate::hash::Key;
 use crate::key::input_paths::InputDirs;
 use crate::remote::fetch::{RemoteOutcome, settle_hit};
 use crate::remote::{self, Remote};
@@ -215,7 +215,7 @@ impl WrapperRun {
             &self.cwd,
             &mut self.update,
         )?;
-        tracing::debug!(key = %crate::key::hasher::hex(&invocation_key), "invocation key");
+        tracing::debug!(key = %crate::hash::hex(&invocation_key), "invocation key");
         if self.config.recache.value {
             return Ok((invocation_key, None));
         }
@@ -256,7 +256,7 @@ impl WrapperRun {
             _ => false,
         };
         apply_memos_now(store, &mut self.update);
-        let started_fs_ns = crate::key::file_hash::filesystem_tick();
+        let started_fs_ns = crate::hash::file_hash::filesystem_tick();
         let compiled = match run::compile(&self.chain, &args, drop_line) {
             Ok(compiled) => compiled,
             Err(err) => {

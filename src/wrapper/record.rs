@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 use super::keying::{self, KeyError, MemoHasher};
 use super::run::Compiled;
 use crate::depinfo;
-use crate::key::file_hash::FileStamp;
-use crate::key::hasher::Key;
+use crate::hash::Key;
+use crate::hash::file_hash::FileStamp;
 use crate::key::input_paths::InputDirs;
 use crate::rustc::Invocation;
 use crate::rustc::outputs::{OutputKind, expected_outputs};
@@ -92,7 +92,7 @@ pub struct Finished<'a> {
     /// The linker's `--dependency-file`, for crates that link.
     pub linker_dep_info_path: Option<&'a Path>,
     /// A fresh tick of the clock files are stamped from, read just before the compiler started
-    /// ([`crate::key::file_hash::filesystem_tick`]).
+    /// ([`crate::hash::file_hash::filesystem_tick`]).
     pub started_fs_ns: i128,
 }
 

@@ -19,7 +19,7 @@ pub mod sweep;
 
 use std::time::Duration;
 
-use crate::key::hasher::Key;
+use crate::hash::Key;
 use crate::store::index::Freed;
 use crate::store::layout::GC_BATCH_ENTRIES;
 use crate::store::{Store, StoreError};

@@ -25,9 +25,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use crate::config::Config;
+use crate::hash::Key;
+use crate::hash::file_hash::filesystem_tick;
 use crate::key::build_script::{RunFacts, run_env, run_invocation_key};
-use crate::key::file_hash::filesystem_tick;
-use crate::key::hasher::Key;
 use crate::key::{self};
 use crate::remote::fetch::{RemoteOutcome, settle_hit};
 use crate::rustc::Passthrough;
@@ -242,7 +242,7 @@ impl ScriptRun {
             env: &keyed_env,
             upstream: &upstream,
         });
-        tracing::debug!(key = %key::hasher::hex(&invocation_key), "build-script run key");
+        tracing::debug!(key = %crate::hash::hex(&invocation_key), "build-script run key");
         if self.config.recache.value {
             return Ok((invocation_key, None));
         }

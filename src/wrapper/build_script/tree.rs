@@ -16,7 +16,7 @@ use std::path::{Component, Path};
 
 use walkdir::WalkDir;
 
-use crate::key::file_hash::FileStamp;
+use crate::hash::file_hash::FileStamp;
 use crate::rustc::outputs::OutputKind;
 use crate::store::entry::{Entry, OutputRecord};
 use crate::store::state::StateUpdate;

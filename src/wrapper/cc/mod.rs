@@ -28,8 +28,8 @@ use crate::cc::identity::{self, CcIdentity};
 use crate::cc::key::{self, CcKeyFacts};
 use crate::cc::passthrough::CcPassthrough;
 use crate::config::Config;
+use crate::hash::Key;
 use crate::key::compiler::native_cpu_memo_key;
-use crate::key::hasher::Key;
 use crate::key::input_paths::InputDirs;
 use crate::remote::fetch::{RemoteOutcome, settle_hit};
 use crate::stats::{self, Event, Outcome};
@@ -214,7 +214,7 @@ impl CcRun {
             native,
         };
         let invocation_key = key::invocation_key(&facts);
-        tracing::debug!(key = %crate::key::hasher::hex(&invocation_key), "cc invocation key");
+        tracing::debug!(key = %crate::hash::hex(&invocation_key), "cc invocation key");
         if self.config.recache.value {
             return Ok((invocation_key, None));
         }
@@ -239,7 +239,7 @@ impl CcRun {
             stats::unix_ms(SystemTime::now())
         ));
         super::apply_memos_now(store, &mut self.update);
-        let started_fs_ns = crate::key::file_hash::filesystem_tick();
+        let started_fs_ns = crate::hash::file_hash::filesystem_tick();
         let mut args = self.args.clone();
         let mut dep_pass_ok = true;
         if invocation.dep_file.is_some() {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cc::args::CcInvocation;
 use crate::cc::depfile;
-use crate::key::hasher::Key;
+use crate::hash::Key;
 use crate::rustc::outputs::OutputKind;
 use crate::store::entry::Entry;
 use crate::store::state::StateUpdate;
