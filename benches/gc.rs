@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use rcache::hash::Key;
-use rcache::rustc::outputs::OutputKind;
 use rcache::store::Store;
+use rcache::store::entry::OutputKind;
 use rcache::store::entry::{Candidate, Entry, EnvRecord, InputRecord, OutputRecord};
 use rcache::store::gc::auto::{after_store, spawn_detached_gc};
 use rcache::store::gc::sweep::sweep;

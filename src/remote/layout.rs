@@ -187,7 +187,7 @@ fn signature(secret: &[u8], result_key: &Key, encoded: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rustc::outputs::OutputKind;
+    use crate::store::entry::OutputKind;
     use crate::store::entry::{EnvRecord, InputRecord, OutputRecord};
 
     fn entry() -> Entry {

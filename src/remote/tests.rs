@@ -14,7 +14,7 @@ use super::{Remote, backoff};
 use crate::config::RemoteLocation;
 use crate::hash::Key;
 use crate::key;
-use crate::rustc::outputs::OutputKind;
+use crate::store::entry::OutputKind;
 use crate::store::entry::{Candidate, Entry, InputRecord, OutputRecord};
 use crate::store::state::StateUpdate;
 use crate::store::{Store, blob};

@@ -27,8 +27,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::depinfo::escape_path;
-use crate::rustc::outputs::{ExpectedOutput, OutputKind};
+use crate::rustc::outputs::ExpectedOutput;
 use crate::store::entry::Entry;
+use crate::store::entry::OutputKind;
 use crate::store::state::StateUpdate;
 use crate::store::{Store, blob};
 

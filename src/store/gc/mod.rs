@@ -118,7 +118,7 @@ pub fn drop_dangling_candidates(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rustc::outputs::OutputKind;
+    use crate::store::entry::OutputKind;
     use crate::store::entry::{Candidate, Entry, OutputRecord};
     use crate::store::state::StateUpdate;
 

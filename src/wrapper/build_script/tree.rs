@@ -17,7 +17,7 @@ use std::path::{Component, Path};
 use walkdir::WalkDir;
 
 use crate::hash::file_hash::FileStamp;
-use crate::rustc::outputs::OutputKind;
+use crate::store::entry::OutputKind;
 use crate::store::entry::{Entry, OutputRecord};
 use crate::store::state::StateUpdate;
 use crate::store::{Store, blob};
