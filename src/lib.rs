@@ -15,6 +15,7 @@
 
 pub mod cc;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod depinfo;

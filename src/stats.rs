@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+pub use crate::clock::unix_ms;
 use crate::store::state::StateUpdate;
 
 /// What one wrapper invocation did.
@@ -144,12 +144,6 @@ pub fn append_event(path: &Path, event: &Event) {
         // One write of the whole line: O_APPEND keeps concurrent lines whole.
         let _ = file.write_all(&line);
     }
-}
-
-pub fn unix_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// The outcome counters of one kind of request (compiles, or build-script runs).

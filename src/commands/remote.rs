@@ -36,7 +36,7 @@ pub fn check(config: &Config) -> anyhow::Result<ExitCode> {
     let probe = Object::Check(format!(
         "{}-{}",
         std::process::id(),
-        crate::stats::unix_ms(std::time::SystemTime::now())
+        crate::clock::unix_ms(std::time::SystemTime::now())
     ));
     let started = Instant::now();
     if let Err(err) = backend.candidates(&[0; 32], 1) {

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::stats::unix_ms;
+use crate::clock::unix_ms;
 use crate::store::Store;
 
 /// True while an earlier failure keeps the remote skipped. A state env that cannot be read

@@ -125,7 +125,7 @@ impl Remote {
         invocation_key: &Key,
         candidate: &Candidate,
     ) -> Result<(), RemoteError> {
-        let now = crate::stats::unix_ms(std::time::SystemTime::now());
+        let now = crate::clock::unix_ms(std::time::SystemTime::now());
         self.backend.add_candidate(
             invocation_key,
             &candidate.result_key,

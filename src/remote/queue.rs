@@ -88,23 +88,18 @@ fn parse_name(name: &str) -> Option<(Key, Key)> {
     Some((parse(invocation)?, parse(result)?))
 }
 
-/// Starts the detached uploader unless one is running. Faults are counted, never fatal.
-pub fn start_uploader(store: &Store, update: &mut StateUpdate) {
-    let started = (|| -> Result<(), StoreError> {
-        // Taken and released at once: a running uploader holds it and will list again.
-        if store.upload_lock(Duration::ZERO)?.is_none() {
-            return Ok(());
+/// Whether an uploader must start: true unless one is running (it holds the upload lock). The
+/// caller (the wrapper) then starts `rcache remote upload` detached; the remote knows nothing of
+/// the command line. A fault is counted, and no uploader is asked for.
+pub fn uploader_needed(store: &Store, update: &mut StateUpdate) -> bool {
+    // Taken and released at once: a running uploader holds it and will list again.
+    match store.upload_lock(Duration::ZERO) {
+        Ok(lock) => lock.is_some(),
+        Err(err) => {
+            tracing::warn!("could not start the remote uploader: {err}");
+            count_error(update, err.reason());
+            false
         }
-        let exe = std::env::current_exe().map_err(|source| StoreError::Io {
-            path: "/proc/self/exe".into(),
-            source,
-        })?;
-        crate::detached::spawn(&exe, &["remote", "upload"])
-            .map_err(|source| StoreError::Io { path: exe, source })
-    })();
-    if let Err(err) = started {
-        tracing::warn!("could not start the remote uploader: {err}");
-        count_error(update, err.reason());
     }
 }
 

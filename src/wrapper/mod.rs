@@ -9,6 +9,7 @@
 //! - a cache fault at any step before the replay: the compiler runs instead, and the fault is
 //!   counted under `errors`. A build never fails because of rcache.
 
+pub mod background;
 pub mod build_script;
 pub mod cc;
 pub mod keying;
@@ -420,8 +421,13 @@ fn after_store(
     result_key: &Key,
     update: &mut StateUpdate,
 ) {
-    crate::store::gc::after_store(store, config.cache_size.value, config.max_age.value);
-    crate::remote::publish::after_store(config, store, invocation_key, result_key, update);
+    if crate::store::gc::after_store(store, config.cache_size.value, config.max_age.value).is_some()
+    {
+        background::start_gc(store);
+    }
+    if crate::remote::publish::after_store(config, store, invocation_key, result_key, update) {
+        background::start_uploader(update);
+    }
 }
 
 /// After a local miss: asks the remote, if one is configured and this is not a recache.

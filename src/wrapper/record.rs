@@ -12,13 +12,13 @@ use std::time::{Duration, SystemTime};
 
 use super::keying::{self, KeyError, MemoHasher};
 use super::run::Compiled;
+use crate::clock::unix_ms;
 use crate::depinfo;
 use crate::hash::Key;
 use crate::hash::file_hash::FileStamp;
 use crate::key::input_paths::InputDirs;
 use crate::rustc::Invocation;
 use crate::rustc::outputs::expected_outputs;
-use crate::stats::unix_ms;
 use crate::store::entry::OutputKind;
 use crate::store::entry::{Entry, OutputRecord};
 use crate::store::layout::STORE_LOCK_TIMEOUT_MS;

@@ -6,8 +6,8 @@
 //!   one batch at most. Then drops the manifest candidates left pointing at nothing.
 //! - [`sweep`]: what a crash left behind (orphan blobs, stale temp files), older than a grace
 //!   period, found by walking `blobs/` and `tmp/`.
-//! - [`auto`]: the hook the wrapper calls after a store: over the limit, it starts
-//!   `rcache gc --auto` detached from the build.
+//! - [`auto`]: the check the wrapper calls after a store: over the limit, it says a gc is due
+//!   (the wrapper then starts `rcache gc --auto` detached from the build).
 //!
 //! Blob files are deleted only inside the write transaction that finds their count at 0
 //! (`index/removal.rs`); store-format/README.md ("gc") gives the argument that a concurrent
