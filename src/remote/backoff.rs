@@ -9,6 +9,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use super::backend::RemoteError;
 use crate::clock::unix_ms;
 use crate::store::Store;
 
@@ -25,4 +26,16 @@ pub fn start(store: &Store, period: Duration) {
     if let Err(err) = store.state.set_remote_skipped_until(until) {
         tracing::debug!("could not record the remote's backoff: {err}");
     }
+}
+
+/// Tells the user, once per build, that the remote failed and is skipped for a while.
+pub fn warn_once(store: &Store, err: &RemoteError, period: Duration) {
+    crate::warn_once::warn(
+        &store.layout.root,
+        "remote",
+        &format!(
+            "the remote cache failed ({err}); rcache skips it for {}",
+            humantime::format_duration(period)
+        ),
+    );
 }

@@ -6,7 +6,8 @@
 //! whose blobs are fetched, verified against their blake3 names, and committed into the local
 //! store, so that the next hit is local. On a miss in both, the compile's result is stored
 //! locally and then published ([`publish`]): by the compile's own process, or queued for a
-//! detached uploader ([`queue`]) so that the build does not wait for the network.
+//! detached uploader ([`queue`], drained by [`uploader`]) so that the build does not wait for
+//! the network.
 //!
 //! - [`backend`]: what a remote service must do, and its errors; [`s3`] and [`redis`] do it.
 //! - [`layout`]: object names and envelopes (the remote format, versioned).
@@ -25,6 +26,7 @@ pub mod redis;
 pub mod s3;
 #[cfg(test)]
 mod tests;
+pub mod uploader;
 
 use std::time::Duration;
 

@@ -7,15 +7,12 @@
 //! queues the entry for the detached uploader ([`super::queue`]), and says whether the caller
 //! must start one.
 
-use std::time::Duration;
-
 use super::backend::RemoteError;
-use super::fetch::entry_blobs;
 use super::layout::{Object, seal_entry};
 use super::{Remote, backoff, count, count_error, queue};
 use crate::config::{Config, UploadMode};
 use crate::hash::Key;
-use crate::store::entry::{Candidate, Entry};
+use crate::store::entry::{Candidate, Entry, OutputRecord};
 use crate::store::state::StateUpdate;
 use crate::store::{Store, StoreError};
 
@@ -119,7 +116,7 @@ pub fn publish_counted(
             count_error(update, err.reason());
             if let PublishError::Remote(err) = err {
                 backoff::start(store, remote.backoff);
-                warn_once(store, err, remote.backoff);
+                backoff::warn_once(store, err, remote.backoff);
             }
         }
     }
@@ -184,14 +181,14 @@ fn local_entry(
         .map(|candidate| (entry, candidate)))
 }
 
-/// Tells the user, once per build, that the remote failed and is skipped for a while.
-pub fn warn_once(store: &Store, err: &RemoteError, period: Duration) {
-    crate::warn_once::warn(
-        &store.layout.root,
-        "remote",
-        &format!(
-            "the remote cache failed ({err}); rcache skips it for {}",
-            humantime::format_duration(period)
-        ),
-    );
+/// The distinct blobs an entry references (the publisher uploads those the remote lacks).
+pub fn entry_blobs(entry: &Entry) -> Vec<Key> {
+    let mut blobs: Vec<Key> = entry
+        .outputs
+        .iter()
+        .filter_map(OutputRecord::blob)
+        .collect();
+    blobs.sort();
+    blobs.dedup();
+    blobs
 }
