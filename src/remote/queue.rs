@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use super::count_error;
 use crate::hash::{Key, hex};
-use crate::store::Store;
 use crate::store::state::StateUpdate;
+use crate::store::{Store, io_failed};
 
 /// One queued entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,13 +34,14 @@ pub struct Queued {
 pub fn enqueue(store: &Store, invocation_key: &Key, result_key: &Key) -> io::Result<()> {
     let dir = store.layout.remote_queue_dir();
     let path = dir.join(format!("{}-{}", hex(invocation_key), hex(result_key)));
-    let create = || fs::File::create(&path).map(drop);
+    let create = || fs_err::File::create(&path).map(drop);
     match create() {
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             fs::DirBuilder::new()
                 .mode(0o700)
                 .recursive(true)
-                .create(&dir)?;
+                .create(&dir)
+                .map_err(io_failed("create directory", &dir))?;
             create()
         }
         other => other,
@@ -50,7 +51,7 @@ pub fn enqueue(store: &Store, invocation_key: &Key, result_key: &Key) -> io::Res
 /// The queued entries, oldest first.
 pub fn pending(store: &Store) -> io::Result<Vec<Queued>> {
     let dir = store.layout.remote_queue_dir();
-    let entries = match fs::read_dir(&dir) {
+    let entries = match fs_err::read_dir(&dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(err) => return Err(err),
@@ -125,5 +126,24 @@ mod tests {
         assert!(keys.contains(&([1; 32], [2; 32])));
         assert!(keys.contains(&([3; 32], [4; 32])));
         assert!(!store.layout.remote_queue_dir().join("stray").exists());
+    }
+
+    #[test]
+    fn a_failed_enqueue_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let queue_dir = store.layout.remote_queue_dir();
+        fs::write(&queue_dir, b"in the way").unwrap();
+        let err = enqueue(&store, &[1; 32], &[2; 32]).unwrap_err();
+        assert!(
+            err.to_string().contains(&queue_dir.display().to_string()),
+            "{err}"
+        );
+        assert_eq!(err.kind(), io::ErrorKind::NotADirectory);
+        let err = pending(&store).unwrap_err();
+        assert!(
+            err.to_string().contains(&queue_dir.display().to_string()),
+            "{err}"
+        );
     }
 }

@@ -102,9 +102,31 @@ pub fn run_uploader(
     }
 }
 
+/// A store error as an I/O error for the uploader's caller: the same kind (so the same reason
+/// in the stats), and the store error's message, which names the path.
 fn store_io(err: StoreError) -> io::Error {
-    match err {
-        StoreError::Io { source, .. } => source,
-        other => io::Error::other(other.to_string()),
+    let kind = match &err {
+        StoreError::Io { source, .. } | StoreError::File(source) => source.kind(),
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_error_keeps_its_path_and_kind_as_an_io_error() {
+        let err = store_io(StoreError::Io {
+            path: "/store/v1/remote-upload.lock".into(),
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        });
+        assert!(
+            err.to_string().contains("/store/v1/remote-upload.lock"),
+            "{err}"
+        );
+        assert_eq!(crate::store::io_reason(&err), "read_only_store");
+        assert_eq!(store_io(StoreError::Busy).kind(), io::ErrorKind::Other);
     }
 }

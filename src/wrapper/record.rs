@@ -172,12 +172,8 @@ pub fn record(
         let path = out_dir.join(&expected.file_name);
         let mut file = File::open(&path).map_err(file_fault(&path))?;
         let before = file.metadata().map_err(file_fault(&path))?;
-        let stored = blob::put_file(&store.layout, &mut file, update).map_err(|source| {
-            NotStored::Fault(KeyError::Store(StoreError::Io {
-                path: store.layout.tmp_dir(),
-                source,
-            }))
-        })?;
+        let stored = blob::put_file(&store.layout, &mut file, update)
+            .map_err(|source| NotStored::Fault(KeyError::Store(StoreError::File(source))))?;
         let after = file.metadata().map_err(file_fault(&path))?;
         if FileStamp::of(&before) != FileStamp::of(&after) {
             return Err(NotStored::Refused("output_changed_while_storing"));

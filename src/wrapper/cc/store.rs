@@ -30,13 +30,8 @@ use crate::store::layout::STORE_LOCK_TIMEOUT_MS;
 use crate::store::state::StateUpdate;
 use crate::store::{Store, StoreError, blob};
 
-fn store_fault(store: &Store) -> impl FnOnce(std::io::Error) -> NotStored + '_ {
-    move |source| {
-        NotStored::Fault(KeyError::Store(StoreError::Io {
-            path: store.layout.tmp_dir(),
-            source,
-        }))
-    }
+fn store_fault(source: std::io::Error) -> NotStored {
+    NotStored::Fault(KeyError::Store(StoreError::File(source)))
 }
 
 /// What the caller knows about the finished compile.
@@ -117,8 +112,8 @@ pub fn record(
         if depfile::retarget(&text, &dep_target, &dep_target).is_none() {
             return Err(NotStored::Refused("dep_file_target"));
         }
-        let stored = blob::put_file(&store.layout, &mut text.as_slice(), update)
-            .map_err(store_fault(store))?;
+        let stored =
+            blob::put_file(&store.layout, &mut text.as_slice(), update).map_err(store_fault)?;
         outputs.push(OutputRecord {
             name: dep_file.path.to_string_lossy().into_owned(),
             kind: OutputKind::CcDepFile,
@@ -172,7 +167,7 @@ fn store_file(
 ) -> Result<OutputRecord, NotStored> {
     let mut file = File::open(path).map_err(file_fault(path))?;
     let before = file.metadata().map_err(file_fault(path))?;
-    let stored = blob::put_file(&store.layout, &mut file, update).map_err(store_fault(store))?;
+    let stored = blob::put_file(&store.layout, &mut file, update).map_err(store_fault)?;
     let after = file.metadata().map_err(file_fault(path))?;
     if FileStamp::of(&before) != FileStamp::of(&after) {
         return Err(NotStored::Refused("output_changed_while_storing"));
