@@ -28,14 +28,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
-use rcache::key::hasher::Key;
-use rcache::rustc::outputs::OutputKind;
+use rcache::hash::Key;
 use rcache::store::Store;
+use rcache::store::entry::OutputKind;
 use rcache::store::entry::{Candidate, Entry, EnvRecord, InputRecord, OutputRecord};
-use rcache::store::gc::auto::{after_store, spawn_detached_gc};
+use rcache::store::gc::auto::after_store;
 use rcache::store::gc::sweep::sweep;
 use rcache::store::gc::{Limits, drop_dangling_candidates, plan, trim};
 use rcache::store::state::StateUpdate;
+use rcache::wrapper::background::spawn_gc;
 
 const ENTRIES: u64 = 100_000;
 const LOAD_BATCH: u64 = 10_000;
@@ -234,9 +235,7 @@ fn bench_auto_gc(c: &mut Criterion) {
     // SAFETY: criterion runs benchmarks on this one thread; nothing reads the env concurrently.
     unsafe { std::env::set_var("RCACHE_DIR", empty.path()) };
     let rcache = rcache_binary();
-    group.bench_function("spawn_detached", |b| {
-        b.iter(|| spawn_detached_gc(&rcache).unwrap())
-    });
+    group.bench_function("spawn_detached", |b| b.iter(|| spawn_gc(&rcache).unwrap()));
     group.finish();
     // Let the last children exit before their store is deleted.
     std::thread::sleep(Duration::from_millis(500));

@@ -1,5 +1,5 @@
 //! File hashing strategies by file size, to pick `MMAP_THRESHOLD` and `RAYON_THRESHOLD` in
-//! `src/key/file_hash.rs`.
+//! `src/hash/file_hash.rs`.
 //!
 //! For each size from 4 KiB to 256 MiB (with 8 MiB added to pin the rayon crossover), one file
 //! is written once into a temp dir (so every iteration reads from a warm page cache, as a wrapper
@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use rcache::key::file_hash::{hash_mmap, hash_mmap_rayon, hash_reader};
+use rcache::hash::file_hash::{hash_mmap, hash_mmap_rayon, hash_reader};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;

@@ -33,12 +33,12 @@ use criterion::measurement::WallTime;
 use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
 };
-use rcache::key::hasher::Key;
+use rcache::hash::Key;
 use rcache::key::{InvocationFacts, invocation_key, result_key};
-use rcache::rustc::outputs::OutputKind;
 use rcache::rustc::{Invocation, classify};
 use rcache::store::Store;
 use rcache::store::blob;
+use rcache::store::entry::OutputKind;
 use rcache::store::entry::{Candidate, Entry, EnvRecord, InputRecord, OutputRecord};
 use rcache::store::layout::Layout;
 use rcache::store::state::StateUpdate;

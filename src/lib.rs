@@ -12,13 +12,23 @@
 //! - [`stats`], [`config`], [`logging`], [`warn_once`], [`detached`]: counters and events,
 //!   settings, diagnostics, helper processes.
 //! - [`store`]: the content-addressed store (blobs + LMDB index).
+//!
+//! <!-- layers: the one place the order is written; tests/layering.rs reads it -->
+//! Layers, top to bottom: a module imports only modules below its own layer (`{...}` is one
+//! layer whose members import none of each other), and tests/layering.rs fails otherwise:
+//!
+//! cli > commands > wrapper > remote > stats > cc > key > rustc > depinfo > store > hash >
+//! {clock, config, detached, logging, warn_once}
+//! <!-- /layers -->
 
 pub mod cc;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod depinfo;
 pub mod detached;
+pub mod hash;
 pub mod key;
 pub mod logging;
 pub mod remote;

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::driver::real_program_on_path;
+use crate::hash::file_hash;
+use crate::hash::{Key, KeyHasher};
 use crate::key::compiler::{self, IdentityError};
-use crate::key::file_hash;
-use crate::key::hasher::{Key, KeyHasher};
 use crate::store::layout::KEY_VERSION;
 
 /// What is known about one C compiler.

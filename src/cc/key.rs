@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::args::CcInvocation;
-use crate::key::hasher::{Key, KeyHasher};
+use crate::hash::{Key, KeyHasher};
 use crate::store::layout::KEY_VERSION;
 
 /// Environment variables that change what gcc or clang produce: include search paths, the
@@ -77,7 +77,7 @@ pub fn invocation_key(facts: &CcKeyFacts) -> Key {
 mod tests {
     use super::*;
     use crate::cc::args::classify;
-    use crate::key::hasher::hex;
+    use crate::hash::hex;
 
     /// Changing what goes into the key changes this value: bump `KEY_VERSION` (store-format).
     const GOLDEN: (u32, &str) = (

@@ -10,8 +10,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::clock::unix_ms;
 use crate::config::{Config, format_size};
-use crate::stats::unix_ms;
 use crate::store::Store;
 use crate::store::gc::auto::{self, count_fault, target_bytes};
 use crate::store::gc::sweep::{Swept, sweep};

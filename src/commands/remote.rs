@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 
 use crate::config::{Config, format_size};
 use crate::remote::layout::Object;
-use crate::remote::{Remote, queue};
+use crate::remote::{Remote, queue, uploader};
 use crate::store::Store;
 use crate::store::state::StateUpdate;
 
@@ -36,7 +36,7 @@ pub fn check(config: &Config) -> anyhow::Result<ExitCode> {
     let probe = Object::Check(format!(
         "{}-{}",
         std::process::id(),
-        crate::stats::unix_ms(std::time::SystemTime::now())
+        crate::clock::unix_ms(std::time::SystemTime::now())
     ));
     let started = Instant::now();
     if let Err(err) = backend.candidates(&[0; 32], 1) {
@@ -103,7 +103,7 @@ pub fn flush(config: &Config) -> anyhow::Result<ExitCode> {
         .upload_lock(FLUSH_WAIT)
         .context("waiting for the running uploader")?;
     let mut update = StateUpdate::default();
-    let drained = queue::drain(&remote, &store, &mut update)?;
+    let drained = uploader::drain(&remote, &store, &mut update)?;
     let _ = store.state.apply(&update);
     println!(
         "published {} entries ({} blobs, {} uploaded); {} no longer in the local store",
@@ -127,7 +127,7 @@ pub fn upload(config: &Config) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let mut update = StateUpdate::default();
-    let result = queue::run_uploader(&remote, &store, &mut update);
+    let result = uploader::run_uploader(&remote, &store, &mut update);
     let _ = store.state.apply(&update);
     result?;
     Ok(ExitCode::SUCCESS)

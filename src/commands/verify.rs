@@ -18,8 +18,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
-use crate::key::file_hash;
-use crate::key::hasher::{Key, hex};
+use crate::hash::file_hash;
+use crate::hash::{Key, hex};
 use crate::store::Store;
 use crate::store::entry::OutputRecord;
 use crate::store::gc::drop_dangling_candidates;

@@ -9,7 +9,7 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 
-use super::hasher::{Key, KeyHasher};
+use crate::hash::{Key, KeyHasher};
 use crate::store::layout::KEY_VERSION;
 
 /// Variables cargo sets for a script that are keyed by name.
@@ -178,7 +178,7 @@ mod tests {
         });
         assert_eq!(KEY_VERSION, 3);
         assert_eq!(
-            crate::key::hasher::hex(&key),
+            crate::hash::hex(&key),
             "be79ab350d524a93e51787bbab7e1304fc39e94e43fd5bb0d2554556063d6c83"
         );
     }

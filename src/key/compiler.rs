@@ -18,8 +18,8 @@ use std::process::{Command, Stdio};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::file_hash::{self, FileStamp};
-use super::hasher::{Key, KeyHasher};
+use crate::hash::file_hash::{self, FileStamp};
+use crate::hash::{Key, KeyHasher};
 use crate::store::layout::KEY_VERSION;
 
 /// What is known about one compiler.

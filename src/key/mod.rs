@@ -7,21 +7,18 @@
 //!   compiles. The **result key** of a candidate is `blake3(invocation key, sorted inputs with
 //!   their hashes, env-dep values)`, always recomputed by the reader.
 //!
-//! [`hasher`] is the tagged field encoding; [`file_hash`] hashes files; [`compiler`] identifies
+//! [`crate::hash`] is the tagged field encoding and hashes files; [`compiler`] identifies
 //! the compiler. `store-format/README.md` lists every field and tag.
 
 pub mod build_script;
 pub mod compiler;
-pub mod file_hash;
-pub mod hasher;
 pub mod input_paths;
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use hasher::{Key, KeyHasher};
-
+use crate::hash::{Key, KeyHasher};
 use crate::rustc::Invocation;
 use crate::store::entry::{EnvRecord, InputRecord};
 use crate::store::layout::KEY_VERSION;
@@ -244,7 +241,7 @@ mod tests {
             value: Some("hi".into()),
         }];
         let result = result_key(&invocation_key, &inputs, &env_deps);
-        (hasher::hex(&invocation_key), hasher::hex(&result))
+        (crate::hash::hex(&invocation_key), crate::hash::hex(&result))
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! missing object is `None`, never an error: the remote may evict anything at any time.
 
 use super::layout::Object;
-use crate::key::hasher::Key;
+use crate::hash::Key;
 
 /// A remote fault. Every one of them leaves the build going; the ones that say the remote is
 /// unwell (all but [`RemoteError::Config`]) also make every rcache process skip it for a while.

@@ -9,7 +9,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::stats::unix_ms;
+use super::backend::RemoteError;
+use crate::clock::unix_ms;
 use crate::store::Store;
 
 /// True while an earlier failure keeps the remote skipped. A state env that cannot be read
@@ -25,4 +26,16 @@ pub fn start(store: &Store, period: Duration) {
     if let Err(err) = store.state.set_remote_skipped_until(until) {
         tracing::debug!("could not record the remote's backoff: {err}");
     }
+}
+
+/// Tells the user, once per build, that the remote failed and is skipped for a while.
+pub fn warn_once(store: &Store, err: &RemoteError, period: Duration) {
+    crate::warn_once::warn(
+        &store.layout.root,
+        "remote",
+        &format!(
+            "the remote cache failed ({err}); rcache skips it for {}",
+            humantime::format_duration(period)
+        ),
+    );
 }

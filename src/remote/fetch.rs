@@ -17,8 +17,8 @@ use std::time::Duration;
 use super::backend::RemoteError;
 use super::layout::{Object, Unsealed, decode_candidate, unseal_entry};
 use super::{Remote, backoff, count, count_error};
-use crate::key::hasher::Key;
-use crate::store::entry::{Candidate, Entry, OutputRecord};
+use crate::hash::Key;
+use crate::store::entry::{Candidate, Entry};
 use crate::store::layout::STORE_LOCK_TIMEOUT_MS;
 use crate::store::state::StateUpdate;
 use crate::store::{Store, blob};
@@ -130,7 +130,7 @@ pub fn fetch(
             tracing::warn!("remote lookup failed ({err}); compiling");
             count_error(update, err.reason());
             backoff::start(store, remote.backoff);
-            super::publish::warn_once(store, &err, remote.backoff);
+            backoff::warn_once(store, &err, remote.backoff);
             (None, RemoteOutcome::Error)
         }
         Err(Stop::Fault(reason)) => {
@@ -223,7 +223,7 @@ fn fetch_blobs(
         if bytes.len() as u64 != *size || hash.as_bytes() != blob {
             tracing::warn!(
                 "remote blob {} does not hold the content its name says",
-                crate::key::hasher::hex(blob)
+                crate::hash::hex(blob)
             );
             if !remote.readonly {
                 // The next publish of this blob finds it missing and uploads it again.
@@ -260,16 +260,4 @@ fn commit(store: &Store, invocation_key: &Key, candidate: Candidate, entry: &Ent
     if let Err(err) = committed {
         tracing::warn!("could not keep a remote entry locally: {err}");
     }
-}
-
-/// The distinct blobs an entry references (the publisher uploads those the remote lacks).
-pub fn entry_blobs(entry: &Entry) -> Vec<Key> {
-    let mut blobs: Vec<Key> = entry
-        .outputs
-        .iter()
-        .filter_map(OutputRecord::blob)
-        .collect();
-    blobs.sort();
-    blobs.dedup();
-    blobs
 }

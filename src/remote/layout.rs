@@ -11,7 +11,7 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::key::hasher::{Key, hex};
+use crate::hash::{Key, hex};
 use crate::store::entry::{self, Candidate, Entry};
 
 /// Version of the remote layout; names the `rcache-v1` prefix. A change to the meaning of any
@@ -187,7 +187,7 @@ fn signature(secret: &[u8], result_key: &Key, encoded: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rustc::outputs::OutputKind;
+    use crate::store::entry::OutputKind;
     use crate::store::entry::{EnvRecord, InputRecord, OutputRecord};
 
     fn entry() -> Entry {

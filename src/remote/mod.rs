@@ -6,7 +6,8 @@
 //! whose blobs are fetched, verified against their blake3 names, and committed into the local
 //! store, so that the next hit is local. On a miss in both, the compile's result is stored
 //! locally and then published ([`publish`]): by the compile's own process, or queued for a
-//! detached uploader ([`queue`]) so that the build does not wait for the network.
+//! detached uploader ([`queue`], drained by [`uploader`]) so that the build does not wait for
+//! the network.
 //!
 //! - [`backend`]: what a remote service must do, and its errors; [`s3`] and [`redis`] do it.
 //! - [`layout`]: object names and envelopes (the remote format, versioned).
@@ -25,11 +26,12 @@ pub mod redis;
 pub mod s3;
 #[cfg(test)]
 mod tests;
+pub mod uploader;
 
 use std::time::Duration;
 
 use crate::config::{Config, RemoteLocation, UploadMode};
-use crate::key::hasher::Key;
+use crate::hash::Key;
 use crate::store::entry::Candidate;
 use crate::store::state::StateUpdate;
 pub use backend::{Backend, RemoteError};
@@ -125,7 +127,7 @@ impl Remote {
         invocation_key: &Key,
         candidate: &Candidate,
     ) -> Result<(), RemoteError> {
-        let now = crate::stats::unix_ms(std::time::SystemTime::now());
+        let now = crate::clock::unix_ms(std::time::SystemTime::now());
         self.backend.add_candidate(
             invocation_key,
             &candidate.result_key,

@@ -4,17 +4,15 @@
 //!
 //! [`after_store`] is the wrapper's hook after every successful store: with
 //! `RCACHE_REMOTE_UPLOAD=sync` it publishes before the compile's process exits; by default it
-//! queues the entry for the detached uploader ([`super::queue`]).
-
-use std::time::Duration;
+//! queues the entry for the detached uploader ([`super::queue`]), and says whether the caller
+//! must start one.
 
 use super::backend::RemoteError;
-use super::fetch::entry_blobs;
 use super::layout::{Object, seal_entry};
 use super::{Remote, backoff, count, count_error, queue};
 use crate::config::{Config, UploadMode};
-use crate::key::hasher::Key;
-use crate::store::entry::{Candidate, Entry};
+use crate::hash::Key;
+use crate::store::entry::{Candidate, Entry, OutputRecord};
 use crate::store::state::StateUpdate;
 use crate::store::{Store, StoreError};
 
@@ -52,46 +50,47 @@ impl PublishError {
 }
 
 /// The wrapper's hook after storing `result_key` under `invocation_key`: publishes it, or
-/// queues it for the uploader. Never fails; faults are counted in `update`.
+/// queues it for the uploader. Returns true when the caller must start the detached uploader
+/// (`rcache remote upload`). Never fails; faults are counted in `update`.
+#[must_use = "true asks the caller to start the uploader"]
 pub fn after_store(
     config: &Config,
     store: &Store,
     invocation_key: &Key,
     result_key: &Key,
     update: &mut StateUpdate,
-) {
+) -> bool {
     let settings = &config.remote;
     if settings.location.value.is_none() || settings.readonly.value {
-        return;
+        return false;
     }
     match settings.upload.value {
         UploadMode::Background => {
             if let Err(err) = queue::enqueue(store, invocation_key, result_key) {
                 tracing::warn!("could not queue an upload: {err}");
                 count_error(update, crate::store::io_reason(&err));
-                return;
+                return false;
             }
-            if !backoff::active(store) {
-                queue::start_uploader(store, update);
-            }
+            !backoff::active(store) && queue::uploader_needed(store, update)
         }
         UploadMode::Sync => {
             if backoff::active(store) {
                 // Published later by `rcache remote flush`, or not at all.
                 let _ = queue::enqueue(store, invocation_key, result_key);
                 count(update, "skipped", 1);
-                return;
+                return false;
             }
             let remote = match Remote::from_config(config) {
                 Ok(Some(remote)) => remote,
-                Ok(None) => return,
+                Ok(None) => return false,
                 Err(err) => {
                     count_error(update, err.reason());
-                    return;
+                    return false;
                 }
             };
             // Counted (and a failure backed off) inside; the build goes on either way.
             let _ = publish_counted(&remote, store, invocation_key, result_key, update);
+            false
         }
     }
 }
@@ -117,7 +116,7 @@ pub fn publish_counted(
             count_error(update, err.reason());
             if let PublishError::Remote(err) = err {
                 backoff::start(store, remote.backoff);
-                warn_once(store, err, remote.backoff);
+                backoff::warn_once(store, err, remote.backoff);
             }
         }
     }
@@ -182,14 +181,14 @@ fn local_entry(
         .map(|candidate| (entry, candidate)))
 }
 
-/// Tells the user, once per build, that the remote failed and is skipped for a while.
-pub fn warn_once(store: &Store, err: &RemoteError, period: Duration) {
-    crate::warn_once::warn(
-        &store.layout.root,
-        "remote",
-        &format!(
-            "the remote cache failed ({err}); rcache skips it for {}",
-            humantime::format_duration(period)
-        ),
-    );
+/// The distinct blobs an entry references (the publisher uploads those the remote lacks).
+pub fn entry_blobs(entry: &Entry) -> Vec<Key> {
+    let mut blobs: Vec<Key> = entry
+        .outputs
+        .iter()
+        .filter_map(OutputRecord::blob)
+        .collect();
+    blobs.sort();
+    blobs.dedup();
+    blobs
 }

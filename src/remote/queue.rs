@@ -8,8 +8,8 @@
 //! the uploader lists the queue again after releasing it: so a file queued while an uploader is
 //! finishing is either seen by it or finds the lock free and starts another.
 //!
-//! A queued entry that gc removed meanwhile is dropped. A remote failure stops the uploader,
-//! leaving the rest queued for the next one (after the backoff) or for `rcache remote flush`.
+//! This file owns the queue directory and the uploader's lock test; [`super::uploader`] drains
+//! the queue.
 
 use std::fs;
 use std::io;
@@ -17,11 +17,10 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::publish::{PublishError, publish_counted};
-use super::{Remote, count_error};
-use crate::key::hasher::{Key, hex};
+use super::count_error;
+use crate::hash::{Key, hex};
 use crate::store::state::StateUpdate;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, io_failed};
 
 /// One queued entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,13 +34,14 @@ pub struct Queued {
 pub fn enqueue(store: &Store, invocation_key: &Key, result_key: &Key) -> io::Result<()> {
     let dir = store.layout.remote_queue_dir();
     let path = dir.join(format!("{}-{}", hex(invocation_key), hex(result_key)));
-    let create = || fs::File::create(&path).map(drop);
+    let create = || fs_err::File::create(&path).map(drop);
     match create() {
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
             fs::DirBuilder::new()
                 .mode(0o700)
                 .recursive(true)
-                .create(&dir)?;
+                .create(&dir)
+                .map_err(io_failed("create directory", &dir))?;
             create()
         }
         other => other,
@@ -51,7 +51,7 @@ pub fn enqueue(store: &Store, invocation_key: &Key, result_key: &Key) -> io::Res
 /// The queued entries, oldest first.
 pub fn pending(store: &Store) -> io::Result<Vec<Queued>> {
     let dir = store.layout.remote_queue_dir();
-    let entries = match fs::read_dir(&dir) {
+    let entries = match fs_err::read_dir(&dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(err) => return Err(err),
@@ -88,118 +88,18 @@ fn parse_name(name: &str) -> Option<(Key, Key)> {
     Some((parse(invocation)?, parse(result)?))
 }
 
-/// Starts the detached uploader unless one is running. Faults are counted, never fatal.
-pub fn start_uploader(store: &Store, update: &mut StateUpdate) {
-    let started = (|| -> Result<(), StoreError> {
-        // Taken and released at once: a running uploader holds it and will list again.
-        if store.upload_lock(Duration::ZERO)?.is_none() {
-            return Ok(());
+/// Whether an uploader must start: true unless one is running (it holds the upload lock). The
+/// caller (the wrapper) then starts `rcache remote upload` detached; the remote knows nothing of
+/// the command line. A fault is counted, and no uploader is asked for.
+pub fn uploader_needed(store: &Store, update: &mut StateUpdate) -> bool {
+    // Taken and released at once: a running uploader holds it and will list again.
+    match store.upload_lock(Duration::ZERO) {
+        Ok(lock) => lock.is_some(),
+        Err(err) => {
+            tracing::warn!("could not start the remote uploader: {err}");
+            count_error(update, err.reason());
+            false
         }
-        let exe = std::env::current_exe().map_err(|source| StoreError::Io {
-            path: "/proc/self/exe".into(),
-            source,
-        })?;
-        crate::detached::spawn(&exe, &["remote", "upload"])
-            .map_err(|source| StoreError::Io { path: exe, source })
-    })();
-    if let Err(err) = started {
-        tracing::warn!("could not start the remote uploader: {err}");
-        count_error(update, err.reason());
-    }
-}
-
-/// What a drain did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Drained {
-    pub published: u64,
-    pub blobs_uploaded: u64,
-    pub bytes_up: u64,
-    /// Entries dropped from the queue because the local store no longer has them.
-    pub dropped: u64,
-    /// The remote failure that stopped the drain, if one did.
-    pub stopped_by: Option<String>,
-}
-
-/// Publishes the queue, oldest first, until it is empty or the remote fails. The caller holds
-/// the upload lock.
-pub fn drain(
-    remote: &Remote,
-    store: &Store,
-    update: &mut StateUpdate,
-) -> Result<Drained, io::Error> {
-    let mut drained = Drained::default();
-    loop {
-        let queued = pending(store)?;
-        if queued.is_empty() {
-            return Ok(drained);
-        }
-        for item in queued {
-            match publish_counted(
-                remote,
-                store,
-                &item.invocation_key,
-                &item.result_key,
-                update,
-            ) {
-                Ok(published) => {
-                    if published.entry {
-                        drained.published += 1;
-                    } else {
-                        drained.dropped += 1;
-                    }
-                    drained.blobs_uploaded += published.blobs_uploaded;
-                    drained.bytes_up += published.bytes_up;
-                    let _ = fs::remove_file(&item.path);
-                }
-                Err(PublishError::Remote(err)) => {
-                    drained.stopped_by = Some(err.to_string());
-                    return Ok(drained);
-                }
-                Err(err) => {
-                    // The local side cannot give this entry (a blob gc removed, a damaged
-                    // record): it will never publish, so it leaves the queue.
-                    tracing::warn!("dropping a queued upload: {err}");
-                    drained.dropped += 1;
-                    let _ = fs::remove_file(&item.path);
-                }
-            }
-        }
-    }
-}
-
-/// The detached uploader: drains the queue under the upload lock, then lists it once more after
-/// releasing the lock, and goes on if something was queued meanwhile and no other uploader
-/// took over.
-pub fn run_uploader(
-    remote: &Remote,
-    store: &Store,
-    update: &mut StateUpdate,
-) -> io::Result<Drained> {
-    let mut total = Drained::default();
-    loop {
-        let Some(lock) = store.upload_lock(Duration::ZERO).map_err(store_io)? else {
-            return Ok(total);
-        };
-        let drained = drain(remote, store, update)?;
-        drop(lock);
-        total.published += drained.published;
-        total.blobs_uploaded += drained.blobs_uploaded;
-        total.bytes_up += drained.bytes_up;
-        total.dropped += drained.dropped;
-        if drained.stopped_by.is_some() {
-            total.stopped_by = drained.stopped_by;
-            return Ok(total);
-        }
-        if pending(store)?.is_empty() {
-            return Ok(total);
-        }
-    }
-}
-
-fn store_io(err: StoreError) -> io::Error {
-    match err {
-        StoreError::Io { source, .. } => source,
-        other => io::Error::other(other.to_string()),
     }
 }
 
@@ -226,5 +126,24 @@ mod tests {
         assert!(keys.contains(&([1; 32], [2; 32])));
         assert!(keys.contains(&([3; 32], [4; 32])));
         assert!(!store.layout.remote_queue_dir().join("stray").exists());
+    }
+
+    #[test]
+    fn a_failed_enqueue_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store")).unwrap();
+        let queue_dir = store.layout.remote_queue_dir();
+        fs::write(&queue_dir, b"in the way").unwrap();
+        let err = enqueue(&store, &[1; 32], &[2; 32]).unwrap_err();
+        assert!(
+            err.to_string().contains(&queue_dir.display().to_string()),
+            "{err}"
+        );
+        assert_eq!(err.kind(), io::ErrorKind::NotADirectory);
+        let err = pending(&store).unwrap_err();
+        assert!(
+            err.to_string().contains(&queue_dir.display().to_string()),
+            "{err}"
+        );
     }
 }

@@ -12,7 +12,7 @@ use redis::{Client, Connection, RedisError};
 
 use super::backend::{Backend, RemoteError, describe};
 use super::layout::{Object, REDIS_KEPT_CANDIDATES, redis_candidates_key};
-use crate::key::hasher::Key;
+use crate::hash::Key;
 
 pub struct RedisBackend {
     client: Client,

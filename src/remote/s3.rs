@@ -17,7 +17,7 @@ use tokio::runtime::Runtime;
 use super::backend::{Backend, RemoteError, describe, has_io_kind, transfer_timeout};
 use super::layout::{Object, s3_candidate_path, s3_candidates_dir};
 use crate::config::RemoteConfig;
-use crate::key::hasher::Key;
+use crate::hash::Key;
 
 /// Requests in flight at once within one batch.
 const CONCURRENT_REQUESTS: usize = 8;

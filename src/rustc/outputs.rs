@@ -4,35 +4,7 @@
 //! diffing the out dir, where cargo runs many rustc processes at once (docs/design.md §4).
 
 use super::Invocation;
-
-/// What an output file is, which decides how it is restored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum OutputKind {
-    /// `.rlib`: written by rename, immutable: hard-linked from the store.
-    Rlib,
-    /// `.rmeta`: written by rename, but restored by copy so that it carries a fresh mtime.
-    Rmeta,
-    /// `.d`: rewritten in place by rustc, and its target paths name the out dir: copied, rewritten.
-    DepInfo,
-    /// A linked executable or shared object, or a staticlib archive: copied, keeping its mode,
-    /// with a fresh mtime (cargo compares the newest output of each unit with its dependencies').
-    Linked,
-    /// A regular file a build-script run left in its `OUT_DIR` (the name is its path relative to
-    /// `OUT_DIR`): copied back with its mode.
-    RunFile,
-    /// A directory in a run's `OUT_DIR`: recreated with its mode; it references no blob.
-    RunDir,
-    /// A symlink in a run's `OUT_DIR`: its blob holds the link target's bytes.
-    RunSymlink,
-    /// A C or C++ compile's object file (`-o`): copied, keeping its mode, with a fresh mtime.
-    /// The name is the `-o` path the storing compile was given; a restore writes to its own.
-    CcObject,
-    /// The dep file a C compile's caller asked for (`-MD`/`-MMD`): copied, with the target of
-    /// its rule rewritten from the entry's `out_dir` field to the restoring compile's target.
-    CcDepFile,
-    /// The `.dwo` file of a `-gsplit-dwarf` C compile: copied beside the object.
-    CcSplitDwarf,
-}
+use crate::store::entry::OutputKind;
 
 /// One expected output: its kind and file name in the out dir.
 #[derive(Debug, Clone, PartialEq, Eq)]

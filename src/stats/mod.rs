@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -153,12 +152,6 @@ pub fn append_event(path: &Path, event: &Event) {
         // One write of the whole line: O_APPEND keeps concurrent lines whole.
         let _ = file.write_all(&line);
     }
-}
-
-pub fn unix_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// The outcome counters of one kind of request (compiles, or build-script runs).

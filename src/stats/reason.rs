@@ -225,7 +225,7 @@ impl ErrorReason {
     /// The reason a store error counts under.
     pub fn of_store(err: &StoreError) -> ErrorReason {
         match err {
-            StoreError::Io { source, .. } => ErrorReason::of_io(source),
+            StoreError::Io { source, .. } | StoreError::File(source) => ErrorReason::of_io(source),
             StoreError::Lmdb(heed::Error::Io(source)) => ErrorReason::of_io(source),
             StoreError::Lmdb(_) => ErrorReason::IndexError,
             StoreError::Corrupt(_) => ErrorReason::CorruptStore,

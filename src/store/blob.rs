@@ -17,16 +17,18 @@
 //! would make the next real compile of that crate fail. Blobs get mode 0644; `rcache verify`
 //! detects a blob modified in place through a link.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::layout::Layout;
 use super::state::StateUpdate;
-use super::{Store, StoreError};
-use crate::key::file_hash::{self, FileStamp};
-use crate::key::hasher::{Key, KeyHasher};
+use super::{Store, StoreError, io_failed, io_failed_between};
+use crate::hash::file_hash::{self, FileStamp};
+use crate::hash::{Key, KeyHasher};
+// Blobs are opened through fs-err, so that a failed read of one names its path.
+use fs_err::File;
 
 /// Mode of blob files, and so of hard-linked restored outputs: writable, see the module docs.
 pub const BLOB_MODE: u32 = 0o644;
@@ -46,9 +48,7 @@ pub fn put_file(
     source: &mut impl Read,
     update: &mut StateUpdate,
 ) -> io::Result<StoredBlob> {
-    let mut temp = tempfile::Builder::new()
-        .prefix("blob-")
-        .tempfile_in(layout.tmp_dir())?;
+    let mut temp = temp_file(layout)?;
     let mut hasher = blake3::Hasher::new();
     let mut buffer = vec![0u8; 256 * 1024];
     let mut size = 0u64;
@@ -57,10 +57,16 @@ pub fn put_file(
             Ok(0) => break,
             Ok(read) => read,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
+            // The source names its own path if it can (an fs-err file); this adds where to.
+            Err(err) => {
+                return Err(io_failed("read the output being stored into", temp.path())(
+                    err,
+                ));
+            }
         };
         hasher.update(&buffer[..read]);
-        temp.write_all(&buffer[..read])?;
+        temp.write_all(&buffer[..read])
+            .map_err(io_failed("write to file", temp.path()))?;
         size += read as u64;
     }
     let hash = hasher.finalize();
@@ -76,10 +82,9 @@ pub fn put_hashed_bytes(
     hash: blake3::Hash,
     update: &mut StateUpdate,
 ) -> io::Result<StoredBlob> {
-    let mut temp = tempfile::Builder::new()
-        .prefix("blob-")
-        .tempfile_in(layout.tmp_dir())?;
-    temp.write_all(bytes)?;
+    let mut temp = temp_file(layout)?;
+    temp.write_all(bytes)
+        .map_err(io_failed("write to file", temp.path()))?;
     persist(layout, temp, hash, update)?;
     Ok(StoredBlob {
         hash,
@@ -87,8 +92,18 @@ pub fn put_hashed_bytes(
     })
 }
 
+/// A new temp file under `tmp/`, removed unless persisted.
+fn temp_file(layout: &Layout) -> io::Result<tempfile::NamedTempFile> {
+    let dir = layout.tmp_dir();
+    tempfile::Builder::new()
+        .prefix("blob-")
+        .tempfile_in(&dir)
+        .map_err(io_failed("create a temp file in", &dir))
+}
+
 /// Syncs a written temp file and renames it to the blob `hash`, unless that blob exists (the
-/// content is the same by construction); memoizes it as verified in `update`.
+/// content is the same by construction); memoizes it as verified in `update`. Every error names
+/// the step and the file: the temp file, the fan-out directory, or the rename into `blobs/`.
 fn persist(
     layout: &Layout,
     temp: tempfile::NamedTempFile,
@@ -99,11 +114,17 @@ fn persist(
     if destination.exists() {
         return Ok(());
     }
-    temp.as_file().sync_data()?;
     temp.as_file()
-        .set_permissions(fs::Permissions::from_mode(BLOB_MODE))?;
+        .sync_data()
+        .map_err(io_failed("sync file", temp.path()))?;
+    temp.as_file()
+        .set_permissions(fs::Permissions::from_mode(BLOB_MODE))
+        .map_err(io_failed("set permissions for file", temp.path()))?;
     create_fan_out_dir(&destination)?;
-    let file = temp.persist(&destination).map_err(|err| err.error)?;
+    let temp_path = temp.path().to_path_buf();
+    let file = temp
+        .persist(&destination)
+        .map_err(|err| io_failed_between("rename", &temp_path, &destination)(err.error))?;
     if let Ok(meta) = file.metadata() {
         update
             .file_hashes
@@ -144,7 +165,7 @@ pub fn open_verified(
         return Ok(file);
     }
     let path = store.layout.blob_path(hash);
-    let digest = file_hash::hash_file(&path)?;
+    let digest = file_hash::hash_file(&path).map_err(io_failed("hash file", &path))?;
     if digest.hash != *hash {
         let _ = fs::remove_file(&path);
         return Err(io::Error::new(
@@ -174,15 +195,16 @@ fn create_fan_out_dir(blob_path: &Path) -> io::Result<()> {
     let parent = blob_path
         .parent()
         .expect("blob paths have a fan-out parent");
-    match fs::create_dir(parent) {
+    match fs_err::create_dir(parent) {
         Ok(()) => Ok(()),
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => fs::create_dir_all(parent),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => fs_err::create_dir_all(parent),
         Err(err) => Err(err),
     }
 }
 
-/// Opens a blob for restoring and checks its size; `Err` if it is missing or truncated.
+/// Opens a blob for restoring and checks its size; `Err` if it is missing or truncated. Reads
+/// from the file, like every error here, name the blob's path.
 pub fn open_checked(layout: &Layout, hash: &blake3::Hash, size: u64) -> io::Result<File> {
     let path = layout.blob_path(hash);
     let file = File::open(&path)?;
@@ -305,5 +327,85 @@ mod tests {
             1,
             "verified by hashing, then memoized"
         );
+    }
+
+    /// The text of an error and, through the store's error type, its stats reason.
+    fn described(err: io::Error) -> (String, io::ErrorKind, &'static str) {
+        let kind = err.kind();
+        let err = StoreError::File(err);
+        (err.to_string(), kind, err.reason())
+    }
+
+    #[test]
+    fn a_failed_rename_into_blobs_names_the_blob_not_tmp() {
+        let (_dir, layout) = layout();
+        let hash = blake3::hash(b"content");
+        let destination = layout.blob_path(&hash);
+        // The fan-out directory is a file: the temp file is written, the rename fails.
+        fs::write(destination.parent().unwrap(), b"in the way").unwrap();
+        let err = put_file(&layout, &mut &b"content"[..], &mut StateUpdate::default()).unwrap_err();
+        let (text, kind, reason) = described(err);
+        assert!(text.contains("failed to rename"), "{text}");
+        assert!(text.contains(&destination.display().to_string()), "{text}");
+        assert!(
+            text.contains(&layout.tmp_dir().join("blob-").display().to_string()),
+            "{text}"
+        );
+        assert_eq!(kind, io::ErrorKind::NotADirectory);
+        assert_eq!(reason, "io_error");
+        assert_eq!(
+            fs::read_dir(layout.tmp_dir()).unwrap().count(),
+            0,
+            "temp file removed"
+        );
+    }
+
+    #[test]
+    fn a_failed_temp_file_or_read_names_the_path() {
+        let (_dir, layout) = layout();
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::from(io::ErrorKind::PermissionDenied))
+            }
+        }
+        let err = put_file(&layout, &mut Failing, &mut StateUpdate::default()).unwrap_err();
+        let (text, _, reason) = described(err);
+        assert!(
+            text.contains("failed to read the output being stored into"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&layout.tmp_dir().display().to_string()),
+            "{text}"
+        );
+        assert_eq!(
+            reason, "read_only_store",
+            "the kind, and so the reason, is kept"
+        );
+
+        fs::remove_dir(layout.tmp_dir()).unwrap();
+        let hash = blake3::hash(b"x");
+        let err = put_hashed_bytes(&layout, b"x", hash, &mut StateUpdate::default()).unwrap_err();
+        let (text, kind, reason) = described(err);
+        assert!(text.contains("failed to create a temp file in"), "{text}");
+        assert!(
+            text.contains(&layout.tmp_dir().display().to_string()),
+            "{text}"
+        );
+        assert_eq!((kind, reason), (io::ErrorKind::NotFound, "missing_file"));
+    }
+
+    #[test]
+    fn a_missing_blob_names_its_path() {
+        let (_dir, layout) = layout();
+        let hash = blake3::hash(b"never stored");
+        let err = open_checked(&layout, &hash, 12).unwrap_err();
+        let (text, kind, reason) = described(err);
+        assert!(
+            text.contains(&layout.blob_path(&hash).display().to_string()),
+            "{text}"
+        );
+        assert_eq!((kind, reason), (io::ErrorKind::NotFound, "missing_file"));
     }
 }

@@ -2,11 +2,40 @@
 //!
 //! - [`Manifest`]: under an invocation key, the candidates seen before, newest first.
 //! - [`Entry`]: under a result key, the outputs (as blob references) and the captured output.
+//! - [`OutputKind`]: what each output is (rustc, C/C++ or build-script), which decides its restore.
 
 use serde::{Deserialize, Serialize};
 
-use crate::key::hasher::Key;
-use crate::rustc::outputs::OutputKind;
+use crate::hash::Key;
+
+/// What an output file is, which decides how it is restored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutputKind {
+    /// `.rlib`: written by rename, immutable: hard-linked from the store.
+    Rlib,
+    /// `.rmeta`: written by rename, but restored by copy so that it carries a fresh mtime.
+    Rmeta,
+    /// `.d`: rewritten in place by rustc, and its target paths name the out dir: copied, rewritten.
+    DepInfo,
+    /// A linked executable or shared object, or a staticlib archive: copied, keeping its mode,
+    /// with a fresh mtime (cargo compares the newest output of each unit with its dependencies').
+    Linked,
+    /// A regular file a build-script run left in its `OUT_DIR` (the name is its path relative to
+    /// `OUT_DIR`): copied back with its mode.
+    RunFile,
+    /// A directory in a run's `OUT_DIR`: recreated with its mode; it references no blob.
+    RunDir,
+    /// A symlink in a run's `OUT_DIR`: its blob holds the link target's bytes.
+    RunSymlink,
+    /// A C or C++ compile's object file (`-o`): copied, keeping its mode, with a fresh mtime.
+    /// The name is the `-o` path the storing compile was given; a restore writes to its own.
+    CcObject,
+    /// The dep file a C compile's caller asked for (`-MD`/`-MMD`): copied, with the target of
+    /// its rule rewritten from the entry's `out_dir` field to the restoring compile's target.
+    CcDepFile,
+    /// The `.dwo` file of a `-gsplit-dwarf` C compile: copied beside the object.
+    CcSplitDwarf,
+}
 
 /// One input file of a compile, as its dep-info named it, with its content hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ use super::StoreError;
 use super::entry::{self, Candidate, Entry, Manifest, OutputRecord};
 use super::layout::{self, INDEX_MAP_SIZE, Layout, MAX_CANDIDATES, index_db, meta_key};
 use super::lmdb::{self, Db, LmdbEnv};
-use crate::key::hasher::Key;
+use crate::hash::Key;
 
 mod bulk;
 mod removal;

@@ -27,7 +27,9 @@ fn open_envs() -> &'static Mutex<HashMap<PathBuf, &'static LmdbEnv>> {
 
 /// Opens (or returns this process's already open) env at `dir`, which must exist.
 pub fn open_env(dir: &Path, map_size: usize, flags: EnvFlags) -> heed::Result<&'static LmdbEnv> {
-    let canonical = dir.canonicalize().map_err(heed::Error::Io)?;
+    let canonical = dir
+        .canonicalize()
+        .map_err(|err| heed::Error::Io(super::io_failed("canonicalize path", dir)(err)))?;
     let mut open = open_envs()
         .lock()
         .unwrap_or_else(|poison| poison.into_inner());
@@ -43,7 +45,12 @@ pub fn open_env(dir: &Path, map_size: usize, flags: EnvFlags) -> heed::Result<&'
     // filesystem by documentation, and the flags are the same in every process.
     let env = unsafe {
         options.flags(flags);
-        options.open(&canonical)?
+        options.open(&canonical).map_err(|err| match err {
+            heed::Error::Io(err) => {
+                heed::Error::Io(super::io_failed("open LMDB env", &canonical)(err))
+            }
+            other => other,
+        })?
     };
     env.clear_stale_readers()?;
     let env: &'static LmdbEnv = Box::leak(Box::new(env));

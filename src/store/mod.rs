@@ -23,7 +23,7 @@ pub mod state;
 use std::fs::{self, DirBuilder, File};
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use index::Index;
@@ -40,6 +40,11 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    /// An I/O error whose message already names its operation and path (built by fs-err, or
+    /// by [`io_failed`] for calls fs-err does not wrap): a blob write, say, whose failing step
+    /// (the temp file, the write, the sync, the rename into `blobs/`) only the store knows.
+    #[error(transparent)]
+    File(io::Error),
     #[error("LMDB: {0}")]
     Lmdb(#[from] heed::Error),
     #[error("corrupt store: {0}")]
@@ -68,7 +73,7 @@ impl StoreError {
     /// A short snake_case name for the stats.
     pub fn reason(&self) -> &'static str {
         match self {
-            StoreError::Io { source, .. } => io_reason(source),
+            StoreError::Io { source, .. } | StoreError::File(source) => io_reason(source),
             StoreError::Lmdb(heed::Error::Io(source)) => io_reason(source),
             StoreError::Lmdb(_) => "index_error",
             StoreError::Corrupt(_) => "corrupt_store",
@@ -87,6 +92,35 @@ pub fn io_reason(err: &io::Error) -> &'static str {
         io::ErrorKind::NotFound => "missing_file",
         io::ErrorKind::InvalidData => "corrupt_store",
         _ => "io_error",
+    }
+}
+
+/// Names the operation and path in an I/O error, in fs-err's words, for the calls fs-err does
+/// not wrap (tempfile, reflink, walkdir). The kind is kept, so [`io_reason`] is unchanged.
+pub fn io_failed(operation: &str, path: &Path) -> impl FnOnce(io::Error) -> io::Error {
+    move |err| {
+        io::Error::new(
+            err.kind(),
+            format!("failed to {operation} `{}`: {err}", path.display()),
+        )
+    }
+}
+
+/// [`io_failed`] for an operation on two paths (a copy, a rename).
+pub fn io_failed_between(
+    operation: &str,
+    from: &Path,
+    to: &Path,
+) -> impl FnOnce(io::Error) -> io::Error {
+    move |err| {
+        io::Error::new(
+            err.kind(),
+            format!(
+                "failed to {operation} `{}` to `{}`: {err}",
+                from.display(),
+                to.display()
+            ),
+        )
     }
 }
 

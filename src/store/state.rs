@@ -15,7 +15,7 @@ use heed::{EnvFlags, RoTxn, WithoutTls};
 use super::StoreError;
 use super::layout::{Layout, STATE_MAP_SIZE, state_db};
 use super::lmdb::{self, Db, LmdbEnv};
-use crate::key::hasher::Key;
+use crate::hash::Key;
 
 const BOOT_ID_KEY: &[u8] = b"\0boot_id";
 /// When the last automatic gc was started, unix ms (hidden from the counters by its NUL).

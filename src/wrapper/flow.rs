@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::keying::{self, KeyError, Keying, MemoHasher};
 use super::run::{self, Compiled, Program};
 use crate::config::Config;
-use crate::key::hasher::Key;
+use crate::hash::Key;
 use crate::remote::fetch::{RemoteOutcome, settle_hit};
 use crate::remote::{self, Remote};
 use crate::stats::{self, ErrorReason, Event, NotStoredReason, Outcome, PassthroughReason};
@@ -104,7 +104,7 @@ pub struct Recording<'a, 's> {
     pub invocation_key: &'a Key,
     pub ran: &'a Compiled,
     /// A fresh tick of the clock files are stamped from, read just before the program started
-    /// ([`crate::key::file_hash::filesystem_tick`]).
+    /// ([`crate::hash::file_hash::filesystem_tick`]).
     pub started_fs_ns: i128,
     pub update: &'a mut StateUpdate,
 }
@@ -160,13 +160,8 @@ impl NotStored {
 
 impl NotStored {
     /// A fault while writing a blob into the store.
-    pub fn blob_write(store: &Store) -> impl FnOnce(io::Error) -> NotStored + '_ {
-        move |source| {
-            NotStored::Fault(KeyError::Store(StoreError::Io {
-                path: store.layout.tmp_dir(),
-                source,
-            }))
-        }
+    pub fn blob_write(source: io::Error) -> NotStored {
+        NotStored::Fault(KeyError::Store(StoreError::File(source)))
     }
 }
 
@@ -276,7 +271,7 @@ impl Context {
             stats::append_event(
                 events,
                 &Event {
-                    ts_ms: stats::unix_ms(SystemTime::now()),
+                    ts_ms: crate::clock::unix_ms(SystemTime::now()),
                     pid: std::process::id(),
                     kind: unit.kind,
                     crate_name: unit.name.as_deref(),
@@ -308,7 +303,7 @@ pub fn run_cached(cx: &mut Context, store: &Store, program: &Program, job: &mut 
         }
         Err(err) => return cx.fall_back(store, &job.unit(), program, &err),
     };
-    tracing::debug!(key = %crate::key::hasher::hex(&invocation_key), "invocation key");
+    tracing::debug!(key = %crate::hash::hex(&invocation_key), "invocation key");
     let mut fault = None;
     let mut found = None;
     if !cx.config.recache.value {
@@ -346,7 +341,7 @@ pub fn run_cached(cx: &mut Context, store: &Store, program: &Program, job: &mut 
             Ok(()) => {
                 settle_hit(&mut cx.remote_outcome, None, &mut cx.update);
                 job.replay(&found.entry);
-                let now = stats::unix_ms(SystemTime::now());
+                let now = crate::clock::unix_ms(SystemTime::now());
                 cx.update.last_use.push((found.result_key, now));
                 let outcome = Outcome::Hit {
                     saved_ms: found.entry.compile_ms,
@@ -396,7 +391,7 @@ fn run_and_record<'s>(
     fault: Option<ErrorReason>,
 ) -> i32 {
     apply_memos_now(store, &mut cx.update);
-    let started_fs_ns = crate::key::file_hash::filesystem_tick();
+    let started_fs_ns = crate::hash::file_hash::filesystem_tick();
     let ran = match job.run(store, program) {
         Ok(ran) => ran,
         Err(err) => {
@@ -467,7 +462,7 @@ fn commit(
     ran: &Compiled,
     update: &mut StateUpdate,
 ) -> Result<Key, NotStored> {
-    let now = stats::unix_ms(SystemTime::now());
+    let now = crate::clock::unix_ms(SystemTime::now());
     let entry = Entry {
         outputs: recorded.outputs,
         stdout: ran.stdout.clone(),
@@ -492,8 +487,9 @@ fn exec(program: &Program) -> i32 {
     EXIT_CANNOT_RUN
 }
 
-/// After a store: keeps the store within its size and age limits (a detached gc when over),
-/// and publishes the new entry to the remote, if one is configured (or queues it).
+/// After a store: keeps the store within its size and age limits (a detached gc when the store
+/// says one is due), and publishes the new entry to the remote, if one is configured (or queues
+/// it and starts the uploader when the remote says one must start).
 fn after_store(
     store: &Store,
     config: &Config,
@@ -501,8 +497,14 @@ fn after_store(
     result_key: &Key,
     update: &mut StateUpdate,
 ) {
-    crate::store::gc::after_store(store, config.cache_size.value, config.max_age.value);
-    crate::remote::publish::after_store(config, store, invocation_key, result_key, update);
+    let gc_due =
+        crate::store::gc::after_store(store, config.cache_size.value, config.max_age.value);
+    if gc_due.is_some() {
+        super::background::start_gc(store);
+    }
+    if crate::remote::publish::after_store(config, store, invocation_key, result_key, update) {
+        super::background::start_uploader(update);
+    }
 }
 
 /// After a local miss: asks the remote, if one is configured and this is not a recache.

@@ -15,9 +15,9 @@ use heed::{RoTxn, WithoutTls};
 use rayon::prelude::*;
 
 use crate::depinfo::DepInfo;
+use crate::hash::file_hash::{self, FileStamp};
+use crate::hash::{Key, KeyHasher};
 use crate::key::compiler::{self, CompilerIdentity};
-use crate::key::file_hash::{self, FileStamp};
-use crate::key::hasher::{Key, KeyHasher};
 use crate::key::input_paths::InputDirs;
 use crate::key::{self, InvocationFacts};
 use crate::rustc::{Invocation, Passthrough, args::bundled_static_libs};

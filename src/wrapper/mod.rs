@@ -16,6 +16,7 @@
 //! streamed run), [`restore`] (materializing outputs, replaying rustc's output), [`notice`] (the
 //! one warning per build for an unusable store).
 
+pub mod background;
 pub mod build_script;
 pub mod cc;
 pub mod flow;

@@ -13,12 +13,13 @@ use std::path::{Path, PathBuf};
 use super::flow::{NotStored, Recorded, Recording};
 use super::keying;
 use crate::depinfo::{self, DepInfo};
-use crate::key::file_hash::FileStamp;
+use crate::hash::file_hash::FileStamp;
 use crate::key::input_paths::InputDirs;
 use crate::rustc::Invocation;
-use crate::rustc::outputs::{OutputKind, expected_outputs};
+use crate::rustc::outputs::expected_outputs;
 use crate::stats::NotStoredReason;
 use crate::store::blob;
+use crate::store::entry::OutputKind;
 use crate::store::entry::{Candidate, OutputRecord};
 
 /// What the rustc job knows about the finished compile.
@@ -84,7 +85,7 @@ pub fn record(recording: &mut Recording, finished: &Finished) -> Result<Recorded
         let mut file = File::open(&path).map_err(NotStored::file(&path))?;
         let before = file.metadata().map_err(NotStored::file(&path))?;
         let stored = blob::put_file(&recording.store.layout, &mut file, recording.update)
-            .map_err(NotStored::blob_write(recording.store))?;
+            .map_err(NotStored::blob_write)?;
         let after = file.metadata().map_err(NotStored::file(&path))?;
         if FileStamp::of(&before) != FileStamp::of(&after) {
             return Err(NotStored::Refused(

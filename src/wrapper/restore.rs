@@ -20,17 +20,18 @@
 //! Every file is written under a temp name in the out dir and renamed into place, so a reader
 //! never sees half a file.
 
-use std::fs::{self, File};
+use std::fs::Permissions;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::depinfo::escape_path;
-use crate::rustc::outputs::{ExpectedOutput, OutputKind};
+use crate::rustc::outputs::ExpectedOutput;
 use crate::store::entry::Entry;
+use crate::store::entry::OutputKind;
 use crate::store::state::StateUpdate;
-use crate::store::{Store, blob};
+use crate::store::{Store, blob, io_failed_between};
 
 /// A materialized output, with the hash rcache knows for it (none for a rewritten `.d`).
 pub struct Restored {
@@ -66,13 +67,13 @@ pub fn materialize(
             .layout
             .blob_path(&blake3::Hash::from_bytes(output.blob));
         let temp = temp_name(&destination);
-        let _ = fs::remove_file(&temp);
+        let _ = std::fs::remove_file(&temp);
         // A write or copy that fails (a full disk, EIO) must not leave half a file in the out
         // dir: the temp name is removed at the end of this iteration, whatever happened.
         let _temp = RemoveOnDrop(&temp);
         let known_hash = match output.kind {
             OutputKind::Rlib => {
-                if fs::hard_link(&blob_path, &temp).is_err() {
+                if std::fs::hard_link(&blob_path, &temp).is_err() {
                     copy_with_mode(&blob_path, &temp, output.mode)?;
                 }
                 Some(output.blob)
@@ -100,11 +101,11 @@ pub fn materialize(
                 ));
             }
         };
-        let renamed = fs::rename(&temp, &destination);
+        let renamed = fs_err::rename(&temp, &destination);
         if renamed.is_err() || output.kind == OutputKind::Rlib {
             // A rename between two links to the same file does nothing and succeeds (POSIX),
             // leaving the temp link: the destination was already this blob.
-            let _ = fs::remove_file(&temp);
+            let _ = std::fs::remove_file(&temp);
         }
         renamed?;
         restored.push(Restored {
@@ -157,19 +158,25 @@ struct RemoveOnDrop<'a>(&'a Path);
 
 impl Drop for RemoveOnDrop<'_> {
     fn drop(&mut self) {
-        let _ = fs::remove_file(self.0);
+        let _ = std::fs::remove_file(self.0);
     }
 }
 
+/// Copies (a reflink where the filesystem has them) and sets the mode; errors name the paths.
 pub fn copy_with_mode(source: &Path, destination: &Path, mode: u32) -> io::Result<()> {
-    reflink_copy::reflink_or_copy(source, destination)?;
-    fs::set_permissions(destination, fs::Permissions::from_mode(mode))
+    reflink_copy::reflink_or_copy(source, destination).map_err(io_failed_between(
+        "copy",
+        source,
+        destination,
+    ))?;
+    fs_err::set_permissions(destination, Permissions::from_mode(mode))
 }
 
+/// Writes a new file with its mode; errors name the path.
 pub fn write_with_mode(destination: &Path, content: &[u8], mode: u32) -> io::Result<()> {
-    let mut file = File::create(destination)?;
+    let mut file = fs_err::File::create(destination)?;
     file.write_all(content)?;
-    file.set_permissions(fs::Permissions::from_mode(mode))
+    file.set_permissions(Permissions::from_mode(mode))
 }
 
 /// Rewrites the target paths of a `.d` file from the producing compile's out dir to this one.
@@ -271,6 +278,7 @@ fn rewrite_artifact(line: &[u8], out_dir: &Path) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn dep_info_targets_follow_the_out_dir() {
@@ -293,5 +301,92 @@ mod tests {
         );
         let other = b"{\"$message_type\":\"diagnostic\"}\n";
         assert_eq!(rewrite_artifact(other, Path::new("/b")), other.to_vec());
+    }
+
+    /// A store holding one rlib, and the entry and expected outputs that restore it.
+    fn rlib_entry(root: &Path) -> (Store, Entry, Vec<ExpectedOutput>) {
+        let store = Store::open(root.join("store")).unwrap();
+        let mut update = StateUpdate::default();
+        let blob = blob::put_file(&store.layout, &mut &b"rlib bytes"[..], &mut update).unwrap();
+        store.state.apply(&update).unwrap();
+        let entry = Entry {
+            outputs: vec![crate::store::entry::OutputRecord {
+                name: "libdemo.rlib".into(),
+                kind: OutputKind::Rlib,
+                blob: *blob.hash.as_bytes(),
+                size: blob.size,
+                mode: 0o644,
+            }],
+            stdout: vec![],
+            stderr: vec![],
+            out_dir: b"/o".to_vec(),
+            compile_ms: 1,
+            created_unix_ms: 1,
+        };
+        let expected = vec![ExpectedOutput {
+            kind: OutputKind::Rlib,
+            file_name: "libdemo.rlib".into(),
+        }];
+        (store, entry, expected)
+    }
+
+    #[test]
+    fn a_failed_restore_names_the_file() {
+        let root = tempfile::tempdir().unwrap();
+        let (store, entry, expected) = rlib_entry(root.path());
+        let mut update = StateUpdate::default();
+
+        // No out dir: the link fails, then the copy, which names both ends.
+        let missing = root.path().join("missing");
+        let err = materialize(&store, &entry, &expected, &missing, &missing, &mut update)
+            .err()
+            .expect("no out dir to restore into");
+        let text = err.to_string();
+        assert!(text.contains("failed to copy"), "{text}");
+        assert!(
+            text.contains(&missing.join("libdemo.rlib").display().to_string()),
+            "{text}"
+        );
+        assert_eq!(crate::store::io_reason(&err), "missing_file");
+
+        // The destination is a directory with a file in it: the rename fails, and says so.
+        let out = root.path().join("out");
+        fs::create_dir_all(out.join("libdemo.rlib/inside")).unwrap();
+        let err = materialize(&store, &entry, &expected, &out, &out, &mut update)
+            .err()
+            .expect("a directory is in the way");
+        let text = err.to_string();
+        assert!(text.contains("failed to rename"), "{text}");
+        assert!(
+            text.contains(&out.join("libdemo.rlib").display().to_string()),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_missing_blob_names_its_path_on_restore() {
+        let root = tempfile::tempdir().unwrap();
+        let (store, entry, expected) = rlib_entry(root.path());
+        let blob_path = store
+            .layout
+            .blob_path(&blake3::Hash::from_bytes(entry.outputs[0].blob));
+        fs::remove_file(&blob_path).unwrap();
+        let out = root.path().join("out");
+        fs::create_dir_all(&out).unwrap();
+        let err = materialize(
+            &store,
+            &entry,
+            &expected,
+            &out,
+            &out,
+            &mut StateUpdate::default(),
+        )
+        .err()
+        .expect("the blob is gone");
+        assert!(
+            err.to_string().contains(&blob_path.display().to_string()),
+            "{err}"
+        );
+        assert_eq!(crate::store::io_reason(&err), "missing_file");
     }
 }

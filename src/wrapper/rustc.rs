@@ -21,11 +21,11 @@ use super::keying::{self, KeyError, Keying, MemoHasher, WorkspaceWrapper};
 use super::record::{self, Finished};
 use super::restore;
 use super::run::{self, Compiled, CompilerChain, Program};
-use crate::key::hasher::Key;
+use crate::hash::Key;
 use crate::key::input_paths::InputDirs;
 use crate::rustc::outputs::expected_outputs;
 use crate::rustc::{self, Invocation, Passthrough};
-use crate::stats::{self, ErrorReason, Outcome, PassthroughReason, RunPassthrough};
+use crate::stats::{ErrorReason, Outcome, PassthroughReason, RunPassthrough};
 use crate::store::Store;
 use crate::store::entry::{Candidate, Entry};
 use crate::store::state::StateUpdate;
@@ -262,7 +262,7 @@ fn add_temp_output_arg(store: &Store, stem: &str, flag: &str, args: &mut Vec<OsS
     let path = store.layout.tmp_dir().join(format!(
         "{stem}-{}-{}.d",
         std::process::id(),
-        stats::unix_ms(SystemTime::now())
+        crate::clock::unix_ms(SystemTime::now())
     ));
     let mut arg = OsString::from(flag);
     arg.push(&path);

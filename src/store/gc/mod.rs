@@ -6,8 +6,8 @@
 //!   one batch at most. Then drops the manifest candidates left pointing at nothing.
 //! - [`sweep`]: what a crash left behind (orphan blobs, stale temp files), older than a grace
 //!   period, found by walking `blobs/` and `tmp/`.
-//! - [`auto`]: the hook the wrapper calls after a store: over the limit, it starts
-//!   `rcache gc --auto` detached from the build.
+//! - [`auto`]: the check the wrapper calls after a store: over the limit, it says a gc is due
+//!   (the wrapper then starts `rcache gc --auto` detached from the build).
 //!
 //! Blob files are deleted only inside the write transaction that finds their count at 0
 //! (`index/removal.rs`); store-format/README.md ("gc") gives the argument that a concurrent
@@ -19,7 +19,7 @@ pub mod sweep;
 
 use std::time::Duration;
 
-use crate::key::hasher::Key;
+use crate::hash::Key;
 use crate::store::index::Freed;
 use crate::store::layout::GC_BATCH_ENTRIES;
 use crate::store::{Store, StoreError};
@@ -118,7 +118,7 @@ pub fn drop_dangling_candidates(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rustc::outputs::OutputKind;
+    use crate::store::entry::OutputKind;
     use crate::store::entry::{Candidate, Entry, OutputRecord};
     use crate::store::state::StateUpdate;
 

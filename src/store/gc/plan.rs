@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use crate::key::hasher::Key;
+use crate::hash::Key;
 use crate::store::index::{BlobRef, EntryUsage, Freed, Totals};
 use crate::store::{Store, StoreError};
 

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use walkdir::WalkDir;
 
-use crate::key::hasher::Key;
+use crate::hash::Key;
 use crate::store::layout::{GC_BATCH_ENTRIES, Layout};
 use crate::store::{Store, StoreError};
 

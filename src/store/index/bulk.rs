@@ -3,7 +3,7 @@
 //! checks of [`Index::commit_compile`]; this loader trusts its caller instead.
 
 use super::Index;
-use crate::key::hasher::Key;
+use crate::hash::Key;
 use crate::store::StoreError;
 use crate::store::entry::{self, Candidate, Entry, Manifest};
 

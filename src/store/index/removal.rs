@@ -14,7 +14,7 @@ use std::time::SystemTime;
 use heed::{RoTxn, WithoutTls};
 
 use super::{BlobRef, Index, corrupt};
-use crate::key::hasher::Key;
+use crate::hash::Key;
 use crate::store::StoreError;
 use crate::store::entry::{self, Entry, Manifest, OutputRecord};
 use crate::store::layout::{GC_UNLINK_THREADS, Layout};

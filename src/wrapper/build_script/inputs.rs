@@ -12,7 +12,7 @@ use std::path::{Component, Path, PathBuf};
 
 use walkdir::WalkDir;
 
-use crate::key::hasher::{Key, KeyHasher};
+use crate::hash::{Key, KeyHasher};
 use crate::stats::RunPassthrough;
 use crate::store::layout::KEY_VERSION;
 use crate::store::state::StateUpdate;

@@ -27,8 +27,8 @@ use std::io::{self, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use crate::hash::Key;
 use crate::key::build_script::{RunFacts, run_env, run_invocation_key};
-use crate::key::hasher::Key;
 use crate::stats::{NotStoredReason, RunPassthrough};
 use crate::store::Store;
 use crate::store::entry::{Candidate, Entry};

@@ -9,7 +9,7 @@
 //! not below a recorded symlink, so nothing is ever written outside `OUT_DIR`.
 
 use std::collections::HashSet;
-use std::fs::{self, File};
+use std::fs::Permissions;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -17,12 +17,12 @@ use std::path::{Component, Path};
 
 use walkdir::WalkDir;
 
-use crate::key::file_hash::FileStamp;
-use crate::rustc::outputs::OutputKind;
+use crate::hash::file_hash::FileStamp;
 use crate::stats::NotStoredReason;
+use crate::store::entry::OutputKind;
 use crate::store::entry::{Entry, OutputRecord};
 use crate::store::state::StateUpdate;
-use crate::store::{Store, blob};
+use crate::store::{Store, blob, io_failed_between};
 
 /// Why a tree was not captured.
 #[derive(Debug)]
@@ -50,12 +50,7 @@ pub fn capture(
         .follow_links(false)
         .sort_by_file_name()
     {
-        let entry = entry.map_err(|err| {
-            CaptureError::Io(
-                err.into_io_error()
-                    .unwrap_or_else(|| io::Error::other("walk failed")),
-            )
-        })?;
+        let entry = entry.map_err(walk_error)?;
         let Some(name) = entry
             .path()
             .strip_prefix(out_dir)
@@ -65,22 +60,17 @@ pub fn capture(
         else {
             return Err(CaptureError::Refused(NotStoredReason::NonUtf8OutDirPath));
         };
-        let meta = entry.metadata().map_err(|err| {
-            CaptureError::Io(
-                err.into_io_error()
-                    .unwrap_or_else(|| io::Error::other("stat failed")),
-            )
-        })?;
+        let meta = entry.metadata().map_err(walk_error)?;
         let mode = meta.permissions().mode() & 0o7777;
         let file_type = meta.file_type();
         let (kind, stored) = if file_type.is_dir() {
             (OutputKind::RunDir, None)
         } else if file_type.is_symlink() {
-            let target = fs::read_link(entry.path())?;
+            let target = fs_err::read_link(entry.path())?;
             let stored = blob::put_file(&store.layout, &mut target.as_os_str().as_bytes(), update)?;
             (OutputKind::RunSymlink, Some(stored))
         } else if file_type.is_file() {
-            let mut file = File::open(entry.path())?;
+            let mut file = fs_err::File::open(entry.path())?;
             let stored = blob::put_file(&store.layout, &mut file, update)?;
             if FileStamp::of(&file.metadata()?) != FileStamp::of(&meta) {
                 return Err(CaptureError::Refused(
@@ -127,18 +117,19 @@ pub fn restore(
     for (output, file) in entry.outputs.iter().zip(opened) {
         let path = out_dir.join(&output.name);
         match (output.kind, file) {
-            (OutputKind::RunDir, _) => fs::create_dir(&path)?,
+            (OutputKind::RunDir, _) => fs_err::create_dir(&path)?,
             (OutputKind::RunFile, Some(_)) => {
                 let blob_path = store
                     .layout
                     .blob_path(&blake3::Hash::from_bytes(output.blob));
-                reflink_copy::reflink_or_copy(&blob_path, &path)?;
-                fs::set_permissions(&path, fs::Permissions::from_mode(output.mode))?;
+                reflink_copy::reflink_or_copy(&blob_path, &path)
+                    .map_err(io_failed_between("copy", &blob_path, &path))?;
+                fs_err::set_permissions(&path, Permissions::from_mode(output.mode))?;
             }
             (OutputKind::RunSymlink, Some(mut file)) => {
                 let mut target = Vec::with_capacity(output.size as usize);
                 file.read_to_end(&mut target)?;
-                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &path)?;
+                fs_err::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &path)?;
             }
             _ => return Err(invalid("an entry that is not a run's tree")),
         }
@@ -147,7 +138,7 @@ pub fn restore(
     for output in entry.outputs.iter().rev() {
         if output.kind == OutputKind::RunDir {
             let path = out_dir.join(&output.name);
-            fs::set_permissions(&path, fs::Permissions::from_mode(output.mode))?;
+            fs_err::set_permissions(&path, Permissions::from_mode(output.mode))?;
         }
     }
     Ok(())
@@ -155,17 +146,17 @@ pub fn restore(
 
 /// Removes everything inside `dir` (creating `dir` if it is missing).
 fn empty_dir(dir: &Path) -> io::Result<()> {
-    let entries = match fs::read_dir(dir) {
+    let entries = match fs_err::read_dir(dir) {
         Ok(entries) => entries,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return fs::create_dir_all(dir),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return fs_err::create_dir_all(dir),
         Err(err) => return Err(err),
     };
     for entry in entries {
         let entry = entry?;
         if entry.file_type()?.is_dir() {
-            fs::remove_dir_all(entry.path())?;
+            fs_err::remove_dir_all(entry.path())?;
         } else {
-            fs::remove_file(entry.path())?;
+            fs_err::remove_file(entry.path())?;
         }
     }
     Ok(())
@@ -196,6 +187,13 @@ fn validate_names(outputs: &[OutputRecord]) -> io::Result<()> {
     Ok(())
 }
 
+/// A walk error as an I/O error that keeps walkdir's message, which names the path (and, for a
+/// loop, the ancestor), and the kind of the underlying error.
+fn walk_error(err: walkdir::Error) -> CaptureError {
+    let kind = err.io_error().map_or(io::ErrorKind::Other, io::Error::kind);
+    CaptureError::Io(io::Error::new(kind, err.to_string()))
+}
+
 fn invalid(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("refusing {what}"))
 }
@@ -203,6 +201,7 @@ fn invalid(what: &str) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn record(name: &str, kind: OutputKind) -> OutputRecord {
         OutputRecord {
@@ -286,5 +285,41 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_failed_capture_or_restore_names_the_path() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path().join("store")).unwrap();
+
+        // walkdir's error keeps its path (it was "walk failed") and its kind.
+        let missing = root.path().join("missing");
+        let Err(CaptureError::Io(err)) = capture(&store, &missing, &mut StateUpdate::default())
+        else {
+            panic!("a missing OUT_DIR is an I/O error");
+        };
+        assert!(
+            err.to_string().contains(&missing.display().to_string()),
+            "{err}"
+        );
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+
+        // OUT_DIR is a file: emptying it fails, naming it.
+        let file = root.path().join("a-file");
+        fs::write(&file, b"").unwrap();
+        let entry = Entry {
+            outputs: vec![record("dir", OutputKind::RunDir)],
+            stdout: vec![],
+            stderr: vec![],
+            out_dir: vec![],
+            compile_ms: 0,
+            created_unix_ms: 0,
+        };
+        let err = restore(&store, &entry, &file, &mut StateUpdate::default()).unwrap_err();
+        assert!(
+            err.to_string().contains(&file.display().to_string()),
+            "{err}"
+        );
+        assert_eq!(err.kind(), io::ErrorKind::NotADirectory);
     }
 }

@@ -32,8 +32,8 @@ use crate::cc::driver;
 use crate::cc::identity::{self, CcIdentity};
 use crate::cc::key::{self, CcKeyFacts};
 use crate::cc::passthrough::CcPassthrough;
+use crate::hash::Key;
 use crate::key::compiler::native_cpu_memo_key;
-use crate::key::hasher::Key;
 use crate::key::input_paths::InputDirs;
 use crate::stats::{self, NotStoredReason};
 use crate::store::Store;
@@ -177,7 +177,7 @@ impl Job for CcJob {
         self.own_dep_file = store.layout.tmp_dir().join(format!(
             "cc-deps-{}-{}.d",
             std::process::id(),
-            stats::unix_ms(SystemTime::now())
+            crate::clock::unix_ms(SystemTime::now())
         ));
         let mut args = program.args.clone();
         if self.invocation.dep_file.is_some() {

@@ -5,15 +5,14 @@
 //! edit objects in place (`strip`, `objcopy`), and each restored file needs a fresh mtime for
 //! make-style freshness checks.
 
-use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::cc::args::CcInvocation;
 use crate::cc::depfile;
-use crate::key::hasher::Key;
-use crate::rustc::outputs::OutputKind;
+use crate::hash::Key;
 use crate::store::entry::Entry;
+use crate::store::entry::OutputKind;
 use crate::store::state::StateUpdate;
 use crate::store::{Store, blob};
 use crate::wrapper::restore::{copy_with_mode, temp_name, write_with_mode};
@@ -61,7 +60,7 @@ pub fn materialize(
             _ => return Err(invalid("an entry that is not a C compile's")),
         };
         let temp = temp_name(&destination);
-        let _ = fs::remove_file(&temp);
+        let _ = std::fs::remove_file(&temp);
         if output.kind == OutputKind::CcDepFile {
             let dep_file = invocation.dep_file.as_ref().expect("checked above");
             let mut text = Vec::with_capacity(output.size as usize);
@@ -73,8 +72,8 @@ pub fn materialize(
         } else {
             copy_with_mode(&blob_path, &temp, output.mode)?;
         }
-        if let Err(err) = fs::rename(&temp, &destination) {
-            let _ = fs::remove_file(&temp);
+        if let Err(err) = fs_err::rename(&temp, &destination) {
+            let _ = std::fs::remove_file(&temp);
             return Err(err);
         }
         if let Some(hash) = known_hash {

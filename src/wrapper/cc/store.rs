@@ -19,10 +19,10 @@ use crate::cc::args::CcInvocation;
 use crate::cc::depfile;
 use crate::cc::passthrough::CcPassthrough;
 use crate::depinfo;
-use crate::key::file_hash::FileStamp;
+use crate::hash::file_hash::FileStamp;
 use crate::key::input_paths::InputDirs;
-use crate::rustc::outputs::OutputKind;
 use crate::stats::NotStoredReason;
+use crate::store::entry::OutputKind;
 use crate::store::entry::OutputRecord;
 use crate::store::state::StateUpdate;
 use crate::store::{Store, blob};
@@ -81,7 +81,7 @@ pub fn record(
             &mut text.as_slice(),
             recording.update,
         )
-        .map_err(NotStored::blob_write(recording.store))?;
+        .map_err(NotStored::blob_write)?;
         outputs.push(OutputRecord {
             name: dep_file.path.to_string_lossy().into_owned(),
             kind: OutputKind::CcDepFile,
@@ -124,8 +124,7 @@ fn store_file(
 ) -> Result<OutputRecord, NotStored> {
     let mut file = File::open(path).map_err(NotStored::file(path))?;
     let before = file.metadata().map_err(NotStored::file(path))?;
-    let stored =
-        blob::put_file(&store.layout, &mut file, update).map_err(NotStored::blob_write(store))?;
+    let stored = blob::put_file(&store.layout, &mut file, update).map_err(NotStored::blob_write)?;
     let after = file.metadata().map_err(NotStored::file(path))?;
     if FileStamp::of(&before) != FileStamp::of(&after) {
         return Err(NotStored::Refused(

@@ -1,8 +1,13 @@
-//! Tagged, length-prefixed key hashing: the stable encoding every cache key is built from.
+//! The low-level hashing every layer above builds on: blake3 [`Key`]s, the tagged field
+//! encoding of [`KeyHasher`], and [`file_hash`] (file contents and the stat stamp that memoizes
+//! them). Imports no other module of the crate, so the store can hash without knowing keys.
 //!
+//! Tagged, length-prefixed key hashing is the stable encoding every cache key is built from.
 //! Deliberately not `std::hash::Hash`: a key must be identical across releases, platforms and
 //! processes. Every field is written as `tag_len:u32le, tag, value_len:u64le, value`, so no two
 //! different field sequences can produce the same byte stream.
+
+pub mod file_hash;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

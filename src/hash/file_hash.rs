@@ -17,7 +17,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::hasher::{Key, KeyHasher};
+use super::{Key, KeyHasher};
 
 /// Files at least this large and immutable are memory-mapped.
 pub const MMAP_THRESHOLD: u64 = 1 << 20;
