@@ -1,17 +1,31 @@
-//! rcache: a compiler cache for Rust, used as cargo's `RUSTC_WRAPPER`.
+//! rcache: a compiler cache for Rust, used as cargo's `RUSTC_WRAPPER`; it also caches C/C++
+//! compiles and build-script runs. ARCHITECTURE.md is the map; docs/design.md gives the reasons.
 //!
-//! Read top-down, the modules are the pipeline; each imports only those below it:
+//! Three kinds of job come in through [`cli`] and go through one cache flow
+//! (`wrapper::flow::run_cached`): key, look up locally then remotely, restore and replay or run
+//! and record, then count the one outcome:
+//! - a rustc compile (`rcache <rustc> <args>`): `wrapper::rustc`, parsed by [`rustc`], keyed by
+//!   [`key`];
+//! - a C/C++ compile (`rcache cc <args>`, a compiler-named link): `wrapper::cc`, parsed and keyed
+//!   by [`cc`];
+//! - a build-script run (`rcache --build-script-run`, from the launcher): `wrapper::build_script`,
+//!   keyed by `key::build_script`.
+//!
+//! A fourth kind of job is a new `wrapper::flow::Job` (ARCHITECTURE.md, "The cache flow").
+//!
+//! The modules, top to bottom:
 //! - [`cli`]: the command line; dispatches to the wrapper or a command.
-//! - [`commands`]: `stats`, `config`, `verify`, `clear`.
-//! - [`wrapper`]: the compile path: classify, look up, restore or run, store.
-//! - [`key`]: two-level keys (invocation -> manifest candidates -> result) and file hashing.
-//! - [`rustc`]: rustc argv -> a typed invocation or a reason not to cache.
-//! - [`cc`]: gcc/clang argv -> a typed invocation, the C compiler's identity and key.
-//! - [`depinfo`]: the dep-info parser.
+//! - [`commands`]: `stats`, `config`, `verify`, `clear`, `gc` (and `prune`), `remote`.
+//! - [`wrapper`]: the cache flow and the three jobs; starts the detached gc and uploader.
 //! - [`remote`]: the shared second level behind the store (S3, Redis).
-//! - [`stats`], [`config`], [`logging`], [`warn_once`], [`detached`]: counters and events,
-//!   settings, diagnostics, helper processes.
-//! - [`store`]: the content-addressed store (blobs + LMDB index).
+//! - [`stats`]: outcomes, their typed reasons, counters and the events log.
+//! - [`cc`]: gcc/clang argv -> a typed invocation, the C compiler's identity and key.
+//! - [`key`]: two-level keys (invocation -> manifest candidates -> result).
+//! - [`rustc`]: rustc argv -> a typed invocation or a reason not to cache.
+//! - [`depinfo`]: the dep-info parser.
+//! - [`store`]: the content-addressed store (blobs + LMDB index), gc.
+//! - [`hash`]: blake3 keys and file hashing.
+//! - [`clock`], [`config`], [`detached`], [`logging`], [`warn_once`]: utilities.
 //!
 //! <!-- layers: the one place the order is written; tests/layering.rs reads it -->
 //! Layers, top to bottom: a module imports only modules below its own layer (`{...}` is one
@@ -23,17 +37,17 @@
 
 pub mod cc;
 pub mod cli;
-pub mod clock;
-pub mod commands;
+pub(crate) mod clock;
+pub(crate) mod commands;
 pub mod config;
 pub mod depinfo;
-pub mod detached;
+pub(crate) mod detached;
 pub mod hash;
 pub mod key;
-pub mod logging;
+pub(crate) mod logging;
 pub mod remote;
 pub mod rustc;
-pub mod stats;
+pub(crate) mod stats;
 pub mod store;
-pub mod warn_once;
+pub(crate) mod warn_once;
 pub mod wrapper;

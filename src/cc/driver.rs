@@ -6,7 +6,7 @@
 //! name on PATH that does not resolve to rcache itself, so a link placed first on PATH never
 //! calls itself.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use super::Language;
@@ -89,12 +89,6 @@ pub fn resolve_compiler(program: &OsStr, cwd: &Path) -> Option<PathBuf> {
         return real_program_on_path(path.file_name()?);
     }
     real_program_on_path(program)
-}
-
-/// For the symlink form: true if rcache was started through a link named like a C compiler
-/// (argv[0] is `cc`, `gcc`, ...). Then argv[0] is the compiler and argv[1..] its arguments.
-pub fn invoked_as_compiler(argv0: &OsString) -> bool {
-    is_c_compiler(argv0)
 }
 
 #[cfg(test)]

@@ -12,11 +12,11 @@
 //! The flow that uses these (look up, restore, compile, store) is `crate::wrapper::cc`.
 
 pub mod args;
-pub mod depfile;
-pub mod driver;
-pub mod identity;
-pub mod key;
-pub mod passthrough;
+pub(crate) mod depfile;
+pub(crate) mod driver;
+pub(crate) mod identity;
+pub(crate) mod key;
+pub(crate) mod passthrough;
 
 /// The language of a compile, for the per-language stats (`languages.<name>.*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,9 +1,9 @@
 //! The user-facing commands, one file each: `stats`, `config`, `verify`, `clear`, `gc` (with
 //! `prune`), and `remote`.
 
-pub mod clear;
-pub mod config;
-pub mod gc;
-pub mod remote;
-pub mod stats;
-pub mod verify;
+pub(crate) mod clear;
+pub(crate) mod config;
+pub(crate) mod gc;
+pub(crate) mod remote;
+pub(crate) mod stats;
+pub(crate) mod verify;

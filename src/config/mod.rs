@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod loader;
-pub mod remote;
+pub(crate) mod remote;
 
 use loader::{Loader, Names};
 pub use remote::{RemoteConfig, RemoteLocation, UploadMode};

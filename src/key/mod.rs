@@ -10,9 +10,9 @@
 //! [`crate::hash`] is the tagged field encoding and hashes files; [`compiler`] identifies
 //! the compiler. `store-format/README.md` lists every field and tag.
 
-pub mod build_script;
-pub mod compiler;
-pub mod input_paths;
+pub(crate) mod build_script;
+pub(crate) mod compiler;
+pub(crate) mod input_paths;
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;

@@ -16,17 +16,17 @@
 //! A remote never breaks a build: every fault is counted under `remote.` in the stats, and the
 //! compile goes on locally.
 
-pub mod backend;
-pub mod backoff;
-pub mod fetch;
+pub(crate) mod backend;
+pub(crate) mod backoff;
+pub(crate) mod fetch;
 pub mod layout;
-pub mod publish;
-pub mod queue;
-pub mod redis;
-pub mod s3;
+pub(crate) mod publish;
+pub(crate) mod queue;
+pub(crate) mod redis;
+pub(crate) mod s3;
 #[cfg(test)]
 mod tests;
-pub mod uploader;
+pub(crate) mod uploader;
 
 use std::time::Duration;
 

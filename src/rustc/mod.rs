@@ -6,10 +6,10 @@
 //! - [`outputs`] names the files a cacheable invocation writes, from the crate name,
 //!   `-C extra-filename`, the crate types and `--emit` (never by diffing the out dir).
 
-pub mod argfile;
-pub mod args;
+pub(crate) mod argfile;
+pub(crate) mod args;
 pub mod outputs;
-pub mod passthrough;
+pub(crate) mod passthrough;
 
 pub use args::{Extern, Invocation, classify};
 pub use passthrough::Passthrough;

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::store::state::StateUpdate;
 
-pub mod reason;
+pub(crate) mod reason;
 
 pub use reason::{ErrorReason, NotStoredReason, PassthroughReason, RunPassthrough};
 

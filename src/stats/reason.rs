@@ -8,6 +8,7 @@
 
 use std::io;
 
+#[cfg(test)]
 use strum::IntoEnumIterator;
 
 use crate::cc::passthrough::CcPassthrough;
@@ -50,6 +51,7 @@ impl PassthroughReason {
     }
 
     /// Every reason, one value per variant (payloads empty).
+    #[cfg(test)]
     pub fn all() -> impl Iterator<Item = PassthroughReason> {
         Passthrough::iter()
             .map(PassthroughReason::Rustc)

@@ -66,7 +66,7 @@ pub mod index_db {
 }
 
 /// Names of the LMDB databases in the NO_SYNC state env.
-pub mod state_db {
+pub(crate) mod state_db {
     /// counter name -> u64 LE.
     pub const COUNTERS: &str = "counters";
     /// result key -> last use, unix ms as u64 LE.
@@ -79,7 +79,7 @@ pub mod state_db {
 }
 
 /// Keys of the index `meta` database.
-pub mod meta_key {
+pub(crate) mod meta_key {
     pub const FORMAT_VERSION: &[u8] = b"format_version";
     pub const STORE_BYTES: &[u8] = b"store_bytes";
 }

@@ -18,13 +18,13 @@
 
 pub mod background;
 pub mod build_script;
-pub mod cc;
-pub mod flow;
-pub mod keying;
-pub mod notice;
-pub mod record;
-pub mod restore;
-pub mod run;
-pub mod rustc;
+pub(crate) mod cc;
+pub(crate) mod flow;
+pub(crate) mod keying;
+pub(crate) mod notice;
+pub(crate) mod record;
+pub(crate) mod restore;
+pub(crate) mod run;
+pub(crate) mod rustc;
 
 pub use rustc::run;

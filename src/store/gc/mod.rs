@@ -14,7 +14,7 @@
 //! store never loses a blob it is about to reference.
 
 pub mod auto;
-pub mod plan;
+pub(crate) mod plan;
 pub mod sweep;
 
 use std::time::Duration;

@@ -16,10 +16,10 @@
 //! Counted under `build_scripts` in the stats, logged with `kind: "build_script_run"`.
 
 pub mod directives;
-pub mod inputs;
-pub mod launcher;
+pub(crate) mod inputs;
+pub(crate) mod launcher;
 mod record;
-pub mod tree;
+pub(crate) mod tree;
 
 use std::borrow::Cow;
 use std::ffi::OsString;
