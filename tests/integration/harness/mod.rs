@@ -14,7 +14,11 @@
 //! - [`Machine`] (`machine.rs`) is one of several machines sharing a remote cache: its own
 //!   store and settings, the sandbox's workspace and target dir.
 //! - `servers/` starts the remote tests' Redis and S3 (moto) servers and looks inside them.
+//! - [`leaf`] is one rustc compile of demo_leaf through rcache without cargo, checked against
+//!   rustc's own outputs, optionally under strace: the `crash` and `store_faults` suites walk
+//!   its syscalls.
 
+pub mod leaf;
 mod machine;
 mod process;
 mod run;

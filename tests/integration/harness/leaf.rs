@@ -675,10 +675,13 @@ fn stale_reader_child() {
 /// Starts a reader process and waits until it holds its transactions.
 #[track_caller]
 fn start_reader(store: &Path, killed_before: usize) -> std::process::Child {
+    // The test's name as libtest knows it: its module path without the crate's name.
+    let name = concat!(module_path!(), "::stale_reader_child");
+    let name = name.split_once("::").map_or(name, |(_, path)| path);
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "syscall_faults::stale_reader_child",
+            name,
             "--ignored",
             "--nocapture",
             "--test-threads",
