@@ -27,7 +27,7 @@ NAMED = {
     "stylo": HARNESS_DIR / "workloads" / "stylo",
 }
 # What a workload's own build needs in the environment. demo_lib reads DEMO_GREETING with `env!`;
-# the integration tests (tests/integration/harness.rs) set it to "hello" on every build.
+# the integration tests (tests/integration/harness/) set it to "hello" on every build.
 WORKLOAD_ENV = {"fixture": {"DEMO_GREETING": "hello"}}
 
 

@@ -420,7 +420,7 @@ impl CargoCmd {
     }
 
     /// Starts the command in the background, its output discarded, for a test that stops it
-    /// midway (see `faults.rs`).
+    /// midway (see `crash/killed_builds.rs`).
     pub fn spawn(mut self) -> std::process::Child {
         self.cmd
             .stdin(std::process::Stdio::null())
