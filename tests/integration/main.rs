@@ -5,20 +5,30 @@
 //! One test binary (one link, one build of the harness), one suite per feature, as ccache groups
 //! its `test/suites`. A suite is a module: `cargo test --test integration <suite>::` runs one.
 //!
-//! | suite | what it covers |
-//! | --- | --- |
-//! | [`rust_compiles`] | cold then warm builds of every crate type (lib, proc macro, build script, bin, cdylib, test harness), `cargo check` and `cargo clippy`, the artifact notifications and dep-info of a hit, diagnostics replayed, `@argfile`s, restored outputs and their modes |
-//! | [`invalidation`] | what is in the key: each edit misses exactly the crates it affects (sources, modules, `include_str!`, env, cfg, build-script output, C code linked in, the linker); what is not in the key keeps hitting; a source edited during its compile is not stored |
-//! | [`passthrough`] | what rcache does not cache goes to rustc with its reason: `RCACHE_DISABLE`, incremental compiles, unknown arguments |
-//! | [`build_scripts`] | build-script runs restored from the cache, rerun on exactly the inputs they declared |
-//! | [`c_depend_mode`] | C and C++ compiles (`rcache cc`, the symlink form, cc-rs in a build script) with gcc and clang, in ccache's depend mode |
-//! | [`store_faults`] | a store that cannot be used or lies: read-only, another user's, full, garbage, hostile records, and I/O errors injected into every write, rename, fsync and open (strace) |
-//! | [`crash`] | processes killed mid-store and mid-restore (strace `signal=KILL` at each syscall, and whole cargo builds SIGKILLed), and LMDB reader slots of killed readers |
-//! | [`gc`] | gc, prune, the sweep of orphans and temp files, the automatic trim, and gc beside builds |
-//! | [`verify`] | `rcache verify` finds damaged blobs, `--repair` removes what depends on them |
-//! | [`concurrency`] | builds at once on one store, and four builds beside a gc loop (load) |
-//! | [`remote`] | remote storage over real Redis and S3 (moto) servers: sharing, faults, trust |
-//! | [`cli`] | `rcache stats`, `config`, `RCACHE_RECACHE`, the store directory's creation, and the events log |
+//! - [`rust_compiles`]: cold then warm builds of every crate type (lib, proc macro, build
+//!   script, bin, cdylib, test harness), `cargo check` and `cargo clippy`, the artifact
+//!   notifications and dep-info of a hit, diagnostics replayed, `@argfile`s, restored outputs.
+//! - [`invalidation`]: what is in the key. Each edit misses exactly the crates it affects
+//!   (sources, modules, `include_str!`, env, cfg, build-script output, C code linked in, the
+//!   linker); what is not in the key keeps hitting; a source edited mid-compile is not stored.
+//! - [`passthrough`]: what rcache does not cache goes to rustc with its reason
+//!   (`RCACHE_DISABLE`, incremental compiles, unknown arguments).
+//! - [`build_scripts`]: build-script runs restored from the cache, rerun on exactly the inputs
+//!   they declared.
+//! - [`c_depend_mode`]: C and C++ compiles (`rcache cc`, the symlink form, cc-rs in a build
+//!   script) with gcc and clang, in ccache's depend mode.
+//! - [`store_faults`]: a store that cannot be used or lies (read-only, another user's, full,
+//!   garbage, hostile records), and I/O errors injected into its writes, renames, fsyncs and
+//!   opens (strace).
+//! - [`crash`]: processes killed mid-store and mid-restore (strace `signal=KILL` at each
+//!   syscall, whole cargo builds SIGKILLed), and the reader slots of killed LMDB readers.
+//! - [`gc`]: gc, prune, the sweep of orphans and temp files, the automatic trim, gc beside
+//!   builds.
+//! - [`verify`]: `rcache verify` finds damaged blobs; `--repair` removes what depends on them.
+//! - [`concurrency`]: builds at once on one store, and four builds beside a gc loop (load).
+//! - [`remote`]: remote storage over real Redis and S3 (moto) servers: sharing, faults, trust.
+//! - [`cli`]: `rcache stats`, `config`, `RCACHE_RECACHE`, the store directory's creation, and
+//!   the events log.
 //!
 //! `harness` owns everything the suites share: a fresh sandbox per test (a copy of the fixture,
 //! its own store, target dir and events logs), a cargo command builder that clears what
