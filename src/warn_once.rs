@@ -57,10 +57,14 @@ fn markers_dir() -> PathBuf {
 fn parent_identity() -> Option<(u32, u64)> {
     let parent = std::os::unix::process::parent_id();
     let stat = fs::read_to_string(format!("/proc/{parent}/stat")).ok()?;
+    Some((parent, start_time(&stat)?))
+}
+
+/// Field 22 of a `/proc/<pid>/stat` line: when the process started, in clock ticks since boot.
+fn start_time(stat: &str) -> Option<u64> {
     // The command name (field 2) is in parentheses and may hold spaces: count after its end.
     let after_name = &stat[stat.rfind(')')? + 1..];
-    let start_time = after_name.split_whitespace().nth(19)?.parse().ok()?;
-    Some((parent, start_time))
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 fn remove_old_markers(dir: &Path) {
@@ -84,19 +88,85 @@ fn remove_old_markers(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
+    /// A stat line whose command name holds `) (` and spaces, and whose field n (from field 3
+    /// on, the state aside) is n: the parser must count after the last `)`.
     #[test]
-    fn the_parent_is_identified_by_pid_and_start_time() {
-        let (pid, start_time) = parent_identity().expect("/proc is mounted");
-        assert_eq!(pid, std::os::unix::process::parent_id());
-        assert!(start_time > 0);
+    fn the_start_time_is_field_22_whatever_the_command_name() {
+        let fields: Vec<String> = (4..=52).map(|n| n.to_string()).collect();
+        let stat = format!("4242 (a) (b c) ) S {}\n", fields.join(" "));
+        assert_eq!(start_time(&stat), Some(22));
+        let cut = format!("4242 (x) S {}", fields[..17].join(" "));
+        assert_eq!(start_time(&cut), None, "a line without field 22");
+        assert_eq!(start_time("4242 (no end S 4 5"), None);
+    }
+
+    /// Set in the environment of [`warning_due_child`]: the store it asks about.
+    const CHILD_STORE: &str = "RCACHE_TEST_WARN_ONCE_STORE";
+
+    /// Not a test on its own: a process of [`a_warning_is_due_once_per_parent_process`]. Prints
+    /// its parent's identity and whether a warning is due. Ignored, so that a plain test run
+    /// does not list it as a passing test.
+    #[test]
+    #[ignore = "a process of a_warning_is_due_once_per_parent_process, not a test"]
+    fn warning_due_child() {
+        let store = std::env::var_os(CHILD_STORE).expect("run by its parent test");
+        let (pid, start) = parent_identity().expect("/proc is mounted");
+        let due = first_time_this_build(Path::new(&store), "read_only_store");
+        println!("parent={pid}:{start} due={due}");
+    }
+
+    /// What [`warning_due_child`] says, started by this process or, `through_shell`, by a shell
+    /// that waits for it (`; :` keeps the shell from exec-ing it): the child of another parent.
+    fn ask_child(through_shell: bool, store: &Path) -> String {
+        let name = concat!(module_path!(), "::warning_due_child");
+        let name = name.split_once("::").map_or(name, |(_, path)| path);
+        let exe = std::env::current_exe().unwrap();
+        let mut cmd = if through_shell {
+            let mut shell = Command::new("sh");
+            shell.args(["-c", "\"$@\"; :", "sh"]).arg(&exe);
+            shell
+        } else {
+            Command::new(&exe)
+        };
+        let output = cmd
+            .args(["--exact", name, "--ignored", "--nocapture"])
+            .env(CHILD_STORE, store)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}");
+        // libtest may print the test's name on the same line first.
+        let line = stdout
+            .lines()
+            .find_map(|line| line.find("parent=").map(|at| &line[at..]))
+            .unwrap_or_else(|| panic!("the child did not answer: {stdout}"));
+        line.to_string()
+    }
+
+    /// Siblings under one parent (the compiles of one cargo build) are told once; a process
+    /// under another parent (the next build) is told again. The identity each child reads is
+    /// this process's pid and start time, as /proc/self/stat says.
+    #[test]
+    fn a_warning_is_due_once_per_parent_process() {
+        let store = tempfile::tempdir().unwrap();
+        let own_start = start_time(&fs::read_to_string("/proc/self/stat").unwrap()).unwrap();
+        let me = format!("parent={}:{own_start}", std::process::id());
+        assert_eq!(ask_child(false, store.path()), format!("{me} due=true"));
+        assert_eq!(ask_child(false, store.path()), format!("{me} due=false"));
+        let under_shell = ask_child(true, store.path());
+        assert!(under_shell.ends_with(" due=true"), "{under_shell}");
+        assert!(!under_shell.starts_with(&format!("{me} ")), "{under_shell}");
     }
 
     #[test]
-    fn a_warning_is_due_once_per_parent_store_and_reason() {
+    fn a_warning_is_due_once_per_store_and_reason() {
         let store = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
         assert!(first_time_this_build(store.path(), "read_only_store"));
         assert!(!first_time_this_build(store.path(), "read_only_store"));
         assert!(first_time_this_build(store.path(), "foreign_store"));
+        assert!(first_time_this_build(other.path(), "read_only_store"));
     }
 }

@@ -395,13 +395,15 @@ fn the_launcher_runs_the_real_script_when_rcache_is_not_the_wrapper() {
         fs::read(RCACHE).unwrap(),
         "a launcher, not a copy of rcache"
     );
-    for (case, wrapper, disable) in [
+    let cases = [
         ("no RUSTC_WRAPPER", None, false),
         ("another wrapper", Some("/usr/bin/sccache"), false),
         ("rcache uninstalled", Some("/nonexistent/rcache"), false),
         ("RCACHE_DISABLE=1", Some(RCACHE), true),
-    ] {
-        let out_dir = scripts.sb.root.join(format!("out-{}", case.len()));
+    ];
+    // One fresh out dir per case: a file an earlier case wrote proves nothing.
+    for (n, (case, wrapper, disable)) in cases.into_iter().enumerate() {
+        let out_dir = scripts.sb.root.join(format!("out-{n}"));
         fs::create_dir_all(&out_dir).unwrap();
         let before = scripts.runs().len();
         let mut cmd = Command::new(&launcher);

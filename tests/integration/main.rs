@@ -1,41 +1,55 @@
-//! rcache's integration tests: real cargo, rustc and linker building the fixture workspaces in
-//! `tests/fixtures` (`demo_ws`; `native_ws` for native code and a cdylib; `scripts_ws` for
-//! build-script runs), with rcache as
-//! `RUSTC_WRAPPER`.
+//! rcache's integration tests: real cargo, rustc, C compilers and linker building the fixture
+//! workspaces in `tests/fixtures` (`demo_ws`; `native_ws` for native code and a cdylib;
+//! `scripts_ws` for build-script runs; `c_src` for C compiles), with rcache as `RUSTC_WRAPPER`.
 //!
-//! One test binary, one module per behaviour (ripgrep style). `harness` owns everything the
-//! tests share: a fresh sandbox per test (a copy of the fixture, its own store, target dir and
-//! events logs), a cargo command builder that clears what `cargo test` leaks into children,
-//! and helpers for events, stats, the fixture binary's output and byte-for-byte comparisons.
+//! One test binary (one link, one build of the harness), one suite per feature, as ccache groups
+//! its `test/suites`. A suite is a module: `cargo test --test integration <suite>::` runs one.
+//!
+//! - [`rust_compiles`]: cold then warm builds of every crate type (lib, proc macro, build
+//!   script, bin, cdylib, test harness), `cargo check` and `cargo clippy`, the artifact
+//!   notifications and dep-info of a hit, diagnostics replayed, `@argfile`s, restored outputs.
+//! - [`invalidation`]: what is in the key. Each edit misses exactly the crates it affects
+//!   (sources, modules, `include_str!`, env, cfg, build-script output, C code linked in, the
+//!   linker); what is not in the key keeps hitting; a source edited mid-compile is not stored.
+//! - [`passthrough`]: what rcache does not cache goes to rustc with its reason
+//!   (`RCACHE_DISABLE`, incremental compiles, unknown arguments).
+//! - [`build_scripts`]: build-script runs restored from the cache, rerun on exactly the inputs
+//!   they declared.
+//! - [`c_depend_mode`]: C and C++ compiles (`rcache cc`, the symlink form, cc-rs in a build
+//!   script) with gcc and clang, in ccache's depend mode.
+//! - [`store_faults`]: a store that cannot be used or lies (read-only, another user's, full,
+//!   garbage, hostile records), and I/O errors injected into its writes, renames, fsyncs and
+//!   opens (strace).
+//! - [`crash`]: processes killed mid-store and mid-restore (strace `signal=KILL` at each
+//!   syscall, whole cargo builds SIGKILLed), and the reader slots of killed LMDB readers.
+//! - [`gc`]: gc, prune, the sweep of orphans and temp files, the automatic trim, gc beside
+//!   builds.
+//! - [`verify`]: `rcache verify` finds damaged blobs; `--repair` removes what depends on them.
+//! - [`concurrency`]: builds at once on one store, and four builds beside a gc loop (load).
+//! - [`remote`]: remote storage over real Redis and S3 (moto) servers: sharing, faults, trust.
+//! - [`one_flow`]: what the three kinds of job (rustc, C/C++, build-script runs) used to do
+//!   differently and now do alike: a program that cannot be started, a failed restore.
+//! - [`cli`]: `rcache stats`, `config`, `RCACHE_RECACHE`, the store directory's creation, and
+//!   the events log.
+//!
+//! `harness` owns everything the suites share: a fresh sandbox per test (a copy of the fixture,
+//! its own store, target dir and events logs), a cargo command builder that clears what
+//! `cargo test` leaks into children, helpers for events, stats, the fixture binary's output and
+//! byte-for-byte comparisons, the remote servers, and (`harness::leaf`) one rustc compile of
+//! demo_leaf through rcache, optionally under strace, for the syscall-level suites.
 
 mod harness;
 
-mod argfile;
-mod artifacts;
 mod build_scripts;
-mod c_compiles;
-mod cargo_test;
-mod cdylib;
-mod check;
+mod c_depend_mode;
 mod cli;
-mod clippy;
-mod cold_warm;
 mod concurrency;
-mod corruption;
-mod diagnostics;
-mod events_log;
-mod faults;
+mod crash;
 mod gc;
-mod hostile_store;
-mod input_race;
 mod invalidation;
-mod key_scope;
-mod linked_outputs;
-mod linker_identity;
-mod load;
-mod native_link;
 mod one_flow;
 mod passthrough;
 mod remote;
-mod restored_outputs;
-mod syscall_faults;
+mod rust_compiles;
+mod store_faults;
+mod verify;

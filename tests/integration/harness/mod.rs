@@ -14,11 +14,18 @@
 //! - [`Machine`] (`machine.rs`) is one of several machines sharing a remote cache: its own
 //!   store and settings, the sandbox's workspace and target dir.
 //! - `servers/` starts the remote tests' Redis and S3 (moto) servers and looks inside them.
+//! - `store.rs` looks inside a sandbox's store: the blob of a crate's rlib, a blob cut in half,
+//!   a clean `rcache verify`.
+//! - [`leaf`] is one rustc compile of demo_leaf through rcache without cargo, checked against
+//!   rustc's own outputs, optionally under strace: the `crash` and `store_faults` suites walk
+//!   its syscalls.
 
+pub mod leaf;
 mod machine;
 mod process;
 mod run;
 mod servers;
+mod store;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -35,6 +42,7 @@ pub use machine::Machine;
 pub use process::{leaf_rustc_args, real_rustc, run_command};
 pub use run::{Run, assert_same_files};
 pub use servers::{RedisServer, RemoteServer, S3Server};
+pub use store::{rlib_blob, truncate_to_half, verify_clean};
 
 use process::{copy_tree, scrub_env};
 use run::read_events;
@@ -412,7 +420,7 @@ impl CargoCmd {
     }
 
     /// Starts the command in the background, its output discarded, for a test that stops it
-    /// midway (see `faults.rs`).
+    /// midway (see `crash/killed_builds.rs`).
     pub fn spawn(mut self) -> std::process::Child {
         self.cmd
             .stdin(std::process::Stdio::null())

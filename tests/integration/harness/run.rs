@@ -155,13 +155,15 @@ pub fn diagnostics(stderr: &str) -> String {
         .collect()
 }
 
-/// Asserts two sets of files are the same names with byte-identical contents.
+/// Asserts two sets of files are the same names with byte-identical contents, and that there
+/// is something to compare (two empty sets would prove nothing).
 #[track_caller]
 pub fn assert_same_files(
     expected: &BTreeMap<String, Vec<u8>>,
     actual: &BTreeMap<String, Vec<u8>>,
     what: &str,
 ) {
+    assert!(!expected.is_empty(), "{what}: no expected files to compare");
     let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
     assert_eq!(
         names(expected),

@@ -145,6 +145,8 @@ fn time_macros_pass_through() {
         let sb = Sandbox::with_fixture("c_src");
         let args = ["-c", "stamp.c", "-o", "stamp.o"];
         for _ in 0..2 {
+            // Removed first, so that each call must write it.
+            let _ = fs::remove_file(sb.path("stamp.o"));
             let call = rcache_cc(&sb, compiler, &args);
             assert_outcome(&call, "passthrough", Some("cc_time_macros"));
             assert!(sb.path("stamp.o").is_file());

@@ -32,10 +32,16 @@ fn events_log_names_crate_types_and_probes() {
         );
     }
     // Everything else cargo ran through the wrapper is a probe (`-vV`, `--print`).
-    let probes = cold
+    let probes: Vec<_> = cold
         .events
         .iter()
-        .filter(|e| !FIXTURE_CRATES.iter().any(|k| e["crate"] == *k));
+        .filter(|e| !FIXTURE_CRATES.iter().any(|k| e["crate"] == *k))
+        .collect();
+    assert!(
+        !probes.is_empty(),
+        "cargo's `rustc -vV` probe went through the wrapper: {}",
+        cold.describe_events()
+    );
     for probe in probes {
         let ok = probe["outcome"] == "passthrough" && probe["reason"] == "probe";
         assert!(ok, "a probe passes through with reason probe: {probe}");
