@@ -48,18 +48,20 @@ pub fn parse(text: &[u8]) -> DepInfo {
     info
 }
 
-/// Joins backslash-newline continuations and splits into lines.
+/// Joins backslash-newline continuations and splits into lines. rustc's `# env-dep:` lines
+/// are never continued: their values escape a backslash as `\\`, so one may end in one.
 fn logical_lines(text: &[u8]) -> Vec<Vec<u8>> {
     let mut lines = Vec::new();
     let mut current = Vec::new();
     let mut iter = text.iter().copied().peekable();
     while let Some(byte) = iter.next() {
+        let continues = byte == b'\\' && !current.starts_with(b"# env-dep:");
         match byte {
-            b'\\' if iter.peek() == Some(&b'\n') => {
+            b'\\' if continues && iter.peek() == Some(&b'\n') => {
                 iter.next();
                 current.push(b' ');
             }
-            b'\\' if iter.peek() == Some(&b'\r') => {
+            b'\\' if continues && iter.peek() == Some(&b'\r') => {
                 iter.next();
                 if iter.peek() == Some(&b'\n') {
                     iter.next();
@@ -205,6 +207,20 @@ src/../data/greeting\\ file.txt:
                 ("CARGO_PKG_VERSION".into(), Some("0.1.0".into())),
                 ("MY_UNSET_VAR".into(), None),
                 ("MY_VAR".into(), Some("a b=c\nline2".into())),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_env_dep_value_ending_in_a_backslash_does_not_swallow_the_next_line() {
+        let text =
+            b"out.d: src/lib.rs\n\n# env-dep:ESCAPE=ESCAPE\\nESCAPE\\\\\n# env-dep:OTHER=1\n";
+        let info = parse(text);
+        assert_eq!(
+            info.env_deps,
+            vec![
+                ("ESCAPE".into(), Some("ESCAPE\nESCAPE\\".into())),
+                ("OTHER".into(), Some("1".into())),
             ]
         );
     }
