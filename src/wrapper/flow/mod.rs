@@ -17,10 +17,8 @@
 //! A job supplies only what differs between kinds: its key facts, how a candidate matches, how
 //! outputs are restored, how the real program runs, and what a record holds.
 
-use std::borrow::Cow;
 use std::io;
-use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use super::keying::{self, KeyError, Keying, MemoHasher};
 use super::run::{self, Compiled, Program};
@@ -28,34 +26,21 @@ use crate::config::Config;
 use crate::hash::Key;
 use crate::remote::fetch::{RemoteOutcome, settle_hit};
 use crate::remote::{self, Remote};
-use crate::stats::{self, ErrorReason, Event, NotStoredReason, Outcome, PassthroughReason};
-use crate::store::entry::{Candidate, Entry, OutputRecord};
+use crate::stats::{ErrorReason, NotStoredReason, Outcome, PassthroughReason};
+use crate::store::Store;
+use crate::store::entry::{Candidate, Entry};
 use crate::store::layout::STORE_LOCK_TIMEOUT_MS;
-use crate::store::state::{State, StateUpdate};
-use crate::store::{Store, StoreError};
+use crate::store::state::StateUpdate;
+
+mod context;
+mod record;
+
+pub use context::{Context, Counting, Unit};
+pub use record::{NotStored, Recorded, Recording};
 
 /// The exit code when the real program cannot be started at all (the shell's "command not
 /// found"), the same for every kind of job.
 pub const EXIT_CANNOT_RUN: i32 = 127;
-
-/// How an outcome is counted: a compile (in the totals and its language's split) or a
-/// build-script run (under `build_scripts.`).
-#[derive(Debug, Clone, Copy)]
-pub enum Counting {
-    Compile { language: &'static str },
-    BuildScriptRun,
-}
-
-/// What the stats and the events log know of one invocation.
-pub struct Unit<'a> {
-    /// The event's `kind`: `rustc`, `cc` or `build_script_run`.
-    pub kind: &'static str,
-    pub counting: Counting,
-    /// The crate, the C source, or the build script's package.
-    pub name: Option<Cow<'a, str>>,
-    pub crate_types: Cow<'a, [String]>,
-    pub cwd: Cow<'a, Path>,
-}
 
 /// One kind of job: what differs between a rustc compile, a C/C++ compile and a build-script
 /// run. The flow ([`run_cached`]) does the rest.
@@ -95,197 +80,6 @@ pub trait Job {
 
     /// Work after a run, whatever its result: temp files removed, the build-script launcher.
     fn after_run(&mut self, _keying: Keying, _succeeded: bool) {}
-}
-
-/// What [`Job::record`] works with.
-pub struct Recording<'a, 's> {
-    pub store: &'s Store,
-    pub hasher: &'a mut MemoHasher<'s>,
-    pub invocation_key: &'a Key,
-    pub ran: &'a Compiled,
-    /// A fresh tick of the clock files are stamped from, read just before the program started
-    /// ([`crate::hash::file_hash::filesystem_tick`]).
-    pub started_fs_ns: i128,
-    pub update: &'a mut StateUpdate,
-}
-
-/// What a record holds, besides the run's output.
-pub struct Recorded {
-    pub candidate: Candidate,
-    pub outputs: Vec<OutputRecord>,
-    /// The entry's `out_dir` field: the out dir (rustc, build-script runs) or the target text of
-    /// the caller's dep file (C).
-    pub out_dir: Vec<u8>,
-}
-
-/// Why a run that finished was not stored.
-#[derive(Debug)]
-pub enum NotStored {
-    /// A policy decision: counted under `not_stored`.
-    Refused(NotStoredReason),
-    /// Found not cacheable only once it ran (a C time macro, a build script's foreign link
-    /// path): counted under `passthrough_reasons`.
-    Uncacheable(PassthroughReason),
-    /// A cache fault: counted under `errors`.
-    Fault(KeyError),
-}
-
-impl NotStored {
-    /// The outcome counted for a run that finished but was not stored.
-    fn into_outcome(self) -> Outcome {
-        match self {
-            NotStored::Refused(reason) => Outcome::Miss {
-                not_stored: Some(reason),
-            },
-            NotStored::Uncacheable(reason) => Outcome::Passthrough { reason },
-            NotStored::Fault(err) => {
-                tracing::warn!("storing failed ({err})");
-                Outcome::Error {
-                    reason: err.reason(),
-                }
-            }
-        }
-    }
-
-    /// A file fault on `path`.
-    pub fn file(path: &Path) -> impl FnOnce(io::Error) -> NotStored + '_ {
-        move |source| {
-            NotStored::Fault(KeyError::File {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-    }
-}
-
-impl NotStored {
-    /// A fault while writing a blob into the store.
-    pub fn blob_write(source: io::Error) -> NotStored {
-        NotStored::Fault(KeyError::Store(StoreError::File(source)))
-    }
-}
-
-impl From<KeyError> for NotStored {
-    fn from(err: KeyError) -> Self {
-        match err {
-            KeyError::Passthrough(reason) => NotStored::Uncacheable(reason),
-            other => NotStored::Fault(other),
-        }
-    }
-}
-
-impl From<StoreError> for NotStored {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Busy => NotStored::Refused(NotStoredReason::StoreBusy),
-            other => NotStored::Fault(KeyError::Store(other)),
-        }
-    }
-}
-
-/// The state of one wrapper process: its settings, clock, pending state update and what the
-/// remote said.
-pub struct Context {
-    pub config: Config,
-    clock: Instant,
-    pub update: StateUpdate,
-    remote_outcome: Option<RemoteOutcome>,
-}
-
-impl Context {
-    /// Loads the settings and starts logging.
-    pub fn load() -> Context {
-        let config = Config::load();
-        crate::logging::init(config.log.value.as_deref());
-        Context {
-            config,
-            clock: Instant::now(),
-            update: StateUpdate::default(),
-            remote_outcome: None,
-        }
-    }
-
-    pub fn open_store(&self) -> Result<Store, StoreError> {
-        Store::open(&self.config.dir.value)
-    }
-
-    /// An invocation that is not cached: counted, then the real program exec'd.
-    pub fn pass_through(
-        &mut self,
-        store: Option<&Store>,
-        unit: &Unit,
-        program: &Program,
-        reason: PassthroughReason,
-    ) -> i32 {
-        tracing::debug!(
-            reason = reason.as_str(),
-            detail = reason.detail(),
-            "passthrough"
-        );
-        self.finish(store, unit, &Outcome::Passthrough { reason });
-        exec(program)
-    }
-
-    /// A cacheable invocation whose store cannot be opened: warned about where the user must
-    /// act ([`super::notice`]), counted, then the real program exec'd.
-    pub fn store_unusable(
-        &mut self,
-        err: &StoreError,
-        unit: &Unit,
-        program: &Program,
-        what_runs: &str,
-    ) -> i32 {
-        let outcome = super::notice::store_unusable(err, &self.config.dir.value, what_runs);
-        self.finish(None, unit, &outcome);
-        exec(program)
-    }
-
-    /// A fault before anything ran: counted, then the real program exec'd.
-    fn fall_back(&mut self, store: &Store, unit: &Unit, program: &Program, err: &KeyError) -> i32 {
-        tracing::warn!("lookup failed ({err}); running the real program");
-        let outcome = Outcome::Error {
-            reason: err.reason(),
-        };
-        self.finish(Some(store), unit, &outcome);
-        exec(program)
-    }
-
-    /// Counts the outcome (one unsynced state transaction) and writes the event line.
-    pub fn finish(&mut self, store: Option<&Store>, unit: &Unit, outcome: &Outcome) {
-        match unit.counting {
-            Counting::Compile { language } => {
-                outcome.count(&mut self.update);
-                outcome.count_language(&mut self.update, language);
-            }
-            Counting::BuildScriptRun => outcome.count_build_script_run(&mut self.update),
-        }
-        apply_state_update(store, &self.config.dir.value, &self.update);
-        let duration_ms = self.clock.elapsed().as_secs_f64() * 1000.0;
-        tracing::debug!(
-            outcome = outcome.name(),
-            reason = outcome.reason(),
-            duration_ms,
-            "done"
-        );
-        if let Some(events) = &self.config.events.value {
-            stats::append_event(
-                events,
-                &Event {
-                    ts_ms: crate::clock::unix_ms(SystemTime::now()),
-                    pid: std::process::id(),
-                    kind: unit.kind,
-                    crate_name: unit.name.as_deref(),
-                    crate_types: &unit.crate_types,
-                    outcome: outcome.name(),
-                    reason: outcome.reason(),
-                    stored: matches!(outcome, Outcome::Miss { not_stored: None }),
-                    duration_ms,
-                    cwd: &unit.cwd,
-                    remote: self.remote_outcome.map(RemoteOutcome::name),
-                },
-            );
-        }
-    }
 }
 
 /// The cacheable path of every job: key, look up (locally, then the remote), restore or run,
@@ -480,13 +274,6 @@ fn commit(
     Ok(result_key)
 }
 
-/// Replaces this process with the real program; returns only if that failed.
-fn exec(program: &Program) -> i32 {
-    let err = run::exec(&program.chain, &program.args);
-    eprintln!("rcache: could not run {}: {err}", program.path().display());
-    EXIT_CANNOT_RUN
-}
-
 /// After a store: keeps the store within its size and age limits (a detached gc when the store
 /// says one is due), and publishes the new entry to the remote, if one is configured (or queues
 /// it and starts the uploader when the remote says one must start).
@@ -552,19 +339,5 @@ fn apply_memos_now(store: &Store, update: &mut StateUpdate) {
     };
     if let Err(err) = store.state.apply(&memos) {
         tracing::debug!("could not record memos: {err}");
-    }
-}
-
-/// Applies an invocation's counters, last-use times and memos in one unsynced transaction;
-/// without an open store (it could not be opened), through the state env alone. A failure is
-/// logged, never fatal: stats are not worth a build.
-fn apply_state_update(store: Option<&Store>, store_dir: &Path, update: &StateUpdate) {
-    let applied = match store {
-        Some(store) => store.state.apply(update),
-        None => State::open(&crate::store::layout::Layout::new(store_dir))
-            .and_then(|state| state.apply(update)),
-    };
-    if let Err(err) = applied {
-        tracing::warn!("could not record stats: {err}");
     }
 }

@@ -1,0 +1,167 @@
+//! The per-process side of the flow: the settings and pending state update of one wrapper
+//! invocation, what the stats and the events log know of it ([`Unit`]), and the two ways an
+//! invocation ends without the cache: a passthrough and a store that cannot be opened.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::time::{Instant, SystemTime};
+
+use super::super::keying::KeyError;
+use super::super::run::{self, Program};
+use super::EXIT_CANNOT_RUN;
+use crate::config::Config;
+use crate::remote::fetch::RemoteOutcome;
+use crate::stats::{self, Event, Outcome, PassthroughReason};
+use crate::store::state::{State, StateUpdate};
+use crate::store::{Store, StoreError};
+
+/// How an outcome is counted: a compile (in the totals and its language's split) or a
+/// build-script run (under `build_scripts.`).
+#[derive(Debug, Clone, Copy)]
+pub enum Counting {
+    Compile { language: &'static str },
+    BuildScriptRun,
+}
+
+/// What the stats and the events log know of one invocation.
+pub struct Unit<'a> {
+    /// The event's `kind`: `rustc`, `cc` or `build_script_run`.
+    pub kind: &'static str,
+    pub counting: Counting,
+    /// The crate, the C source, or the build script's package.
+    pub name: Option<Cow<'a, str>>,
+    pub crate_types: Cow<'a, [String]>,
+    pub cwd: Cow<'a, Path>,
+}
+
+/// The state of one wrapper process: its settings, clock, pending state update and what the
+/// remote said.
+pub struct Context {
+    pub config: Config,
+    clock: Instant,
+    pub update: StateUpdate,
+    pub(super) remote_outcome: Option<RemoteOutcome>,
+}
+
+impl Context {
+    /// Loads the settings and starts logging.
+    pub fn load() -> Context {
+        let config = Config::load();
+        crate::logging::init(config.log.value.as_deref());
+        Context {
+            config,
+            clock: Instant::now(),
+            update: StateUpdate::default(),
+            remote_outcome: None,
+        }
+    }
+
+    pub fn open_store(&self) -> Result<Store, StoreError> {
+        Store::open(&self.config.dir.value)
+    }
+
+    /// An invocation that is not cached: counted, then the real program exec'd.
+    pub fn pass_through(
+        &mut self,
+        store: Option<&Store>,
+        unit: &Unit,
+        program: &Program,
+        reason: PassthroughReason,
+    ) -> i32 {
+        tracing::debug!(
+            reason = reason.as_str(),
+            detail = reason.detail(),
+            "passthrough"
+        );
+        self.finish(store, unit, &Outcome::Passthrough { reason });
+        exec(program)
+    }
+
+    /// A cacheable invocation whose store cannot be opened: warned about where the user must
+    /// act ([`super::notice`]), counted, then the real program exec'd.
+    pub fn store_unusable(
+        &mut self,
+        err: &StoreError,
+        unit: &Unit,
+        program: &Program,
+        what_runs: &str,
+    ) -> i32 {
+        let outcome = super::super::notice::store_unusable(err, &self.config.dir.value, what_runs);
+        self.finish(None, unit, &outcome);
+        exec(program)
+    }
+
+    /// A fault before anything ran: counted, then the real program exec'd.
+    pub(super) fn fall_back(
+        &mut self,
+        store: &Store,
+        unit: &Unit,
+        program: &Program,
+        err: &KeyError,
+    ) -> i32 {
+        tracing::warn!("lookup failed ({err}); running the real program");
+        let outcome = Outcome::Error {
+            reason: err.reason(),
+        };
+        self.finish(Some(store), unit, &outcome);
+        exec(program)
+    }
+
+    /// Counts the outcome (one unsynced state transaction) and writes the event line.
+    pub fn finish(&mut self, store: Option<&Store>, unit: &Unit, outcome: &Outcome) {
+        match unit.counting {
+            Counting::Compile { language } => {
+                outcome.count(&mut self.update);
+                outcome.count_language(&mut self.update, language);
+            }
+            Counting::BuildScriptRun => outcome.count_build_script_run(&mut self.update),
+        }
+        apply_state_update(store, &self.config.dir.value, &self.update);
+        let duration_ms = self.clock.elapsed().as_secs_f64() * 1000.0;
+        tracing::debug!(
+            outcome = outcome.name(),
+            reason = outcome.reason(),
+            duration_ms,
+            "done"
+        );
+        if let Some(events) = &self.config.events.value {
+            stats::append_event(
+                events,
+                &Event {
+                    ts_ms: crate::clock::unix_ms(SystemTime::now()),
+                    pid: std::process::id(),
+                    kind: unit.kind,
+                    crate_name: unit.name.as_deref(),
+                    crate_types: &unit.crate_types,
+                    outcome: outcome.name(),
+                    reason: outcome.reason(),
+                    stored: matches!(outcome, Outcome::Miss { not_stored: None }),
+                    duration_ms,
+                    cwd: &unit.cwd,
+                    remote: self.remote_outcome.map(RemoteOutcome::name),
+                },
+            );
+        }
+    }
+}
+
+/// Replaces this process with the real program; returns only if that failed.
+pub(super) fn exec(program: &Program) -> i32 {
+    let err = run::exec(&program.chain, &program.args);
+    eprintln!("rcache: could not run {}: {err}", program.path().display());
+    EXIT_CANNOT_RUN
+}
+
+/// Applies an invocation's counters, last-use times and memos in one unsynced transaction;
+/// without an open store (it could not be opened), through the state env alone. A failure is
+/// logged, never fatal: stats are not worth a build.
+fn apply_state_update(store: Option<&Store>, store_dir: &Path, update: &StateUpdate) {
+    let applied = match store {
+        Some(store) => store.state.apply(update),
+        None => State::open(&crate::store::layout::Layout::new(store_dir))
+            .and_then(|state| state.apply(update)),
+    };
+    if let Err(err) = applied {
+        tracing::warn!("could not record stats: {err}");
+    }
+}
