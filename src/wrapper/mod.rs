@@ -332,7 +332,8 @@ impl WrapperRun {
     /// cargo's runs of it come to rcache. A failure leaves the script as it was, to run uncached,
     /// and is counted under `build_scripts`.
     fn install_launcher(&mut self, hasher: &mut MemoHasher, invocation: &Invocation) {
-        if !build_script::launcher::is_build_script(invocation) || !self.config.build_scripts.value
+        if !build_script::launcher::is_build_script(invocation)
+            || !build_script::cc_env::launcher_wanted(&self.config)
         {
             return;
         }

@@ -20,7 +20,8 @@ pub struct CompilerChain {
 }
 
 impl CompilerChain {
-    fn command(&self, args: &[OsString]) -> Command {
+    /// The command that runs this chain with `args`.
+    pub fn command(&self, args: &[OsString]) -> Command {
         let mut command = Command::new(&self.program);
         command.args(&self.leading_args).args(args);
         command
@@ -50,9 +51,16 @@ pub fn compile(
     args: &[OsString],
     drop_line: impl Fn(&[u8]) -> bool + Send + 'static,
 ) -> io::Result<Compiled> {
+    compile_command(chain.command(args), drop_line)
+}
+
+/// [`compile`] of a prepared command (a build script whose environment rcache adjusted).
+pub fn compile_command(
+    mut command: Command,
+    drop_line: impl Fn(&[u8]) -> bool + Send + 'static,
+) -> io::Result<Compiled> {
     let clock = Instant::now();
-    let mut child = chain
-        .command(args)
+    let mut child = command
         .stdin(Stdio::inherit())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -15,6 +15,7 @@ mod artifacts;
 mod build_scripts;
 mod c_compiles;
 mod cargo_test;
+mod cc_setup;
 mod cdylib;
 mod check;
 mod cli;

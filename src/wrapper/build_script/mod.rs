@@ -11,6 +11,7 @@
 //! - anything rcache cannot key or restore runs the script, with the reason counted under
 //!   `build_scripts` in the stats; a fault never fails the build.
 
+pub mod cc_env;
 pub mod directives;
 pub mod inputs;
 pub mod launcher;
@@ -303,7 +304,9 @@ impl ScriptRun {
             program: self.real.clone().into_os_string(),
             leading_args: Vec::new(),
         };
-        let ran = match run::compile(&chain, &self.args, |_| false) {
+        let mut command = chain.command(&self.args);
+        cc_env::prepare_script_env(&mut command, &self.config, &mut self.update);
+        let ran = match run::compile_command(command, |_| false) {
             Ok(ran) => ran,
             Err(err) => {
                 eprintln!("rcache: could not run {}: {err}", self.real.display());
@@ -382,9 +385,10 @@ impl ScriptRun {
 
     /// Replaces this process with the real script.
     fn exec(&self) -> i32 {
-        let err = std::process::Command::new(&self.real)
-            .args(&self.args)
-            .exec();
+        let mut command = std::process::Command::new(&self.real);
+        command.args(&self.args);
+        cc_env::prepare_script_env_now(&mut command, &self.config);
+        let err = command.exec();
         eprintln!("rcache: could not run {}: {err}", self.real.display());
         101
     }
