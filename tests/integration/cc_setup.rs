@@ -1,5 +1,5 @@
 //! The C/C++ setups README documents, with the real `cc` crate (issue 19): every form builds
-//! byte for byte what a plain build builds, probes included (`cc_ws`: compiler-family detection
+//! byte for byte what a plain build builds, probes included (`sysprobe_ws`: compiler-family detection
 //! and `flag_if_supported`, whose answers are compiled into the binary), and the C/C++ compiles
 //! of a build script that reruns hit. Also rcache started as if it were the compiler
 //! (`rcache -E x.c`), which the `cc` crate does when it takes rcache for the compiler.
@@ -143,7 +143,7 @@ fn cc_events<'a>(run: &'a Run, source: &str) -> Vec<&'a Value> {
 
 #[test]
 fn every_documented_form_builds_what_a_plain_build_builds_and_reruns_hit() {
-    let sb = Sandbox::with_fixture("cc_ws");
+    let sb = Sandbox::with_fixture("sysprobe_ws");
     sb.cargo(&["build"])
         .named("plain build")
         .env_remove("CC")
@@ -207,7 +207,7 @@ fn every_documented_form_builds_what_a_plain_build_builds_and_reruns_hit() {
 
 #[test]
 fn zero_config_can_be_turned_off_and_leaves_a_users_cc_alone() {
-    let sb = Sandbox::with_fixture("cc_ws");
+    let sb = Sandbox::with_fixture("sysprobe_ws");
     let quiet = Form {
         name: "zero config, off",
         env: vec![("RCACHE_BUILD_SCRIPT_CC", "off".into())],

@@ -1,6 +1,6 @@
 //! rcache's integration tests: real cargo, rustc and linker building the fixture workspaces in
 //! `tests/fixtures` (`demo_ws`; `native_ws` for native code and a cdylib; `scripts_ws` for
-//! build-script runs), with rcache as
+//! build-script runs; `sysprobe_ws` for the `cc` crate's probes through each C/C++ setup), with rcache as
 //! `RUSTC_WRAPPER`.
 //!
 //! One test binary, one module per behaviour (ripgrep style). `harness` owns everything the
