@@ -77,8 +77,9 @@ pub fn prepare_script_env(
     let Some(path) = env("PATH") else {
         return false;
     };
-    let mut entries = vec![dir];
-    entries.extend(std::env::split_paths(&path));
+    let mut entries = vec![dir.clone()];
+    // A script started from a script (cargo run by a build script) has the links first already.
+    entries.extend(std::env::split_paths(&path).filter(|entry| *entry != dir));
     let Ok(joined) = std::env::join_paths(entries) else {
         return false;
     };
