@@ -183,6 +183,14 @@ fn every_documented_form_builds_what_a_plain_build_builds_and_reruns_hit() {
                 form.name
             );
         }
+        // Cargo's own checks see nothing to redo: no compile, no script run.
+        let again = build(&sb, &form, &[], "no-op build");
+        assert!(
+            again.events.is_empty(),
+            "{}: {}",
+            form.name,
+            again.describe_events()
+        );
         // The script reruns (its run is not restored): its C/C++ compiles hit.
         sb.clean();
         let rerun = build(&sb, &form, &[("RCACHE_BUILD_SCRIPTS", "off")], "rerun");
