@@ -6,6 +6,11 @@
 //! - rcache started through a link named like a C compiler (`cc`, `gcc`, `clang++`, ...) is the
 //!   ccache-style symlink form: `argv[0]` is the compiler, found further along PATH.
 //! - `--build-script-run <script>` is a build-script run, from the launcher (docs/design.md §6b).
+//! - rcache started as if it were the compiler (`rcache -E x.c`, `rcache -c x.c -o x.o`: a first
+//!   argument that is a compiler option rcache does not own, or a C/C++ source) is `rcache cc`
+//!   with those arguments: a build tool that took rcache for the compiler (the `cc` crate does
+//!   with `CC="rcache cc"` when it does not know rcache as a wrapper) probes the real `cc`,
+//!   and never reads a usage error as "this flag is not supported".
 //! - Anything else is parsed by clap as a command.
 
 use std::ffi::OsString;
@@ -131,6 +136,35 @@ pub fn is_wrapper_invocation(first: &OsString) -> bool {
             .is_some_and(|name| COMPILER_NAMES.contains(&name.to_string_lossy().as_ref()))
 }
 
+/// rcache's own options, which stay commands when they come first.
+const OWN_LONG_OPTIONS: [&str; 4] = ["--show-stats", "--zero-stats", "--help", "--version"];
+
+/// The short options of rcache's own (`-s`, `-z`, `-h`, `-V`), alone or clustered (`-sz`).
+const OWN_SHORT_OPTIONS: &str = "szhV";
+
+/// Extensions of the sources gcc and clang compile (C, C++, Objective-C/C++, assembly,
+/// preprocessed forms).
+const SOURCE_EXTENSIONS: [&str; 14] = [
+    "c", "cc", "cp", "cpp", "cxx", "c++", "C", "CPP", "m", "mm", "M", "S", "s", "i",
+];
+
+/// True if rcache was started as if it were the C compiler itself: `first` is an option that is
+/// not rcache's own (`-E`, `-c`, `-O2`, `--version=x`...), or a C/C++ source file. Such a call
+/// runs as `rcache cc <args>`.
+pub fn is_compiler_style_invocation(first: &OsString) -> bool {
+    let text = first.to_string_lossy();
+    if let Some(rest) = text.strip_prefix('-') {
+        if text.starts_with("--") {
+            return !OWN_LONG_OPTIONS.contains(&text.as_ref());
+        }
+        return rest.is_empty() || !rest.chars().all(|c| OWN_SHORT_OPTIONS.contains(c));
+    }
+    Path::new(first)
+        .extension()
+        .and_then(|ext| ext.to_str())
+        .is_some_and(|ext| SOURCE_EXTENSIONS.contains(&ext) || ext == "ii")
+}
+
 /// Runs rcache with the process's arguments; returns the exit code.
 pub fn main() -> i32 {
     let args: Vec<OsString> = std::env::args_os().collect();
@@ -146,6 +180,10 @@ pub fn main() -> i32 {
         .is_some_and(|argv0| crate::cc::driver::is_c_compiler(argv0))
     {
         return crate::wrapper::cc::run(args[0].clone(), args[1..].to_vec());
+    }
+    // Started as if it were the compiler: the C path, with `cc` found on PATH.
+    if args.len() > 1 && is_compiler_style_invocation(&args[1]) {
+        return crate::wrapper::cc::run(OsString::from("cc"), args[1..].to_vec());
     }
     if args.len() > 1 && is_wrapper_invocation(&args[1]) {
         if crate::cc::driver::is_c_compiler(&args[1]) {
@@ -258,6 +296,43 @@ mod tests {
                 !is_wrapper_invocation(&OsString::from(command)),
                 "{command}"
             );
+        }
+    }
+
+    #[test]
+    fn compiler_style_calls_are_told_from_commands() {
+        for compiler_call in [
+            "-E",
+            "-c",
+            "-O0",
+            "-ffunction-sections",
+            "-",
+            "--target=x86_64-linux-gnu",
+            "-Sz",
+            "x.c",
+            "/tmp/out/flag_check.cpp",
+            "src/a.S",
+            "b.ii",
+        ] {
+            let arg = OsString::from(compiler_call);
+            assert!(is_compiler_style_invocation(&arg), "{compiler_call}");
+        }
+        for own in [
+            "-s",
+            "-z",
+            "-sz",
+            "-h",
+            "-V",
+            "--help",
+            "--version",
+            "--show-stats",
+            "--zero-stats",
+            "stats",
+            "gc",
+            "/usr/bin/rustc",
+            "cc",
+        ] {
+            assert!(!is_compiler_style_invocation(&OsString::from(own)), "{own}");
         }
     }
 }

@@ -392,6 +392,10 @@ def print_tables(runs: list[dict], modes: list[str], top: int) -> None:
     if script_lines:
         print("\nbuild-script runs (rcache, last repetition of each mode):")
         print("\n".join(script_lines))
+    c_lines = report.c_compile_lines(runs, modes)
+    if c_lines:
+        print("\nC/C++ compiles through rcache (last repetition of each mode):")
+        print("\n".join(c_lines))
     for mode in modes:
         last = [r for r in runs if r["mode"] == mode and not r["primer"] and r.get("slowest_units")]
         if report.mode_class(mode) == "warm" and last and top > 0:

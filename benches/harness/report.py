@@ -207,6 +207,29 @@ def build_script_lines(runs: list[dict], modes: list[str]) -> list[str]:
     return lines
 
 
+def c_compile_lines(runs: list[dict], modes: list[str]) -> list[str]:
+    """For each rcache mode: its last build's C/C++ compiles (`languages` other than rust in
+    `rcache stats --json`) and the script runs whose compilers rcache routed (zero config)."""
+    lines = []
+    for mode in modes:
+        last = [r for r in runs if r["mode"] == mode and not r["primer"]
+                and (r.get("stats_summary") or {}).get("languages")]
+        if not last:
+            continue
+        summary = last[-1]["stats_summary"]
+        parts = []
+        for name, counts in sorted(summary["languages"].items()):
+            if name == "rust" or not counts.get("requests"):
+                continue
+            parts.append(f"{name} {counts.get('requests')} (hits {counts.get('hits')}, misses "
+                         f"{counts.get('misses')}, passthrough {counts.get('passthrough')}, "
+                         f"errors {counts.get('errors')})")
+        routed = summary.get("build_scripts_cc_routed")
+        lines.append(f"- {mode} (rep {last[-1]['rep']}): " + ("; ".join(parts) or "none")
+                     + (f"; script runs routed: {routed}" if routed is not None else ""))
+    return lines
+
+
 def write_json(path: Path, record: dict) -> None:
     """Write the run's record, creating the results dir if needed."""
     path.parent.mkdir(parents=True, exist_ok=True)

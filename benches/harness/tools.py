@@ -140,6 +140,8 @@ class Rcache(Tool):
                         build_scripts={key: runs.get(key) for key in (
                             "requests", "hits", "misses", "passthrough", "errors",
                             "passthrough_reasons", "not_stored", "error_reasons")},
+                        languages=stats.get("languages"),
+                        build_scripts_cc_routed=stats.get("build_scripts_cc_routed"),
                         remote={key: remote.get(key) for key in (
                             "hits", "misses", "errors", "error_reasons", "skipped", "rejected",
                             "rejected_reasons", "bytes_down", "bytes_up", "uploads",

@@ -79,6 +79,10 @@ pub fn show(config: &Config, json: bool) -> anyhow::Result<()> {
         ("  errors (script ran instead)", scripts.errors.to_string()),
         ("  hit rate", rate(scripts)),
         ("  run time saved", seconds(scripts.time_saved_ms)),
+        (
+            "  C/C++ routed through rcache",
+            report.build_scripts_cc_routed.to_string(),
+        ),
         ("Entries", report.entries.to_string()),
         ("Blobs", report.blobs.to_string()),
         ("Store size", format_size(report.store_bytes)),

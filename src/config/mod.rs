@@ -53,6 +53,9 @@ pub struct Config {
     pub recache: Setting<bool>,
     /// Cache build-script runs (docs/design.md §6b); `off` leaves every run to cargo.
     pub build_scripts: Setting<bool>,
+    /// Route the C/C++ compiles of the build scripts rcache runs through rcache, when the
+    /// user set no `CC`/`CXX` (`wrapper::build_script::cc_env`); `off` runs them untouched.
+    pub build_script_cc: Setting<bool>,
     /// Remote storage (README.md "Remote storage").
     pub remote: RemoteConfig,
     /// The config file consulted, and whether it exists.
@@ -92,6 +95,10 @@ const BUILD_SCRIPTS: Names = Names {
     env: "RCACHE_BUILD_SCRIPTS",
     toml: "build_scripts",
 };
+const BUILD_SCRIPT_CC: Names = Names {
+    env: "RCACHE_BUILD_SCRIPT_CC",
+    toml: "build_script_cc",
+};
 
 impl Config {
     /// Loads the settings from the process environment.
@@ -112,6 +119,7 @@ impl Config {
         let disable = loader.flag(&DISABLE, false);
         let recache = loader.flag(&RECACHE, false);
         let build_scripts = loader.flag(&BUILD_SCRIPTS, true);
+        let build_script_cc = loader.flag(&BUILD_SCRIPT_CC, true);
         let remote = RemoteConfig::load(&mut loader);
         Config {
             dir,
@@ -122,6 +130,7 @@ impl Config {
             disable,
             recache,
             build_scripts,
+            build_script_cc,
             remote,
             config_file: loader.config_file,
             warnings: loader.warnings,
@@ -188,6 +197,17 @@ impl Config {
                 }
                 .to_string(),
                 &self.build_scripts.source,
+            ),
+            (
+                BUILD_SCRIPT_CC.env,
+                BUILD_SCRIPT_CC.toml,
+                if self.build_script_cc.value {
+                    "on"
+                } else {
+                    "off"
+                }
+                .to_string(),
+                &self.build_script_cc.source,
             ),
         ];
         rows.extend(self.remote.rows());
@@ -287,5 +307,21 @@ mod tests {
         assert!(load(&[]).build_scripts.value);
         assert!(!load(&[("RCACHE_BUILD_SCRIPTS", "off")]).build_scripts.value);
         assert!(load(&[("RCACHE_BUILD_SCRIPTS", "on")]).build_scripts.value);
+    }
+
+    #[test]
+    fn build_script_cc_routing_is_on_unless_turned_off() {
+        assert!(load(&[]).build_script_cc.value);
+        assert!(
+            !load(&[("RCACHE_BUILD_SCRIPT_CC", "off")])
+                .build_script_cc
+                .value
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, "build_script_cc = \"off\"\n").unwrap();
+        let config = load(&[("RCACHE_CONFIG", file.to_str().unwrap())]);
+        assert!(!config.build_script_cc.value);
+        assert_eq!(config.build_script_cc.source, Source::File(file));
     }
 }

@@ -112,6 +112,9 @@ impl Outcome {
     }
 }
 
+/// Counter of build-script runs started with rcache's compiler links first on `PATH`.
+pub const BUILD_SCRIPTS_CC_ROUTED: &str = "build_scripts_cc_routed";
+
 /// Counter-name prefix of build-script runs.
 const BUILD_SCRIPTS_PREFIX: &str = "build_scripts.";
 
@@ -285,6 +288,9 @@ pub struct Report {
     pub compiles: Counts,
     /// Build-script runs, counted apart from the totals.
     pub build_scripts: Counts,
+    /// Build-script runs whose C/C++ compiles rcache routed through itself (no `CC`/`CXX` set;
+    /// `wrapper::build_script::cc_env`). Those compiles count in the totals like any other.
+    pub build_scripts_cc_routed: u64,
     /// The compile totals split by language (`rust`, `c`, `cxx`, `objc`, `objcxx`, `asm`).
     pub languages: BTreeMap<String, LanguageCounts>,
     pub entries: u64,
@@ -324,6 +330,7 @@ impl Report {
             match name.as_str() {
                 "auto_gc_runs" => self.auto_gc_runs = *value,
                 "auto_gc_faults" => self.auto_gc_faults = *value,
+                BUILD_SCRIPTS_CC_ROUTED => self.build_scripts_cc_routed = *value,
                 _ => match name.strip_prefix(BUILD_SCRIPTS_PREFIX) {
                     Some(name) => self.build_scripts.set(name, *value),
                     None => self.compiles.set(name, *value),

@@ -17,12 +17,19 @@ use std::time::Instant;
 pub struct CompilerChain {
     pub program: OsString,
     pub leading_args: Vec<OsString>,
+    /// Variables set for the program on top of rcache's own environment (a build script's
+    /// `PATH` with rcache's compiler links first); empty for a compiler.
+    pub env: Vec<(OsString, OsString)>,
 }
 
 impl CompilerChain {
-    fn command(&self, args: &[OsString]) -> Command {
+    /// The command that runs this chain with `args`.
+    pub fn command(&self, args: &[OsString]) -> Command {
         let mut command = Command::new(&self.program);
-        command.args(&self.leading_args).args(args);
+        command
+            .args(&self.leading_args)
+            .args(args)
+            .envs(self.env.iter().map(|(name, value)| (name, value)));
         command
     }
 }
@@ -41,6 +48,7 @@ impl Program {
             chain: CompilerChain {
                 program,
                 leading_args: Vec::new(),
+                env: Vec::new(),
             },
             args,
         }
@@ -75,9 +83,16 @@ pub fn compile(
     args: &[OsString],
     drop_line: impl Fn(&[u8]) -> bool + Send + 'static,
 ) -> io::Result<Compiled> {
+    compile_command(chain.command(args), drop_line)
+}
+
+/// [`compile`] of a prepared command (a build script whose environment rcache adjusted).
+pub fn compile_command(
+    mut command: Command,
+    drop_line: impl Fn(&[u8]) -> bool + Send + 'static,
+) -> io::Result<Compiled> {
     let clock = Instant::now();
-    let mut child = chain
-        .command(args)
+    let mut child = command
         .stdin(Stdio::inherit())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -178,10 +193,14 @@ mod tests {
         let chain = CompilerChain {
             program: "sh".into(),
             leading_args: vec![],
+            env: vec![("RCACHE_TEST_VALUE".into(), "set".into())],
         };
-        let args: Vec<OsString> = vec!["-c".into(), "echo out; echo err >&2; exit 3".into()];
+        let args: Vec<OsString> = vec![
+            "-c".into(),
+            "echo out $RCACHE_TEST_VALUE; echo err >&2; exit 3".into(),
+        ];
         let compiled = compile(&chain, &args, |_| false).unwrap();
-        assert_eq!(compiled.stdout, b"out\n");
+        assert_eq!(compiled.stdout, b"out set\n", "the chain's env reaches the program");
         assert_eq!(compiled.stderr, b"err\n");
         assert_eq!(exit_code(compiled.status), 3);
     }

@@ -38,6 +38,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
     let chain = CompilerChain {
         program: args[0].clone(),
         leading_args: args[1..args.len() - rustc_args.len()].to_vec(),
+        env: Vec::new(),
     };
     let program = Program {
         chain,
@@ -71,7 +72,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         }
     };
     let mut job = RustcJob {
-        build_scripts: cx.config.build_scripts.value,
+        launcher_wanted: build_script::cc_env::launcher_wanted(&cx.config),
         invocation,
         compiler_path,
         wrapper,
@@ -95,8 +96,9 @@ fn is_clippy_driver(path: &Path) -> bool {
 
 /// A cacheable rustc compile.
 struct RustcJob {
-    /// Whether build-script runs are cached (the launcher is installed).
-    build_scripts: bool,
+    /// Whether cargo's runs of build scripts come to rcache (the launcher is installed): to be
+    /// cached, or to have their C/C++ compiles routed through rcache.
+    launcher_wanted: bool,
     invocation: Invocation,
     compiler_path: PathBuf,
     wrapper: Option<WorkspaceWrapper>,
@@ -228,7 +230,7 @@ impl RustcJob {
     /// cargo's runs of it come to rcache. A failure leaves the script as it was, to run
     /// uncached, and is counted under `build_scripts`.
     fn install_launcher(&self, hasher: &mut MemoHasher, update: &mut StateUpdate) {
-        if !build_script::launcher::is_build_script(&self.invocation) || !self.build_scripts {
+        if !build_script::launcher::is_build_script(&self.invocation) || !self.launcher_wanted {
             return;
         }
         let binary = self

@@ -437,7 +437,12 @@ fn the_launcher_runs_the_real_script_when_rcache_is_not_the_wrapper() {
 #[test]
 fn build_script_caching_can_be_turned_off() {
     let scripts = Scripts::new();
-    let off = [("RCACHE_BUILD_SCRIPTS", "off")];
+    // Both off: cargo runs every script itself (no launcher); with RCACHE_BUILD_SCRIPT_CC on,
+    // the launcher would still bring the runs to rcache for their C/C++ compiles.
+    let off = [
+        ("RCACHE_BUILD_SCRIPTS", "off"),
+        ("RCACHE_BUILD_SCRIPT_CC", "off"),
+    ];
     let (run, ran) = scripts.build(&[], &off);
     assert_eq!(ran.len(), 7, "every script ran: {ran:?}");
     assert!(script_events(&run.events).is_empty());
@@ -454,4 +459,20 @@ fn build_script_caching_can_be_turned_off() {
     assert_eq!(ran.len(), 7, "every script ran again: {ran:?}");
     assert_eq!(scripts.app_output(), BASE_APP_OUTPUT);
     assert_eq!(scripts.sb.stats()["build_scripts"]["requests"], 0);
+
+    // Run caching alone off: every run comes to rcache and runs at once, recording nothing.
+    let runs_only = [("RCACHE_BUILD_SCRIPTS", "off")];
+    let (run, ran) = scripts.clean_build(&[], &runs_only);
+    assert_eq!(ran.len(), 7, "every script ran again: {ran:?}");
+    let events = script_events(&run.events);
+    assert_eq!(events.len(), 7, "{events:?}");
+    for (package, outcomes) in &events {
+        for (outcome, reason, _) in outcomes {
+            assert_eq!(outcome, "passthrough", "{package}");
+            assert_eq!(reason.as_deref(), Some("build_scripts_off"), "{package}");
+        }
+    }
+    let (_, ran) = scripts.clean_build(&[], &runs_only);
+    assert_eq!(ran.len(), 7, "nothing was recorded: {ran:?}");
+    assert_eq!(scripts.app_output(), BASE_APP_OUTPUT);
 }

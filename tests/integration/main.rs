@@ -1,6 +1,7 @@
 //! rcache's integration tests: real cargo, rustc, C compilers and linker building the fixture
 //! workspaces in `tests/fixtures` (`demo_ws`; `native_ws` for native code and a cdylib;
-//! `scripts_ws` for build-script runs; `c_src` for C compiles), with rcache as `RUSTC_WRAPPER`.
+//! `scripts_ws` for build-script runs; `c_src` for C compiles; `sysprobe_ws` for the `cc`
+//! crate's probes through each C/C++ setup), with rcache as `RUSTC_WRAPPER`.
 //!
 //! One test binary (one link, one build of the harness), one suite per feature, as ccache groups
 //! its `test/suites`. A suite is a module: `cargo test --test integration <suite>::` runs one.
@@ -17,6 +18,9 @@
 //!   they declared.
 //! - [`c_depend_mode`]: C and C++ compiles (`rcache cc`, the symlink form, cc-rs in a build
 //!   script) with gcc and clang, in ccache's depend mode.
+//! - [`cc_setup`]: the documented C/C++ setups (`CC` with `CC_KNOWN_WRAPPER_CUSTOM`, `CC`
+//!   alone, the symlink form, zero config) build byte for byte what a plain build does, with
+//!   the real `cc` crate's probes, and their compiles hit.
 //! - [`store_faults`]: a store that cannot be used or lies (read-only, another user's, full,
 //!   garbage, hostile records), and I/O errors injected into its writes, renames, fsyncs and
 //!   opens (strace).
@@ -42,6 +46,7 @@ mod harness;
 
 mod build_scripts;
 mod c_depend_mode;
+mod cc_setup;
 mod cli;
 mod concurrency;
 mod crash;

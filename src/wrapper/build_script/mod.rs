@@ -15,6 +15,7 @@
 //!
 //! Counted under `build_scripts` in the stats, logged with `kind: "build_script_run"`.
 
+pub(crate) mod cc_env;
 pub mod directives;
 pub(crate) mod inputs;
 pub(crate) mod launcher;
@@ -27,9 +28,10 @@ use std::io::{self, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use crate::config::Config;
 use crate::hash::Key;
 use crate::key::build_script::{RunFacts, run_env, run_invocation_key};
-use crate::stats::{NotStoredReason, RunPassthrough};
+use crate::stats::{BUILD_SCRIPTS_CC_ROUTED, NotStoredReason, RunPassthrough};
 use crate::store::Store;
 use crate::store::entry::{Candidate, Entry};
 use inputs::RunDirs;
@@ -50,7 +52,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         eprintln!("rcache: {RUN_FLAG} needs the build script's path");
         return 2;
     };
-    let program = Program::plain(real.clone(), script_args.to_vec());
+    let mut program = Program::plain(real.clone(), script_args.to_vec());
     let cwd = std::env::current_dir().unwrap_or_default();
     let passthrough = if cx.config.disable.value {
         Some(RunPassthrough::Disabled)
@@ -60,11 +62,14 @@ pub fn run(args: Vec<OsString>) -> i32 {
         None
     };
     let Some(env) = RunEnv::from_process() else {
+        cc_env::route(&mut program.chain, &cx.config, &mut cx.update);
         let unit = run_unit(&cwd);
         let reason = RunPassthrough::NotACargoRun.into();
         return cx.pass_through(None, &unit, &program, reason);
     };
     if let Some(reason) = passthrough {
+        // Not cached, but its C/C++ compiles still go through rcache (unless turned off).
+        cc_env::route(&mut program.chain, &cx.config, &mut cx.update);
         let store = cx.open_store();
         let unit = run_unit(&cwd);
         return cx.pass_through(store.as_ref().ok(), &unit, &program, reason.into());
@@ -74,6 +79,8 @@ pub fn run(args: Vec<OsString>) -> i32 {
         args: script_args.to_vec(),
         cwd,
         env,
+        config: cx.config.clone(),
+        cc_routed: false,
     };
     match cx.open_store() {
         Ok(store) => super::flow::run_cached(&mut cx, &store, &program, &mut job),
@@ -160,6 +167,10 @@ struct ScriptJob {
     args: Vec<OsString>,
     cwd: PathBuf,
     env: RunEnv,
+    /// The settings, for routing the script's C/C++ compiles when it runs ([`cc_env`]).
+    config: Config,
+    /// Whether the run's C/C++ compiles were routed through rcache.
+    cc_routed: bool,
 }
 
 impl Job for ScriptJob {
@@ -220,7 +231,12 @@ impl Job for ScriptJob {
     }
 
     fn run(&mut self, _store: &Store, program: &Program) -> io::Result<Compiled> {
-        run::compile(&program.chain, &program.args, |_| false)
+        let mut chain = program.chain.clone();
+        if let Some(path) = cc_env::routed_path(&self.config) {
+            chain.env.push(("PATH".into(), path));
+            self.cc_routed = true;
+        }
+        run::compile(&chain, &program.args, |_| false)
     }
 
     fn failed_run_reason(&self) -> NotStoredReason {
@@ -229,6 +245,12 @@ impl Job for ScriptJob {
 
     fn record(&mut self, recording: &mut Recording) -> Result<Recorded, NotStored> {
         record::record(recording, &self.real, &self.env)
+    }
+
+    fn after_run(&mut self, keying: Keying, _succeeded: bool) {
+        if self.cc_routed {
+            keying.update.count(BUILD_SCRIPTS_CC_ROUTED, 1);
+        }
     }
 }
 

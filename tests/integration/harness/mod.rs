@@ -413,6 +413,12 @@ impl CargoCmd {
         self.env("CARGO_TARGET_DIR", dir)
     }
 
+    /// Removes a variable the test process may have (`CC`, `CXX`).
+    pub fn env_remove(mut self, key: &str) -> CargoCmd {
+        self.cmd.env_remove(key);
+        self
+    }
+
     /// A plain cargo build, without rcache.
     pub fn without_wrapper(mut self) -> CargoCmd {
         self.cmd.env_remove("RUSTC_WRAPPER");
