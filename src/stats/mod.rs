@@ -171,17 +171,31 @@ pub struct Counts {
     pub time_saved_ms: u64,
 }
 
+/// Sets a reason counter (`<group>.<reason>`) in its group's map, if `name` is one; true when
+/// `name` has a group (a group not in `maps` is ignored).
+fn set_reason<const N: usize>(
+    name: &str,
+    value: u64,
+    maps: [(&str, &mut BTreeMap<String, u64>); N],
+) -> bool {
+    let Some((group, reason)) = name.split_once('.') else {
+        return false;
+    };
+    if let Some((_, map)) = maps.into_iter().find(|(name, _)| *name == group) {
+        map.insert(reason.to_string(), value);
+    }
+    true
+}
+
 impl Counts {
     /// Sets the field a counter (name without prefix) belongs to.
     fn set(&mut self, name: &str, value: u64) {
-        if let Some((group, reason)) = name.split_once('.') {
-            let map = match group {
-                "passthrough_reasons" => &mut self.passthrough_reasons,
-                "not_stored" => &mut self.not_stored,
-                "error_reasons" => &mut self.error_reasons,
-                _ => return,
-            };
-            map.insert(reason.to_string(), value);
+        let reasons = [
+            ("passthrough_reasons", &mut self.passthrough_reasons),
+            ("not_stored", &mut self.not_stored),
+            ("error_reasons", &mut self.error_reasons),
+        ];
+        if set_reason(name, value, reasons) {
             return;
         }
         match name {
@@ -253,13 +267,11 @@ pub struct RemoteCounts {
 
 impl RemoteCounts {
     fn set(&mut self, name: &str, value: u64) {
-        if let Some((group, reason)) = name.split_once('.') {
-            let map = match group {
-                "error_reasons" => &mut self.error_reasons,
-                "rejected_reasons" => &mut self.rejected_reasons,
-                _ => return,
-            };
-            map.insert(reason.to_string(), value);
+        let reasons = [
+            ("error_reasons", &mut self.error_reasons),
+            ("rejected_reasons", &mut self.rejected_reasons),
+        ];
+        if set_reason(name, value, reasons) {
             return;
         }
         match name {

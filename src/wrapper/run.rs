@@ -200,7 +200,10 @@ mod tests {
             "echo out $RCACHE_TEST_VALUE; echo err >&2; exit 3".into(),
         ];
         let compiled = compile(&chain, &args, |_| false).unwrap();
-        assert_eq!(compiled.stdout, b"out set\n", "the chain's env reaches the program");
+        assert_eq!(
+            compiled.stdout, b"out set\n",
+            "the chain's env reaches the program"
+        );
         assert_eq!(compiled.stderr, b"err\n");
         assert_eq!(exit_code(compiled.status), 3);
     }
