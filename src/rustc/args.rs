@@ -7,6 +7,9 @@
 //! 2. [`build`]: the tokens -> the typed [`Invocation`] and the arguments of its key. Every shape
 //!    this version cannot name the outputs of, or cannot key soundly, is refused by a named rule
 //!    in [`rules`], each testable alone.
+//!
+//! `-C incremental` (cargo's dev profile) is cached: the key says that the compile is
+//! incremental, not where its incremental dir is (docs/design.md §6d).
 
 mod rules;
 mod tokens;
@@ -189,7 +192,14 @@ fn build(tokens: Vec<Token>) -> Result<Invocation, Passthrough> {
             Token::Codegen(value) => {
                 let (key, setting) = rules::split_codegen(&value);
                 codegen.push((key.to_string(), setting.map(str::to_string)));
-                key_args.extend(["-C".to_string(), value]);
+                // The incremental dir is rustc's own state, not an input: keyed as whether the
+                // compile is incremental, not where (docs/design.md §2c).
+                let keyed = if key == "incremental" {
+                    key.to_string()
+                } else {
+                    value
+                };
+                key_args.extend(["-C".to_string(), keyed]);
             }
             Token::Debuginfo => {
                 codegen.push(("debuginfo".into(), Some("2".into())));
@@ -325,6 +335,22 @@ mod tests {
     }
 
     #[test]
+    fn incremental_compiles_are_keyed_apart_but_not_by_their_dir() {
+        let plain = classify(&args(CARGO_LIB)).unwrap();
+        let here = classify(&args(&format!(
+            "{CARGO_LIB} -C incremental=/p/target/debug/incremental"
+        )))
+        .unwrap();
+        let there = classify(&args(&format!(
+            "{CARGO_LIB} -Cincremental=/q/t/debug/incremental"
+        )))
+        .unwrap();
+        assert_eq!(here.key_args, there.key_args);
+        assert_ne!(here.key_args, plain.key_args);
+        assert!(!here.key_args.iter().any(|arg| arg.contains("/p/")));
+    }
+
+    #[test]
     fn key_args_ignore_cfg_order_and_out_dir() {
         let a = classify(&args(CARGO_LIB)).unwrap();
         let swapped = CARGO_LIB
@@ -351,7 +377,6 @@ mod tests {
     #[test]
     fn uncacheable_shapes_have_reasons() {
         let cases = [
-            ("-C incremental=/tmp/x", "incremental"),
             (
                 "--crate-type cdylib --target x86_64-pc-windows-msvc",
                 "target_naming",

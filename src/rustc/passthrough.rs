@@ -22,7 +22,6 @@ pub enum Passthrough {
     /// `proc-macro`, `dylib`, `cdylib` and `staticlib` (all of which are cached, README.md "What
     /// is cached"), such as a crate type rustc adds later.
     CrateType(String),
-    Incremental,
     /// `-o`: outputs named by the caller.
     OutputFile,
     /// `--emit=kind=path`.
@@ -70,7 +69,6 @@ impl Passthrough {
             Passthrough::NoCrateType => "no_crate_type",
             Passthrough::NoOutDir => "no_out_dir",
             Passthrough::CrateType(_) => "unsupported_crate_type",
-            Passthrough::Incremental => "incremental",
             Passthrough::OutputFile => "output_file",
             Passthrough::EmitPath => "emit_path",
             Passthrough::EmitKind(_) => "emit_kind",

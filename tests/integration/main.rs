@@ -12,8 +12,10 @@
 //! - [`invalidation`]: what is in the key. Each edit misses exactly the crates it affects
 //!   (sources, modules, `include_str!`, env, cfg, build-script output, C code linked in, the
 //!   linker); what is not in the key keeps hitting; a source edited mid-compile is not stored.
+//! - [`dev_profile`]: the default dev profile (`-C incremental`, no `CARGO_INCREMENTAL`): hits
+//!   after a clean, reverted edits served from the cache, incremental recompiles after restores.
 //! - [`passthrough`]: what rcache does not cache goes to rustc with its reason
-//!   (`RCACHE_DISABLE`, incremental compiles, unknown arguments).
+//!   (`RCACHE_DISABLE`, unknown arguments).
 //! - [`build_scripts`]: build-script runs restored from the cache, rerun on exactly the inputs
 //!   they declared.
 //! - [`c_depend_mode`]: C and C++ compiles (`rcache cc`, the symlink form, cc-rs in a build
@@ -50,6 +52,7 @@ mod cc_setup;
 mod cli;
 mod concurrency;
 mod crash;
+mod dev_profile;
 mod gc;
 mod invalidation;
 mod one_flow;

@@ -1,6 +1,5 @@
 //! What rcache does not cache goes straight to rustc, with its reason logged: everything when
-//! `RCACHE_DISABLE=1`, `-C incremental` compiles, whose outputs are not reproducible, and
-//! arguments rcache does not know.
+//! `RCACHE_DISABLE=1`, and arguments rcache does not know.
 
 use std::fs;
 use std::path::PathBuf;
@@ -24,16 +23,6 @@ fn disabled_rcache_passes_everything_through_and_stores_nothing() {
         Vec::<PathBuf>::new(),
         "blobs stored while disabled"
     );
-}
-
-#[test]
-fn incremental_compiles_pass_through_with_their_reason() {
-    let sb = Sandbox::new();
-    let run = sb.cargo(&["build"]).env("CARGO_INCREMENTAL", "1").ok();
-    for lib in LIBS {
-        run.assert_passthrough(lib, "incremental");
-    }
-    assert_eq!(sb.run_bin(), expected_output(&[]));
 }
 
 /// `--remap-path-scope` is a stable rustc option (`rustc --help -v`) that rcache's argument

@@ -33,11 +33,10 @@ const CACHED_EMITS: [&str; 3] = ["dep-info", "metadata", "link"];
 type TokenRule = fn(&Token) -> Result<(), Passthrough>;
 
 /// Every token rule. Each matches a disjoint set of tokens, so their order here does not matter.
-const TOKEN_RULES: [TokenRule; 8] = [
+const TOKEN_RULES: [TokenRule; 7] = [
     check_emit,
     reject_output_file,
     reject_custom_sysroot,
-    reject_incremental,
     reject_save_temps,
     reject_split_debuginfo,
     reject_profile,
@@ -101,14 +100,6 @@ pub(super) fn reject_custom_sysroot(token: &Token) -> Result<(), Passthrough> {
     match token {
         Token::Sysroot(_) => Err(Passthrough::CustomSysroot),
         _ => Ok(()),
-    }
-}
-
-/// `-C incremental`: incremental outputs are not reproducible (rust-lang/rust#139453).
-pub(super) fn reject_incremental(token: &Token) -> Result<(), Passthrough> {
-    match codegen_setting(token, "incremental") {
-        Some(_) => Err(Passthrough::Incremental),
-        None => Ok(()),
     }
 }
 
@@ -290,23 +281,6 @@ mod tests {
     }
 
     #[test]
-    fn incremental_is_refused_with_or_without_a_value() {
-        assert_eq!(
-            reject_incremental(&codegen("incremental=/t/inc")),
-            Err(Passthrough::Incremental)
-        );
-        assert_eq!(
-            reject_incremental(&codegen("incremental")),
-            Err(Passthrough::Incremental)
-        );
-        assert_eq!(reject_incremental(&codegen("incremental-x=1")), Ok(()));
-        assert_eq!(
-            reject_incremental(&Token::Other("-Z", "incremental=/t".into())),
-            Ok(())
-        );
-    }
-
-    #[test]
     fn save_temps_and_split_debuginfo_pass_only_when_off() {
         assert_eq!(
             reject_save_temps(&codegen("save-temps")),
@@ -383,7 +357,7 @@ mod tests {
             Token::Output("x".into()),
         ];
         assert_eq!(check_tokens(&tokens), Err(Passthrough::SaveTemps));
-        assert_eq!(check_tokens(&tokens[2..]), Err(Passthrough::Incremental));
+        assert_eq!(check_tokens(&tokens[2..]), Err(Passthrough::OutputFile));
         assert_eq!(check_tokens(&tokens[..1]), Ok(()));
     }
 
