@@ -176,16 +176,7 @@ pub struct FileDigest {
 pub fn hash_file(path: &Path) -> io::Result<FileDigest> {
     let mut file = File::open(path)?;
     let before = FileStamp::of(&file.metadata()?);
-    let hash =
-        if before.size >= MMAP_THRESHOLD && Mutability::of(path) == Mutability::ReplacedByRename {
-            if before.size >= RAYON_THRESHOLD {
-                hash_mmap_rayon(&file)?
-            } else {
-                hash_mmap(&file)?
-            }
-        } else {
-            hash_reader(&mut file, before.size)?
-        };
+    let hash = hash_open(&mut file, before.size, Mutability::of(path))?;
     let after = FileStamp::of(&file.metadata()?);
     if after != before {
         return Err(io::Error::other(format!(
@@ -197,6 +188,20 @@ pub fn hash_file(path: &Path) -> io::Result<FileDigest> {
         hash,
         stamp: before,
     })
+}
+
+/// Hashes an open file of `size` bytes from its start, with the strategy the module docs give
+/// for its [`Mutability`].
+pub fn hash_open(file: &mut File, size: u64, mutability: Mutability) -> io::Result<blake3::Hash> {
+    if size >= MMAP_THRESHOLD && mutability == Mutability::ReplacedByRename {
+        if size >= RAYON_THRESHOLD {
+            hash_mmap_rayon(file)
+        } else {
+            hash_mmap(file)
+        }
+    } else {
+        hash_reader(file, size)
+    }
 }
 
 /// Plain reads. Small files are read whole in one call.

@@ -191,7 +191,7 @@ fn remembered_as_verified(store: &Store, memo_key: &Key, hash: &blake3::Hash) ->
 }
 
 /// Creates `blobs/ab/`; an `AlreadyExists` from a concurrent writer is fine.
-fn create_fan_out_dir(blob_path: &Path) -> io::Result<()> {
+pub(super) fn create_fan_out_dir(blob_path: &Path) -> io::Result<()> {
     let parent = blob_path
         .parent()
         .expect("blob paths have a fan-out parent");

@@ -2,6 +2,7 @@
 //!
 //! - [`layout`]: every on-disk name and version.
 //! - [`blob`]: writing and opening blobs.
+//! - [`linked_blob`]: storing a compiler's fresh output by hard link instead of by copy.
 //! - [`entry`]: manifests and entries, and their serde encoding.
 //! - [`index`]: the durable LMDB index (manifests, entries, blob reference counts).
 //! - [`state`]: the NO_SYNC env (counters, last-use times, memoized hashes).
@@ -17,6 +18,7 @@ pub mod entry;
 pub mod gc;
 pub mod index;
 pub mod layout;
+pub mod linked_blob;
 pub mod lmdb;
 pub mod state;
 

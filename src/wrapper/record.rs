@@ -1,4 +1,5 @@
-//! What the record of a finished rustc compile holds: dep-info -> candidate, outputs -> blobs.
+//! What the record of a finished rustc compile holds: dep-info -> candidate, outputs -> blobs
+//! (hard-linked into the store where rustc replaces them by rename, copied otherwise).
 //! The flow ([`super::flow`]) commits it.
 //!
 //! Refuses to store (a miss with a `not_stored` reason) when an input changed at or after the
@@ -18,9 +19,10 @@ use crate::key::input_paths::InputDirs;
 use crate::rustc::Invocation;
 use crate::rustc::outputs::expected_outputs;
 use crate::stats::NotStoredReason;
-use crate::store::blob;
+use crate::store::blob::{self, StoredBlob};
 use crate::store::entry::OutputKind;
 use crate::store::entry::{Candidate, OutputRecord};
+use crate::store::linked_blob::{self, Linked};
 
 /// What the rustc job knows about the finished compile.
 pub struct Finished<'a> {
@@ -82,16 +84,7 @@ pub fn record(recording: &mut Recording, finished: &Finished) -> Result<Recorded
     let mut outputs = Vec::new();
     for expected in expected_outputs(invocation) {
         let path = out_dir.join(&expected.file_name);
-        let mut file = File::open(&path).map_err(NotStored::file(&path))?;
-        let before = file.metadata().map_err(NotStored::file(&path))?;
-        let stored = blob::put_file(&recording.store.layout, &mut file, recording.update)
-            .map_err(NotStored::blob_write)?;
-        let after = file.metadata().map_err(NotStored::file(&path))?;
-        if FileStamp::of(&before) != FileStamp::of(&after) {
-            return Err(NotStored::Refused(
-                NotStoredReason::OutputChangedWhileStoring,
-            ));
-        }
+        let (stored, mode) = store_output(recording, &path, expected.kind)?;
         if expected.kind != OutputKind::DepInfo {
             recording
                 .hasher
@@ -102,7 +95,7 @@ pub fn record(recording: &mut Recording, finished: &Finished) -> Result<Recorded
             kind: expected.kind,
             blob: *stored.hash.as_bytes(),
             size: stored.size,
-            mode: before.permissions().mode() & 0o7777,
+            mode,
         });
     }
     Ok(Recorded {
@@ -110,6 +103,40 @@ pub fn record(recording: &mut Recording, finished: &Finished) -> Result<Recorded
         outputs,
         out_dir: invocation.out_dir.as_os_str().as_encoded_bytes().to_vec(),
     })
+}
+
+/// Stores one output: by hard link (`store::linked_blob`), except the `.d` that rustc rewrites in
+/// place and an output that cannot be linked, which are copied. Returns the blob and the output's
+/// mode; an output that changed while it was being stored is refused.
+fn store_output(
+    recording: &mut Recording,
+    path: &Path,
+    kind: OutputKind,
+) -> Result<(StoredBlob, u32), NotStored> {
+    let layout = &recording.store.layout;
+    if kind != OutputKind::DepInfo {
+        match linked_blob::put_linked(layout, path, recording.update) {
+            Ok(Linked::Stored { blob, mode }) => return Ok((blob, mode)),
+            Ok(Linked::Changed) => {
+                return Err(NotStored::Refused(
+                    NotStoredReason::OutputChangedWhileStoring,
+                ));
+            }
+            Ok(Linked::NotLinkable) => {}
+            Err(err) => return Err(NotStored::blob_write(err)),
+        }
+    }
+    let mut file = File::open(path).map_err(NotStored::file(path))?;
+    let before = file.metadata().map_err(NotStored::file(path))?;
+    let stored =
+        blob::put_file(layout, &mut file, recording.update).map_err(NotStored::blob_write)?;
+    let after = file.metadata().map_err(NotStored::file(path))?;
+    if FileStamp::of(&before) != FileStamp::of(&after) {
+        return Err(NotStored::Refused(
+            NotStoredReason::OutputChangedWhileStoring,
+        ));
+    }
+    Ok((stored, before.permissions().mode() & 0o7777))
 }
 
 /// The candidate of a finished compile (rustc or C) from its dep-info: every input hashed

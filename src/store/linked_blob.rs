@@ -1,0 +1,174 @@
+//! Storing an output the compiler has just written by hard-linking it into the store, instead of
+//! copying it (docs/design.md §3, "Outputs stored by link").
+//!
+//! rustc replaces its outputs by rename (rlib, rmeta, executables, shared objects: docs/facts.md
+//! §5), so the inode a link pins keeps this compile's bytes when the next compile writes that
+//! output again. Linking costs no copy: in the dev profile's edit loop, where every miss stores
+//! its crate's rlib and the linked binary (tens to hundreds of MB), the copy was most of the cost
+//! of a store. The blob is then the same inode as the output in the target dir, as a restored
+//! rlib already is: a tool that writes through it in place (`strip` of a linked binary) changes
+//! the blob's mtime, so the restore's check hashes it again, finds it changed and compiles
+//! instead (`store::blob::open_verified`); `rcache verify` finds it too.
+//!
+//! Not for files written in place (a `.d`, a C object that build tools may edit): those are
+//! copied ([`super::blob::put_file`]).
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use super::blob::{StoredBlob, create_fan_out_dir, verified_memo_key};
+use super::io_failed;
+use super::layout::Layout;
+use super::state::StateUpdate;
+use crate::hash::file_hash::{self, FileStamp, Mutability};
+
+/// What [`put_linked`] did.
+pub enum Linked {
+    /// The output is in the store; `mode` is its permission bits.
+    Stored { blob: StoredBlob, mode: u32 },
+    /// The output changed while it was being hashed: nothing is stored.
+    Changed,
+    /// It cannot be linked (another filesystem, a file its owner cannot write): copy it.
+    NotLinkable,
+}
+
+/// Hard-links `output` into the store's `tmp/`, hashes it through that link, and renames the link
+/// to its blob name unless the store holds that blob already. The blob is synced before the
+/// rename, as a copied one is; it keeps the output's mode (rustc writes owner-writable files,
+/// which a hard-linked restore needs: `store::blob` module docs). A blob stored here is memoized
+/// as verified in `update`.
+pub fn put_linked(layout: &Layout, output: &Path, update: &mut StateUpdate) -> io::Result<Linked> {
+    let dir = layout.tmp_dir();
+    let linked = tempfile::Builder::new()
+        .prefix("link-")
+        .make_in(&dir, |path| fs::hard_link(output, path));
+    let link = match linked {
+        Ok(link) => link,
+        // EXDEV (the store on another filesystem), EPERM (protected hard links, a filesystem
+        // without them), EMLINK: the caller copies instead.
+        Err(err) if err.kind() != io::ErrorKind::NotFound => {
+            tracing::debug!("cannot link {} into the store: {err}", output.display());
+            return Ok(Linked::NotLinkable);
+        }
+        Err(err) => return Err(io_failed("hard-link into the store", output)(err)),
+    };
+    let mut file = fs_err::File::open(link.path())?;
+    let meta = file.metadata()?;
+    if meta.permissions().mode() & 0o200 == 0 {
+        return Ok(Linked::NotLinkable);
+    }
+    let hash = file_hash::hash_open(file.file_mut(), meta.len(), Mutability::of(output))
+        .map_err(io_failed("hash file", link.path()))?;
+    let after = file.metadata()?;
+    if FileStamp::of(&meta) != FileStamp::of(&after) {
+        return Ok(Linked::Changed);
+    }
+    let blob = StoredBlob {
+        hash,
+        size: meta.len(),
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    let destination = layout.blob_path(&hash);
+    if destination.exists() {
+        return Ok(Linked::Stored { blob, mode });
+    }
+    file.file()
+        .sync_data()
+        .map_err(io_failed("sync file", link.path()))?;
+    create_fan_out_dir(&destination)?;
+    let temp_path = link.path().to_path_buf();
+    link.persist(&destination)
+        .map_err(|err| super::io_failed_between("rename", &temp_path, &destination)(err.error))?;
+    update
+        .file_hashes
+        .push((verified_memo_key(&hash, &meta), *hash.as_bytes()));
+    Ok(Linked::Stored { blob, mode })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    fn store_of(dir: &Path) -> Layout {
+        let layout = Layout::new(dir.join("store"));
+        fs::create_dir_all(layout.tmp_dir()).unwrap();
+        layout
+    }
+
+    #[test]
+    fn an_output_is_stored_as_the_same_inode_and_survives_its_replacement() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = store_of(dir.path());
+        let output = dir.path().join("libdemo-1.rlib");
+        fs::write(&output, b"first compile").unwrap();
+        let mut update = StateUpdate::default();
+        let Linked::Stored { blob, .. } = put_linked(&layout, &output, &mut update).unwrap() else {
+            panic!("not stored");
+        };
+        assert_eq!(blob.hash, blake3::hash(b"first compile"));
+        let blob_path = layout.blob_path(&blob.hash);
+        assert_eq!(
+            fs::metadata(&blob_path).unwrap().ino(),
+            fs::metadata(&output).unwrap().ino()
+        );
+        assert_eq!(update.file_hashes.len(), 1, "memoized as verified");
+        // The next compile replaces the output by rename, as rustc does.
+        let next = dir.path().join("next.tmp");
+        fs::write(&next, b"second compile").unwrap();
+        fs::rename(&next, &output).unwrap();
+        assert_eq!(fs::read(&blob_path).unwrap(), b"first compile");
+        assert!(
+            fs::read_dir(layout.tmp_dir()).unwrap().next().is_none(),
+            "a link left in tmp/"
+        );
+    }
+
+    #[test]
+    fn content_the_store_holds_is_not_linked_again_and_no_link_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = store_of(dir.path());
+        let first = dir.path().join("a.rlib");
+        let second = dir.path().join("b.rlib");
+        fs::write(&first, b"same").unwrap();
+        fs::write(&second, b"same").unwrap();
+        let mut update = StateUpdate::default();
+        assert!(matches!(
+            put_linked(&layout, &first, &mut update).unwrap(),
+            Linked::Stored { .. }
+        ));
+        assert!(matches!(
+            put_linked(&layout, &second, &mut update).unwrap(),
+            Linked::Stored { .. }
+        ));
+        let blob_path = layout.blob_path(&blake3::hash(b"same"));
+        assert_eq!(
+            fs::metadata(&blob_path).unwrap().ino(),
+            fs::metadata(&first).unwrap().ino()
+        );
+        assert!(fs::read_dir(layout.tmp_dir()).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn a_missing_output_is_an_error_naming_it_and_a_read_only_one_is_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = store_of(dir.path());
+        let missing = dir.path().join("gone.rlib");
+        let err = put_linked(&layout, &missing, &mut StateUpdate::default())
+            .err()
+            .expect("an error");
+        assert!(err.to_string().contains("gone.rlib"), "{err}");
+
+        let read_only = dir.path().join("ro.rlib");
+        fs::write(&read_only, b"x").unwrap();
+        fs::set_permissions(&read_only, fs::Permissions::from_mode(0o444)).unwrap();
+        assert!(matches!(
+            put_linked(&layout, &read_only, &mut StateUpdate::default()).unwrap(),
+            Linked::NotLinkable
+        ));
+        assert!(fs::read_dir(layout.tmp_dir()).unwrap().next().is_none());
+    }
+}
