@@ -158,7 +158,13 @@ pub fn open_verified(
     size: u64,
     update: &mut StateUpdate,
 ) -> io::Result<File> {
-    let file = open_checked(&store.layout, hash, size)?;
+    let file = match open_checked(&store.layout, hash, size) {
+        Err(err) if err.kind() == io::ErrorKind::InvalidData => {
+            remove_if_damaged(&store.layout, hash);
+            return Err(err);
+        }
+        opened => opened?,
+    };
     let meta = file.metadata()?;
     let memo_key = verified_memo_key(hash, &meta);
     if remembered_as_verified(store, &memo_key, hash) {
@@ -180,6 +186,17 @@ pub fn open_verified(
         update.file_hashes.push((memo_key, *hash.as_bytes()));
     }
     Ok(file)
+}
+
+/// A blob of another size than its entry says: written in place through a hard link (a stored
+/// or restored output that a tool appended to), or truncated. Removed if its content is not what
+/// its name says, so that the next store of that content writes it again; a blob that is right
+/// (the entry's size is what is wrong) stays.
+fn remove_if_damaged(layout: &Layout, hash: &blake3::Hash) {
+    let path = layout.blob_path(hash);
+    if file_hash::hash_file(&path).is_ok_and(|digest| digest.hash != *hash) {
+        let _ = fs::remove_file(&path);
+    }
 }
 
 fn remembered_as_verified(store: &Store, memo_key: &Key, hash: &blake3::Hash) -> bool {

@@ -59,7 +59,9 @@ pub fn put_linked(layout: &Layout, output: &Path, update: &mut StateUpdate) -> i
     if meta.permissions().mode() & 0o200 == 0 {
         return Ok(Linked::NotLinkable);
     }
-    let hash = file_hash::hash_open(file.file_mut(), meta.len(), Mutability::of(output))
+    // Mapped even for an executable: rustc replaced it by rename, and until this process exits
+    // cargo has not handed it to anyone who might write it in place (file_hash's SIGBUS case).
+    let hash = file_hash::hash_open(file.file_mut(), meta.len(), Mutability::ReplacedByRename)
         .map_err(io_failed("hash file", link.path()))?;
     let after = file.metadata()?;
     if FileStamp::of(&meta) != FileStamp::of(&after) {

@@ -44,12 +44,21 @@ fn linker_inputs(path: &Path, cwd: &Path, out_dir: &Path) -> Result<Vec<PathBuf>
         Ok(text) => text,
         Err(_) => return Err(NotStored::Refused(NotStoredReason::NoLinkerDepInfo)),
     };
+    // rustc names its temporaries under the out dir with `..` and symlinks resolved
+    // (`CARGO_TARGET_DIR=../target`), so both spellings are the out dir.
+    let real_out_dir = out_dir.canonicalize().ok();
+    let in_out_dir = |path: &Path| {
+        path.starts_with(out_dir)
+            || real_out_dir
+                .as_ref()
+                .is_some_and(|real| path.starts_with(real))
+    };
     let mut inputs = Vec::new();
     for input in depinfo::parse(&text).inputs {
         let resolved = cwd.join(&input);
         if resolved.exists() {
             inputs.push(input);
-        } else if !resolved.starts_with(out_dir) {
+        } else if !in_out_dir(&resolved) {
             tracing::debug!("linker input {} vanished; not storing", resolved.display());
             return Err(NotStored::Refused(NotStoredReason::LinkerInputVanished));
         }

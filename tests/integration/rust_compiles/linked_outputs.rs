@@ -1,6 +1,7 @@
-//! The outputs of linked crates as stored and restored: a restored executable keeps its mode
-//! (blobs are 0644, so a restore by hard link would lose the executable bits), and two
-//! invocations that produce byte-identical binaries share one blob.
+//! The outputs of linked crates as stored and restored: a restored executable keeps its mode, two
+//! invocations that produce byte-identical binaries share one blob, an output written in place
+//! after it was stored (the blob is the output's inode) is never restored, and a target dir
+//! named through `..` stores its linked crates.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -110,4 +111,46 @@ fn identical_binaries_from_two_invocations_are_one_blob() {
         .filter(|blob| fs::read(blob).unwrap() == first)
         .count();
     assert_eq!(copies, 1, "blobs holding demo_bin's bytes");
+}
+
+/// Outputs are stored by hard link, so the blob is the output's inode. A tool that then writes
+/// the executable in place (as `strip` may) changes the blob: the next restore must find that
+/// out and compile instead, never hand out the modified bytes.
+#[test]
+fn an_output_written_in_place_after_its_store_is_not_restored() {
+    let sb = Sandbox::new();
+    sb.cold_build();
+    let deps = sb.target.join("debug/deps");
+    let bin = fs::read_dir(&deps)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| {
+            let name = path.file_name().unwrap().to_string_lossy();
+            name.starts_with("demo_bin-") && path.extension().is_none()
+        })
+        .expect("demo_bin in deps");
+    let mut file = fs::OpenOptions::new().append(true).open(&bin).unwrap();
+    std::io::Write::write_all(&mut file, b"written in place").unwrap();
+    drop(file);
+    sb.clean();
+
+    let warm = sb.build();
+    let event = warm.event("demo_bin").expect("demo_bin compiled");
+    assert_ne!(event["outcome"], "hit", "{}", warm.describe_events());
+    assert_eq!(sb.run_bin(), expected_output(&[]));
+    let restored = fs::read(sb.target.join("debug/demo_bin")).unwrap();
+    assert!(!restored.ends_with(b"written in place"));
+    crate::harness::verify_clean(&sb);
+}
+
+/// `CARGO_TARGET_DIR` spelled with `..`: rustc's own temporaries, which the linker lists, are
+/// named under the normalized path; they are not inputs that vanished.
+#[test]
+fn a_target_dir_named_through_dotdot_stores_linked_crates() {
+    let sb = Sandbox::new();
+    let target = sb.ws.join("../target-through-dotdot");
+    let run = sb.cargo(&["build"]).target_dir(&target).ok();
+    for krate in ["demo_macro", "build_script_build", "demo_bin"] {
+        run.assert_stored_miss(krate);
+    }
 }
