@@ -414,7 +414,8 @@ class Bench:
         record["units_built"] = len(units)
         matched = measure.slowest_units(units, events, len(units), record.get("started"))
         for row in matched:  # slowest_units copies each unit, `package` included
-            row["name"] = row.pop("package", row["name"])
+            if "package" in row:
+                row["crate"], row["name"] = row["name"], row.pop("package")
         if step in ("first", "clean"):
             own = [u for u in matched if u["name"] in self.layout.members]
             matched = own + [u for u in matched[:10] if u not in own]
@@ -529,7 +530,7 @@ def units_table(runs: list[dict], step: str, rep: int) -> str | None:
     for mode in MODES:
         durations[mode] = {}
         for u in by_mode[mode].get("units") or []:
-            key = (u["name"], u["version"], u["kind"])
+            key = (u["name"], u["version"], u["kind"], u.get("crate"))
             durations[mode][key] = u
             if key not in keys:
                 keys.append(key)
@@ -539,7 +540,8 @@ def units_table(runs: list[dict], step: str, rep: int) -> str | None:
     for key in keys:
         n, r = durations["none"].get(key) or {}, durations["rcache"].get(key) or {}
         outcome = (r.get("outcome") or "?") + (f" ({r['reason']})" if r.get("reason") else "")
-        lines.append(f"| {key[0]} {key[1]} | {key[2]} | {_fmt(n.get('duration_s'), '.2f', ' s')} "
+        crate = f" ({key[3]})" if key[3] and key[3] != key[0] else ""
+        lines.append(f"| {key[0]} {key[1]}{crate} | {key[2]} | {_fmt(n.get('duration_s'), '.2f', ' s')} "
                      f"| {_fmt(r.get('duration_s'), '.2f', ' s')} | {outcome if r else ''} "
                      f"| {_fmt(r.get('wrapper_ms'), '.0f', ' ms')} |")
     rc = by_mode["rcache"]
