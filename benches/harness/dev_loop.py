@@ -139,6 +139,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--json takes one workload")
     if args.reps < 1:
         p.error("--reps must be at least 1")
+    # Absolute and without `..` or symlinks: cargo passes the target dir to rustc as it is given.
+    args.work_dir = args.work_dir.resolve()
     return args
 
 
@@ -281,6 +283,19 @@ def dir_size(path: Path) -> tuple[int, int]:
     return files, size
 
 
+def _event_fits(unit: dict, event: dict) -> bool:
+    """Whether an rcache event can be a timing unit's: a bin unit's compile is a bin, a lib's is
+    not (build scripts and their runs are told apart by measure.slowest_units itself)."""
+    if event.get("kind") != "rustc" or str(event.get("crate") or "").startswith("build_script"):
+        return True
+    is_bin = "bin" in (event.get("crate_types") or [])
+    if unit["kind"] == "bin":
+        return is_bin
+    if unit["kind"] == "lib":
+        return not is_bin
+    return True
+
+
 class Bench:
     """One workload's runs: both modes, every step, every repetition."""
 
@@ -412,7 +427,12 @@ class Bench:
             units.append(unit)
         events = measure.read_events(events_path) if mode == "rcache" else None
         record["units_built"] = len(units)
-        matched = measure.slowest_units(units, events, len(units), record.get("started"))
+        matched = []
+        for unit in sorted(units, key=lambda u: u.get("duration_s") or 0, reverse=True):
+            # A package's lib and bin can share a crate name (rcache's do): only the events of
+            # the unit's own kind are candidates.
+            fits = None if events is None else [e for e in events if _event_fits(unit, e)]
+            matched += measure.slowest_units([unit], fits, 1, record.get("started"))
         for row in matched:  # slowest_units copies each unit, `package` included
             if "package" in row:
                 row["crate"], row["name"] = row["name"], row.pop("package")
