@@ -408,8 +408,8 @@ class Bench:
         return proc.returncode == 0
 
     def _add_units(self, record: dict, mode: str, events_path: Path, step: str) -> None:
-        """The units the build ran, from its timings report, with rcache's event of each; all of
-        them for an edit or revert (few units), the workspace's own and the slowest otherwise.
+        """The units the build ran, slowest first, from its timings report, with rcache's event
+        of each (so that a cold or clean build can be compared unit by unit too).
 
         Cargo's report lists the fresh units too, with start and duration 0; a unit that ran
         starts after cargo's own setup (a few hundredths of a second at least). A bin's rustc
@@ -436,9 +436,6 @@ class Bench:
         for row in matched:  # slowest_units copies each unit, `package` included
             if "package" in row:
                 row["crate"], row["name"] = row["name"], row.pop("package")
-        if step in ("first", "clean"):
-            own = [u for u in matched if u["name"] in self.layout.members]
-            matched = own + [u for u in matched[:10] if u not in own]
         record["units"] = matched
         if events is not None:
             record["event_outcomes"] = measure.outcome_counts(events)
@@ -633,7 +630,8 @@ def run_workload(args: argparse.Namespace, name: str, rcache: tools.Rcache, stam
     record = {
         "harness": "benches/harness/dev_loop.py", "format": 1, "date": stamp,
         "workload": {"name": name, "origin": str(layout.origin), "leaf_file": layout.leaf_file,
-                     "deps_file": layout.deps_file, **layout.info},
+                     "deps_file": layout.deps_file, "members": list(layout.members),
+                     **layout.info},
         "machine": report.machine_info(),
         "settings": {"reps": args.reps, "modes": list(MODES), "steps": list(STEPS),
                      "profile": "dev", "jobs": args.jobs, "command": bench.cargo_build_cmd(),
