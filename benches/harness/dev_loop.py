@@ -68,7 +68,6 @@ import report  # noqa: E402
 import tools  # noqa: E402
 import workloads  # noqa: E402
 
-DEFAULT_RCACHE = Path("/work/bins/i17/rcache")
 DEFAULT_WORK_DIR = Path.home() / ".cache" / "rcache-bench" / "devloop"
 RESULTS_DIR = workloads.HARNESS_DIR / "results"
 WORKLOADS = ("rcache", "ripgrep")
@@ -117,9 +116,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("workloads", nargs="*", metavar="WORKLOAD",
                    help="rcache and/or ripgrep, run one after the other")
     p.add_argument("--reps", type=int, default=3, help="repetitions (default %(default)s)")
-    p.add_argument("--rcache", type=Path, default=DEFAULT_RCACHE,
+    p.add_argument("--rcache", type=Path,
                    help="rcache binary, used as is, with rcache-launcher beside it "
-                        "(default %(default)s)")
+                        "(default: `cargo build --release` in the repo, then its "
+                        "target/release/rcache)")
     p.add_argument("--repo", type=Path, default=workloads.REPO_ROOT,
                    help="repository the `rcache` workload clones at its HEAD (default %(default)s)")
     p.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR,
@@ -662,6 +662,7 @@ def main(argv: list[str]) -> int:
               f"{m['memory_gib']} GiB, reps {record['settings']['reps']}")
         print_tables(record["workload"]["name"], record["runs"])
         return 0
+    args.rcache = e2e.build_rcache(args.rcache)
     if not args.rcache.is_file():
         sys.exit(f"dev_loop: --rcache {args.rcache} does not exist")
     if not args.rcache.with_name(e2e.LAUNCHER).is_file():
