@@ -6,6 +6,7 @@
 
 use super::layout::Object;
 use crate::hash::Key;
+use crate::stats::reason::RemoteErrorReason;
 
 /// A remote fault. Every one of them leaves the build going; the ones that say the remote is
 /// unwell (all but [`RemoteError::Config`]) also make every rcache process skip it for a while.
@@ -33,12 +34,13 @@ impl RemoteError {
     /// A short snake_case name for the stats.
     pub fn reason(&self) -> &'static str {
         match self {
-            RemoteError::Timeout(_) => "timeout",
-            RemoteError::Unreachable(_) => "unreachable",
-            RemoteError::Refused(_) => "refused",
-            RemoteError::Other(_) => "remote_error",
-            RemoteError::Config(_) => "config",
+            RemoteError::Timeout(_) => RemoteErrorReason::Timeout,
+            RemoteError::Unreachable(_) => RemoteErrorReason::Unreachable,
+            RemoteError::Refused(_) => RemoteErrorReason::Refused,
+            RemoteError::Other(_) => RemoteErrorReason::RemoteError,
+            RemoteError::Config(_) => RemoteErrorReason::Config,
         }
+        .as_str()
     }
 }
 

@@ -18,6 +18,7 @@ use super::backend::RemoteError;
 use super::layout::{Object, Unsealed, decode_candidate, unseal_entry};
 use super::{Remote, backoff, count, count_error};
 use crate::hash::Key;
+use crate::stats::reason::RemoteErrorReason;
 use crate::store::entry::{Candidate, Entry};
 use crate::store::layout::STORE_LOCK_TIMEOUT_MS;
 use crate::store::state::StateUpdate;
@@ -229,7 +230,7 @@ fn fetch_blobs(
                 // The next publish of this blob finds it missing and uploads it again.
                 let _ = remote.backend().delete(&Object::Blob(*blob));
             }
-            return Err(Stop::Fault("corrupt_blob"));
+            return Err(Stop::Fault(RemoteErrorReason::CorruptBlob.as_str()));
         }
         blob::put_hashed_bytes(&store.layout, &bytes, hash, update).map_err(|err| {
             tracing::warn!("could not keep a remote blob locally: {err}");

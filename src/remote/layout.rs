@@ -12,6 +12,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::hash::{Key, hex};
+use crate::stats::reason::RemoteErrorReason;
 use crate::store::entry::{self, Candidate, Entry};
 
 /// Version of the remote layout; names the `rcache-v1` prefix. A change to the meaning of any
@@ -136,7 +137,7 @@ impl Unsealed {
         match self {
             Unsealed::Unsigned => "unsigned",
             Unsealed::BadSignature => "bad_signature",
-            Unsealed::Garbage => "bad_entry",
+            Unsealed::Garbage => RemoteErrorReason::BadEntry.as_str(),
         }
     }
 }
