@@ -2,7 +2,9 @@
 //!
 //! Operations come in batches (`get_many`, `put_many`, `exists_many`) so that a backend can
 //! send them at once: Redis pipelines them in one round trip, S3 runs them concurrently. A
-//! missing object is `None`, never an error: the remote may evict anything at any time.
+//! backend also serves calls from several threads at once (an entry's blobs are fetched on
+//! their own threads). A missing object is `None`, never an error: the remote may evict anything
+//! at any time.
 
 use super::layout::Object;
 use crate::hash::Key;
@@ -44,8 +46,10 @@ impl RemoteError {
     }
 }
 
-/// What rcache needs from a remote service.
-pub trait Backend {
+/// What rcache needs from a remote service. A backend is shared by the threads that fetch an
+/// entry's blobs at once (`remote::fetch`), so every method may be called from several threads
+/// at the same time.
+pub trait Backend: Send + Sync {
     /// The objects' contents, `None` for each one the remote does not have. `largest` is the
     /// size of the largest one, if known (0 otherwise), so that a large transfer gets the time
     /// it needs ([`transfer_timeout`]).

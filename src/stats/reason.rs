@@ -256,8 +256,10 @@ pub enum RemoteErrorReason {
     Config,
     /// An entry envelope that is not one, or an entry that does not decode.
     BadEntry,
-    /// A blob whose size or content is not what its entry and its name say.
+    /// A blob that does not decompress, or whose content is not its name.
     CorruptBlob,
+    /// A blob that decompresses to more or fewer bytes than its entry records.
+    BlobSizeMismatch,
 }
 
 impl RemoteErrorReason {
@@ -270,6 +272,7 @@ impl RemoteErrorReason {
             RemoteErrorReason::Config => "config",
             RemoteErrorReason::BadEntry => "bad_entry",
             RemoteErrorReason::CorruptBlob => "corrupt_blob",
+            RemoteErrorReason::BlobSizeMismatch => "blob_size_mismatch",
         }
     }
 }

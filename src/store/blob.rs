@@ -116,24 +116,6 @@ pub fn put_expected(
     Ok(StoredBlob { hash: actual, size })
 }
 
-/// Stores `bytes` whose blake3 the caller has just computed and checked (a blob fetched from a
-/// remote, verified against its name before it is kept): [`put_file`] without hashing again.
-pub fn put_hashed_bytes(
-    layout: &Layout,
-    bytes: &[u8],
-    hash: blake3::Hash,
-    update: &mut StateUpdate,
-) -> io::Result<StoredBlob> {
-    let mut temp = temp_file(layout)?;
-    temp.write_all(bytes)
-        .map_err(io_failed("write to file", temp.path()))?;
-    persist(layout, temp, hash, update)?;
-    Ok(StoredBlob {
-        hash,
-        size: bytes.len() as u64,
-    })
-}
-
 /// Where [`copy_hashing`] stopped.
 enum Copy {
     Read(io::Error),
