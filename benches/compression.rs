@@ -16,12 +16,17 @@
 //! newest `target/debug/deps/libtokio-*.rlib` (about 20 MB); and the debug binary
 //! `RCACHE_BENCH_BINARY`, by default `target/debug/rcache-launcher` (about 5 MB, a std-only
 //! binary like a build script). A missing input is skipped with a message.
+//!
+//! With `RCACHE_BENCH_CORPUS=<dir>` (a store's `v1/blobs`, say the one the e2e harness filled
+//! building webrender), every file under it is also compressed once at each level and
+//! decompressed again, one after the other on one thread, and the totals printed ("codec corpus
+//! ..."): a whole workload's bytes down and CPU, not a criterion measurement.
 
 use std::fs;
 use std::hint::black_box;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use criterion::measurement::WallTime;
 use criterion::{
@@ -117,7 +122,61 @@ fn decompressed_len(frame: &[u8]) -> usize {
     out.len()
 }
 
+/// Every file under `dir`, read.
+fn corpus(dir: &Path) -> Vec<Vec<u8>> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => dirs.push(path),
+                Ok(kind) if kind.is_file() => files.extend(fs::read(&path).ok()),
+                _ => {}
+            }
+        }
+    }
+    files
+}
+
+/// One pass over a whole corpus per level: total bytes, compressed bytes, and the seconds spent
+/// compressing and decompressing (one thread).
+fn corpus_totals(dir: &Path) {
+    let files = corpus(dir);
+    let raw: usize = files.iter().map(Vec::len).sum();
+    eprintln!(
+        "codec corpus {}: {} files, {:.1} MB",
+        dir.display(),
+        files.len(),
+        raw as f64 / 1e6
+    );
+    for level in LEVELS {
+        let (mut sent, mut compress, mut decompress) = (0, Duration::ZERO, Duration::ZERO);
+        for bytes in &files {
+            let start = Instant::now();
+            let frame = codec::compress_at(bytes, level).unwrap();
+            compress += start.elapsed();
+            let start = Instant::now();
+            assert_eq!(decompressed_len(&frame), bytes.len());
+            decompress += start.elapsed();
+            sent += frame.len();
+        }
+        eprintln!(
+            "codec corpus level {level}: {raw} -> {sent} bytes (ratio {:.2}), compress {:.2} s \
+             ({:.0} MB/s), decompress {:.2} s ({:.0} MB/s)",
+            raw as f64 / sent as f64,
+            compress.as_secs_f64(),
+            raw as f64 / 1e6 / compress.as_secs_f64(),
+            decompress.as_secs_f64(),
+            raw as f64 / 1e6 / decompress.as_secs_f64(),
+        );
+    }
+}
+
 fn codec_levels(c: &mut Criterion) {
+    if let Some(dir) = std::env::var_os("RCACHE_BENCH_CORPUS") {
+        corpus_totals(Path::new(&dir));
+    }
     let inputs = inputs();
     // The ratios first: one line per input and level, for codec_levels.py.
     let mut frames = Vec::new();
