@@ -90,6 +90,13 @@ mod tests {
     }
 
     #[test]
+    fn concatenated_frames_decode_to_their_contents_in_order() {
+        let (first, second) = (sample(), b"a second frame".to_vec());
+        let frames = [compress(&first).unwrap(), compress_at(&second, 19).unwrap()].concat();
+        assert_eq!(decompress(&frames).unwrap(), [first, second].concat());
+    }
+
+    #[test]
     fn damaged_frames_are_read_errors() {
         let bytes = sample();
         let frame = compress(&bytes).unwrap();
