@@ -2,10 +2,13 @@
 //!
 //! Operations come in batches (`get_many`, `put_many`, `exists_many`) so that a backend can
 //! send them at once: Redis pipelines them in one round trip, S3 runs them concurrently. A
-//! missing object is `None`, never an error: the remote may evict anything at any time.
+//! backend also serves calls from several threads at once (an entry's blobs are fetched on
+//! their own threads). A missing object is `None`, never an error: the remote may evict anything
+//! at any time.
 
 use super::layout::Object;
 use crate::hash::Key;
+use crate::stats::reason::RemoteErrorReason;
 
 /// A remote fault. Every one of them leaves the build going; the ones that say the remote is
 /// unwell (all but [`RemoteError::Config`]) also make every rcache process skip it for a while.
@@ -33,17 +36,20 @@ impl RemoteError {
     /// A short snake_case name for the stats.
     pub fn reason(&self) -> &'static str {
         match self {
-            RemoteError::Timeout(_) => "timeout",
-            RemoteError::Unreachable(_) => "unreachable",
-            RemoteError::Refused(_) => "refused",
-            RemoteError::Other(_) => "remote_error",
-            RemoteError::Config(_) => "config",
+            RemoteError::Timeout(_) => RemoteErrorReason::Timeout,
+            RemoteError::Unreachable(_) => RemoteErrorReason::Unreachable,
+            RemoteError::Refused(_) => RemoteErrorReason::Refused,
+            RemoteError::Other(_) => RemoteErrorReason::RemoteError,
+            RemoteError::Config(_) => RemoteErrorReason::Config,
         }
+        .as_str()
     }
 }
 
-/// What rcache needs from a remote service.
-pub trait Backend {
+/// What rcache needs from a remote service. A backend is shared by the threads that fetch an
+/// entry's blobs at once (`remote::fetch`), so every method may be called from several threads
+/// at the same time.
+pub trait Backend: Send + Sync {
     /// The objects' contents, `None` for each one the remote does not have. `largest` is the
     /// size of the largest one, if known (0 otherwise), so that a large transfer gets the time
     /// it needs ([`transfer_timeout`]).

@@ -2,26 +2,34 @@
 //! whose inputs match the files here names an entry; its blobs are fetched, checked against
 //! their blake3 names and sizes, written into the local store, and the entry is committed
 //! locally with its candidate. The caller then restores it like any local hit, and the next
-//! lookup of the same compile is local.
+//! lookup of the same compile is local. An entry's blobs are fetched a few at a time, each on a
+//! thread of its own that decompresses it ([`super::codec`]) straight into the store, bounded by
+//! the size the entry records, and checks it there before the store keeps it.
 //!
 //! Result keys are recomputed here from each candidate (by the caller's `result_key_of`), never
 //! taken from the remote. Anything the remote lacks (an evicted entry or blob) is a miss; a
-//! blob whose content is not its name is a counted fault (and, from a writable client, deleted
-//! so that the next publish uploads it again); an entry whose signature does not hold is
+//! blob that does not decompress to the size its entry records and the content its name says
+//! is a counted fault (and, from a writable client, deleted so that the next publish uploads it
+//! again); an entry whose signature does not hold is
 //! rejected and counted, and the lookup goes on as a miss. A hit counts only once the caller has
 //! restored it ([`settle_hit`]).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
 use std::time::Duration;
 
 use super::backend::RemoteError;
+use super::codec;
 use super::layout::{Object, Unsealed, decode_candidate, unseal_entry};
 use super::{Remote, backoff, count, count_error};
 use crate::hash::Key;
+use crate::stats::reason::RemoteErrorReason;
+use crate::store::Store;
+use crate::store::blob::{self, NotAsExpected};
 use crate::store::entry::{Candidate, Entry};
-use crate::store::layout::STORE_LOCK_TIMEOUT_MS;
+use crate::store::layout::{Layout, STORE_LOCK_TIMEOUT_MS};
 use crate::store::state::StateUpdate;
-use crate::store::{Store, blob};
 
 /// What asking the remote gave, as the events log names it (`"remote": ...`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,8 +199,29 @@ fn get_one(remote: &Remote, object: Object) -> Result<Option<Vec<u8>>, RemoteErr
     Ok(remote.backend().get_many(&[object], 0)?.pop().flatten())
 }
 
+/// How many of an entry's blobs are fetched at once, each on a thread of its own that also
+/// decompresses, verifies and writes it. Small: a lookup runs beside the rest of a build.
+const FETCH_THREADS: usize = 4;
+
+/// What became of one blob.
+enum Blob {
+    /// Fetched, decompressed, verified and written into the local store.
+    Kept,
+    /// The remote does not have it.
+    Evicted,
+    /// The remote failed.
+    Remote(RemoteError),
+    /// The remote's copy is bad (a remote error reason): deleted by a writable client.
+    Bad(RemoteErrorReason),
+    /// A local fault while writing it (a store error reason).
+    Local(&'static str),
+}
+
 /// Brings every blob the entry names into the local store: those already here are left alone,
-/// the others fetched and verified. False if the remote lacks one.
+/// the others fetched [`FETCH_THREADS`] at a time, each decompressed and checked on its thread.
+/// False if the remote lacks one. The first blob that fails stops the others from starting.
+/// When several fail, a remote failure wins (it starts the backoff), then bad data (counted,
+/// and deleted from the remote), then a local fault, then an eviction (a plain miss).
 fn fetch_blobs(
     remote: &Remote,
     store: &Store,
@@ -208,35 +237,126 @@ fn fetch_blobs(
         .into_iter()
         .filter(|(blob, size)| !present_locally(store, blob, *size))
         .collect();
-    let objects: Vec<Object> = missing
-        .iter()
-        .map(|(blob, _)| Object::Blob(*blob))
-        .collect();
-    let largest = missing.iter().map(|(_, size)| *size).max().unwrap_or(0);
-    let fetched = remote.backend().get_many(&objects, largest)?;
-    if fetched.iter().any(Option::is_none) {
-        return Ok(false);
-    }
-    for ((blob, size), bytes) in missing.iter().zip(fetched.into_iter().flatten()) {
-        count(update, "bytes_down", bytes.len() as u64);
-        let hash = blake3::hash(&bytes);
-        if bytes.len() as u64 != *size || hash.as_bytes() != blob {
-            tracing::warn!(
-                "remote blob {} does not hold the content its name says",
-                crate::hash::hex(blob)
-            );
-            if !remote.readonly {
-                // The next publish of this blob finds it missing and uploads it again.
-                let _ = remote.backend().delete(&Object::Blob(*blob));
+    let results = fetch_each(remote, &store.layout, &missing);
+    let mut remote_failure = None;
+    let mut bad = None;
+    let mut local = None;
+    let mut kept = 0;
+    for (blob, result, blob_update) in results {
+        update.append(blob_update);
+        match result {
+            Blob::Kept => kept += 1,
+            Blob::Evicted => {}
+            Blob::Remote(err) => remote_failure = remote_failure.or(Some(err)),
+            Blob::Bad(reason) => {
+                tracing::warn!(
+                    "remote blob {} is not what its entry says: {}",
+                    crate::hash::hex(&blob),
+                    reason.as_str()
+                );
+                if !remote.readonly {
+                    // The next publish of this blob finds it missing and uploads it again.
+                    let _ = remote.backend().delete(&Object::Blob(blob));
+                }
+                bad = bad.or(Some(reason));
             }
-            return Err(Stop::Fault("corrupt_blob"));
+            Blob::Local(reason) => local = local.or(Some(reason)),
         }
-        blob::put_hashed_bytes(&store.layout, &bytes, hash, update).map_err(|err| {
-            tracing::warn!("could not keep a remote blob locally: {err}");
-            Stop::Fault(crate::store::io_reason(&err))
-        })?;
     }
-    Ok(true)
+    if let Some(err) = remote_failure {
+        return Err(Stop::Remote(err));
+    }
+    if let Some(reason) = bad {
+        return Err(Stop::Fault(reason.as_str()));
+    }
+    if let Some(reason) = local {
+        return Err(Stop::Fault(reason));
+    }
+    Ok(kept == missing.len())
+}
+
+/// Fetches and keeps each of `blobs` (name, size), on up to [`FETCH_THREADS`] threads; returns
+/// what became of each blob that was tried, with the counts it made. Once one blob fails, no
+/// other starts. A thread that cannot be started leaves its share to the others (and, if none
+/// started, to this thread).
+fn fetch_each(
+    remote: &Remote,
+    layout: &Layout,
+    blobs: &[(Key, u64)],
+) -> Vec<(Key, Blob, StateUpdate)> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let work = || {
+        let mut done = Vec::new();
+        while !failed.load(Ordering::Relaxed) {
+            let Some(&(blob, size)) = blobs.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                break;
+            };
+            let mut update = StateUpdate::default();
+            let result = fetch_one(remote, layout, &blob, size, &mut update);
+            if !matches!(result, Blob::Kept) {
+                failed.store(true, Ordering::Relaxed);
+            }
+            done.push((blob, result, update));
+        }
+        done
+    };
+    let threads = blobs.len().min(FETCH_THREADS);
+    if threads <= 1 {
+        return work();
+    }
+    thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .filter_map(|_| thread::Builder::new().spawn_scoped(scope, work).ok())
+            .collect();
+        let mut done = if handles.is_empty() {
+            work()
+        } else {
+            Vec::new()
+        };
+        for handle in handles {
+            // `work` does not panic; if it ever did, its blobs count as not kept (a miss).
+            done.extend(handle.join().unwrap_or_default());
+        }
+        done
+    })
+}
+
+/// Fetches one blob, decompresses it into the local store, and keeps it only if it has the
+/// size the entry records and the content its name says (store-format/README.md §9.6).
+fn fetch_one(
+    remote: &Remote,
+    layout: &Layout,
+    blob: &Key,
+    size: u64,
+    update: &mut StateUpdate,
+) -> Blob {
+    // A frame is rarely larger than its content: the content's size bounds the transfer's time.
+    let frame = match remote.backend().get_many(&[Object::Blob(*blob)], size) {
+        Ok(mut fetched) => match fetched.pop().flatten() {
+            Some(frame) => frame,
+            None => return Blob::Evicted,
+        },
+        Err(err) => return Blob::Remote(err),
+    };
+    count(update, "bytes_down", frame.len() as u64);
+    let hash = blake3::Hash::from_bytes(*blob);
+    let kept = codec::decoder(&frame)
+        .map_err(NotAsExpected::Source)
+        .and_then(|mut decoder| blob::put_expected(layout, &mut decoder, &hash, size, update));
+    match kept {
+        Ok(_) => Blob::Kept,
+        Err(NotAsExpected::Source(_) | NotAsExpected::WrongHash) => {
+            Blob::Bad(RemoteErrorReason::CorruptBlob)
+        }
+        Err(NotAsExpected::TooLong { .. } | NotAsExpected::TooShort { .. }) => {
+            Blob::Bad(RemoteErrorReason::BlobSizeMismatch)
+        }
+        Err(NotAsExpected::Store(err)) => {
+            tracing::warn!("could not keep a remote blob locally: {err}");
+            Blob::Local(crate::store::io_reason(&err))
+        }
+    }
 }
 
 /// True if the store has a blob file of this name and size (its content is checked when a

@@ -2,7 +2,8 @@
 //! and the envelopes around entries and candidates, with their optional signature.
 //!
 //! Three kinds of object, as in the local store:
-//! - blobs, named by the blake3 of their content, holding the raw bytes;
+//! - blobs, named by the blake3 of their content, holding that content as one zstd frame
+//!   ([`super::codec`]);
 //! - entries, named by their result key, in an envelope that may carry an HMAC-SHA256 over the
 //!   result key and the encoded entry together;
 //! - candidates, filed under their invocation key, one object (S3) or one set member (Redis)
@@ -12,11 +13,14 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use crate::hash::{Key, hex};
+use crate::stats::reason::RemoteErrorReason;
 use crate::store::entry::{self, Candidate, Entry};
 
-/// Version of the remote layout; names the `rcache-v1` prefix. A change to the meaning of any
-/// remote object bumps it, so that old and new clients never misread each other's objects.
-pub const REMOTE_FORMAT_VERSION: u32 = 1;
+/// Version of the remote layout; names the `rcache-v2` prefix. A change to the meaning of any
+/// remote object bumps it, so that old and new clients never misread each other's objects: a
+/// client finds nothing under another version's names (a miss), and writes nothing there.
+/// Version 1 held blobs raw; version 2 holds them as zstd frames (store-format/README.md §8).
+pub const REMOTE_FORMAT_VERSION: u32 = 2;
 
 /// How many candidates a lookup reads for one invocation key, newest first.
 pub const REMOTE_MAX_CANDIDATES: usize = 16;
@@ -44,7 +48,7 @@ pub enum Object {
     Check(String),
 }
 
-/// The common prefix of every name: `rcache-v1`.
+/// The common prefix of every name: `rcache-v2`.
 pub fn version_prefix() -> String {
     format!("rcache-v{REMOTE_FORMAT_VERSION}")
 }
@@ -136,7 +140,7 @@ impl Unsealed {
         match self {
             Unsealed::Unsigned => "unsigned",
             Unsealed::BadSignature => "bad_signature",
-            Unsealed::Garbage => "bad_entry",
+            Unsealed::Garbage => RemoteErrorReason::BadEntry.as_str(),
         }
     }
 }
@@ -267,12 +271,20 @@ mod tests {
         assert_eq!(decode_candidate(&bytes[4..]), None);
         assert_eq!(
             Object::Blob([0xab; 32]).s3_path().len(),
-            "rcache-v1/blobs/".len() + 64
+            "rcache-v2/blobs/".len() + 64
         );
         assert!(
             Object::Entry([0; 32])
                 .redis_key()
-                .starts_with("rcache-v1:entry:")
+                .starts_with("rcache-v2:entry:")
+        );
+        // Every name carries the version: a version-1 remote's objects are never read.
+        assert!(s3_candidates_dir(&invocation).starts_with("rcache-v2/candidates/"));
+        assert!(redis_candidates_key(&invocation).starts_with("rcache-v2:candidates:"));
+        assert!(
+            Object::Check("x".into())
+                .s3_path()
+                .starts_with("rcache-v2/")
         );
     }
 }

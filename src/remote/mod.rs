@@ -1,16 +1,17 @@
 //! Remote storage: a cache shared between machines, behind the local store (README.md "Remote
 //! storage", store-format/README.md §9).
 //!
-//! The local store stays the first level. On a local miss the wrapper asks the remote
-//! ([`fetch`]): a candidate of the invocation key that matches the files here names an entry,
-//! whose blobs are fetched, verified against their blake3 names, and committed into the local
-//! store, so that the next hit is local. On a miss in both, the compile's result is stored
-//! locally and then published ([`publish`]): by the compile's own process, or queued for a
-//! detached uploader ([`queue`], drained by [`uploader`]) so that the build does not wait for
-//! the network.
+//! The local store stays the first level. On a local miss the wrapper asks the remote ([`fetch`]):
+//! a candidate of the invocation key that matches the files here names an entry, whose blobs are
+//! fetched (a few at a time, on threads), decompressed, verified against their sizes and blake3
+//! names, and committed into the local store, so that the next hit is local. On a miss in both, the
+//! compile's result is stored locally and then published ([`publish`]): by the compile's own
+//! process, or queued for a detached uploader ([`queue`], drained by [`uploader`]) so that the
+//! build does not wait for the network.
 //!
 //! - [`backend`]: what a remote service must do, and its errors; [`s3`] and [`redis`] do it.
 //! - [`layout`]: object names and envelopes (the remote format, versioned).
+//! - [`codec`]: blobs travel as zstd frames; the local store keeps them uncompressed.
 //! - [`backoff`]: after a failure, every rcache process skips the remote for a while.
 //!
 //! A remote never breaks a build: every fault is counted under `remote.` in the stats, and the
@@ -18,6 +19,7 @@
 
 pub(crate) mod backend;
 pub(crate) mod backoff;
+pub mod codec;
 pub(crate) mod fetch;
 pub mod layout;
 pub(crate) mod publish;

@@ -1,6 +1,7 @@
-//! Publishing a locally stored entry: the blobs the remote lacks, then the entry (signed when a
-//! secret is set), then its candidate. In that order, a reader that finds the candidate finds
-//! the rest, unless the remote evicted it meanwhile (a miss).
+//! Publishing a locally stored entry: the blobs the remote lacks (each compressed into one zstd
+//! frame, [`super::codec`]), then the entry (signed when a secret is set), then its candidate. In
+//! that order, a reader that finds the candidate finds the rest, unless the remote evicted it
+//! meanwhile (a miss).
 //!
 //! [`after_store`] is the wrapper's hook after every successful store: with
 //! `RCACHE_REMOTE_UPLOAD=sync` it publishes before the compile's process exits; by default it
@@ -9,7 +10,7 @@
 
 use super::backend::RemoteError;
 use super::layout::{Object, seal_entry};
-use super::{Remote, backoff, count, count_error, queue};
+use super::{Remote, backoff, codec, count, count_error, queue};
 use crate::config::{Config, UploadMode};
 use crate::hash::Key;
 use crate::store::entry::{Candidate, Entry, OutputRecord};
@@ -147,13 +148,15 @@ pub fn publish(
             continue;
         }
         let path = store.layout.blob_path(&blake3::Hash::from_bytes(*blob));
-        let bytes = std::fs::read(&path).map_err(|source| PublishError::Blob {
-            path: path.clone(),
-            source,
-        })?;
+        let frame = std::fs::read(&path)
+            .and_then(|bytes| codec::compress(&bytes))
+            .map_err(|source| PublishError::Blob {
+                path: path.clone(),
+                source,
+            })?;
         published.blobs_uploaded += 1;
-        published.bytes_up += bytes.len() as u64;
-        uploads.push((Object::Blob(*blob), bytes));
+        published.bytes_up += frame.len() as u64;
+        uploads.push((Object::Blob(*blob), frame));
     }
     backend.put_many(uploads)?;
     let sealed = seal_entry(result_key, &entry, remote.secret());

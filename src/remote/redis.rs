@@ -1,11 +1,13 @@
-//! The Redis backend, over the `redis` crate's blocking client: one connection, opened on first
-//! use with the connect timeout, with the request timeout on every read and write.
+//! The Redis backend, over the `redis` crate's blocking client: connections opened on first use
+//! with the connect timeout, with the request timeout on every read and write. A request takes an
+//! idle connection (or opens one) and gives it back when it succeeds, so that the threads
+//! fetching an entry's blobs at once each have their own; a single-threaded process uses one.
 //!
 //! Blobs and entries are plain string keys. An invocation key's candidates are one sorted set
 //! (member: the encoded candidate, score: its creation time): `ZADD` from two machines at once
 //! keeps both, and a lookup reads the newest with one `ZREVRANGE`. Batches are pipelined.
 
-use std::cell::RefCell;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::{Client, Connection, RedisError};
@@ -16,7 +18,8 @@ use crate::hash::Key;
 
 pub struct RedisBackend {
     client: Client,
-    connection: RefCell<Option<Connection>>,
+    /// Connections no request is using.
+    idle: Mutex<Vec<Connection>>,
     connect_timeout: Duration,
     timeout: Duration,
 }
@@ -31,36 +34,48 @@ impl RedisBackend {
         let client = Client::open(url).map_err(|err| RemoteError::Config(describe(&err)))?;
         Ok(RedisBackend {
             client,
-            connection: RefCell::new(None),
+            idle: Mutex::new(Vec::new()),
             connect_timeout,
             timeout,
         })
     }
 
-    /// Runs `request` on the connection, opening it first if needed. A failed connection is
-    /// dropped, so the next request starts afresh.
+    /// Runs `request` on an idle connection, opening one if there is none. A connection whose
+    /// request failed is dropped, so the next request starts afresh.
     fn with_connection<T>(
         &self,
         request: impl FnOnce(&mut Connection) -> Result<T, RedisError>,
     ) -> Result<T, RemoteError> {
-        let mut slot = self.connection.borrow_mut();
-        if slot.is_none() {
-            let connection = self
-                .client
-                .get_connection_with_timeout(self.connect_timeout)
-                .map_err(classify)?;
-            connection
-                .set_read_timeout(Some(self.timeout))
-                .and_then(|()| connection.set_write_timeout(Some(self.timeout)))
-                .map_err(classify)?;
-            *slot = Some(connection);
-        }
-        let connection = slot.as_mut().expect("connected above");
-        let result = request(connection).map_err(classify);
-        if result.is_err() {
-            *slot = None;
+        // A poisoned lock only says another thread panicked holding it; the list stays usable.
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let mut connection = match idle {
+            Some(connection) => connection,
+            None => self.connect()?,
+        };
+        let result = request(&mut connection).map_err(classify);
+        if result.is_ok() {
+            self.idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(connection);
         }
         result
+    }
+
+    fn connect(&self) -> Result<Connection, RemoteError> {
+        let connection = self
+            .client
+            .get_connection_with_timeout(self.connect_timeout)
+            .map_err(classify)?;
+        connection
+            .set_read_timeout(Some(self.timeout))
+            .and_then(|()| connection.set_write_timeout(Some(self.timeout)))
+            .map_err(classify)?;
+        Ok(connection)
     }
 }
 

@@ -2,8 +2,10 @@
 //! variables, `~/.aws/credentials` and `~/.aws/config`, web identity, instance metadata), and
 //! path-style addressing for MinIO, R2, moto and other compatible servers.
 //!
-//! OpenDAL is async; rcache is one short process per compile, so each backend owns a
-//! current-thread tokio runtime and blocks on it. Every request runs under the request timeout
+//! OpenDAL is async; rcache is one short process per compile, so each backend owns a current-thread
+//! tokio runtime and blocks on it. Several threads may block on it at once (an entry's blobs are
+//! fetched on threads of their own): tokio lets one of them drive the runtime's I/O and timers for
+//! all, and hands that over when it returns. Every request runs under the request timeout
 //! (`tokio::time::timeout`; a transfer gets a second more per MiB), the connection under the
 //! connect timeout (reqwest's). Batches run `CONCURRENT_REQUESTS` requests at a time.
 

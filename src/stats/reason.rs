@@ -1,5 +1,6 @@
 //! The reasons counted in the stats and written to the events log: one enum per counter family
-//! (`passthrough_reasons`, `not_stored`, `error_reasons`), each with a stable [`as_str`] name.
+//! (`passthrough_reasons`, `not_stored`, `error_reasons`, and the remote's own
+//! `remote.error_reasons`), each with a stable [`as_str`] name.
 //!
 //! The names are part of rcache's interface (README's reason tables, `rcache stats --json`, the
 //! events log); a test checks every variant against README.
@@ -238,6 +239,44 @@ impl ErrorReason {
     }
 }
 
+/// A fault of the remote, after which the compile ran locally (counted under
+/// `remote.error_reasons`). A local fault met while keeping what the remote sent, or restoring it,
+/// is counted there too, under its [`ErrorReason`] name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter)]
+pub enum RemoteErrorReason {
+    /// A request, or connecting, took longer than the timeout.
+    Timeout,
+    /// The connection failed (refused, reset, name not resolved, TLS).
+    Unreachable,
+    /// The service refused the request (credentials, permissions, no such bucket).
+    Refused,
+    /// Any other answer the client could not use.
+    RemoteError,
+    /// The settings do not describe a usable remote.
+    Config,
+    /// An entry envelope that is not one, or an entry that does not decode.
+    BadEntry,
+    /// A blob that does not decompress, or whose content is not its name.
+    CorruptBlob,
+    /// A blob that decompresses to more or fewer bytes than its entry records.
+    BlobSizeMismatch,
+}
+
+impl RemoteErrorReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemoteErrorReason::Timeout => "timeout",
+            RemoteErrorReason::Unreachable => "unreachable",
+            RemoteErrorReason::Refused => "refused",
+            RemoteErrorReason::RemoteError => "remote_error",
+            RemoteErrorReason::Config => "config",
+            RemoteErrorReason::BadEntry => "bad_entry",
+            RemoteErrorReason::CorruptBlob => "corrupt_blob",
+            RemoteErrorReason::BlobSizeMismatch => "blob_size_mismatch",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -299,11 +338,20 @@ mod tests {
     }
 
     #[test]
+    fn readme_lists_every_remote_error_reason_and_no_other() {
+        assert_same(
+            "#### Remote error reasons",
+            RemoteErrorReason::iter().map(RemoteErrorReason::as_str),
+        );
+    }
+
+    #[test]
     fn names_are_snake_case() {
         let names = PassthroughReason::all()
             .map(|reason| reason.as_str())
             .chain(NotStoredReason::iter().map(NotStoredReason::as_str))
-            .chain(ErrorReason::iter().map(ErrorReason::as_str));
+            .chain(ErrorReason::iter().map(ErrorReason::as_str))
+            .chain(RemoteErrorReason::iter().map(RemoteErrorReason::as_str));
         for name in names {
             assert!(
                 !name.is_empty()

@@ -49,47 +49,116 @@ pub fn put_file(
     update: &mut StateUpdate,
 ) -> io::Result<StoredBlob> {
     let mut temp = temp_file(layout)?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buffer = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let read = match source.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            // The source names its own path if it can (an fs-err file); this adds where to.
-            Err(err) => {
-                return Err(io_failed("read the output being stored into", temp.path())(
-                    err,
-                ));
-            }
-        };
-        hasher.update(&buffer[..read]);
-        temp.write_all(&buffer[..read])
-            .map_err(io_failed("write to file", temp.path()))?;
-        size += read as u64;
-    }
-    let hash = hasher.finalize();
+    let (hash, size) = match copy_hashing(source, &mut temp, None) {
+        Ok(copied) => copied,
+        // The source names its own path if it can (an fs-err file); this adds where to.
+        Err(Copy::Read(err)) => {
+            return Err(io_failed("read the output being stored into", temp.path())(
+                err,
+            ));
+        }
+        Err(Copy::Write(err)) => return Err(io_failed("write to file", temp.path())(err)),
+        Err(Copy::TooLong) => unreachable!("no limit was set"),
+    };
     persist(layout, temp, hash, update)?;
     Ok(StoredBlob { hash, size })
 }
 
-/// Stores `bytes` whose blake3 the caller has just computed and checked (a blob fetched from a
-/// remote, verified against its name before it is kept): [`put_file`] without hashing again.
-pub fn put_hashed_bytes(
+/// Why [`put_expected`] kept nothing.
+#[derive(Debug)]
+pub enum NotAsExpected {
+    /// Reading the source failed (a decoder's source: the data does not decode).
+    Source(io::Error),
+    /// The source went on past the expected size; reading stopped at the first byte too many.
+    TooLong { expected: u64 },
+    /// The source ended before the expected size.
+    TooShort { expected: u64, got: u64 },
+    /// The content is not what the blob's name says.
+    WrongHash,
+    /// Writing into the store failed.
+    Store(io::Error),
+}
+
+/// Copies `source` into the store as the blob `hash`, but only if it yields exactly `size` bytes
+/// whose blake3 is `hash`: for a blob whose name and size come from elsewhere (a remote entry),
+/// checked before the store keeps it. At most `size + 1` bytes are read and written, so a source
+/// that would go on (a decompression bomb) costs no more than the size the caller expects. The
+/// temp file of a refused blob is removed.
+pub fn put_expected(
     layout: &Layout,
-    bytes: &[u8],
-    hash: blake3::Hash,
+    source: &mut impl Read,
+    hash: &blake3::Hash,
+    size: u64,
     update: &mut StateUpdate,
-) -> io::Result<StoredBlob> {
-    let mut temp = temp_file(layout)?;
-    temp.write_all(bytes)
-        .map_err(io_failed("write to file", temp.path()))?;
-    persist(layout, temp, hash, update)?;
-    Ok(StoredBlob {
-        hash,
-        size: bytes.len() as u64,
-    })
+) -> Result<StoredBlob, NotAsExpected> {
+    let mut temp = temp_file(layout).map_err(NotAsExpected::Store)?;
+    let (actual, got) = match copy_hashing(source, &mut temp, Some(size)) {
+        Ok(copied) => copied,
+        Err(Copy::Read(err)) => return Err(NotAsExpected::Source(err)),
+        Err(Copy::Write(err)) => {
+            return Err(NotAsExpected::Store(io_failed(
+                "write to file",
+                temp.path(),
+            )(err)));
+        }
+        Err(Copy::TooLong) => return Err(NotAsExpected::TooLong { expected: size }),
+    };
+    if got != size {
+        return Err(NotAsExpected::TooShort {
+            expected: size,
+            got,
+        });
+    }
+    if actual != *hash {
+        return Err(NotAsExpected::WrongHash);
+    }
+    persist(layout, temp, actual, update).map_err(NotAsExpected::Store)?;
+    Ok(StoredBlob { hash: actual, size })
+}
+
+/// Where [`copy_hashing`] stopped.
+enum Copy {
+    Read(io::Error),
+    Write(io::Error),
+    /// More than the limit was read.
+    TooLong,
+}
+
+/// Copies `source` into `temp`, hashing it; with a `limit`, reads at most one byte past it
+/// and stops there. Returns the hash and the size.
+fn copy_hashing(
+    source: &mut impl Read,
+    temp: &mut tempfile::NamedTempFile,
+    limit: Option<u64>,
+) -> Result<(blake3::Hash, u64), Copy> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        // With a limit, ask for no more than one byte past it.
+        let want = match limit {
+            Some(limit) => {
+                let left = limit.saturating_add(1) - size;
+                buffer
+                    .len()
+                    .min(usize::try_from(left).unwrap_or(usize::MAX))
+            }
+            None => buffer.len(),
+        };
+        let read = match source.read(&mut buffer[..want]) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(Copy::Read(err)),
+        };
+        size += read as u64;
+        if limit.is_some_and(|limit| size > limit) {
+            return Err(Copy::TooLong);
+        }
+        hasher.update(&buffer[..read]);
+        temp.write_all(&buffer[..read]).map_err(Copy::Write)?;
+    }
+    Ok((hasher.finalize(), size))
 }
 
 /// A new temp file under `tmp/`, removed unless persisted.
@@ -403,7 +472,16 @@ mod tests {
 
         fs::remove_dir(layout.tmp_dir()).unwrap();
         let hash = blake3::hash(b"x");
-        let err = put_hashed_bytes(&layout, b"x", hash, &mut StateUpdate::default()).unwrap_err();
+        let err = put_expected(
+            &layout,
+            &mut &b"x"[..],
+            &hash,
+            1,
+            &mut StateUpdate::default(),
+        );
+        let Err(NotAsExpected::Store(err)) = err else {
+            panic!("a missing tmp dir is a store error: {err:?}")
+        };
         let (text, kind, reason) = described(err);
         assert!(text.contains("failed to create a temp file in"), "{text}");
         assert!(
@@ -411,6 +489,82 @@ mod tests {
             "{text}"
         );
         assert_eq!((kind, reason), (io::ErrorKind::NotFound, "missing_file"));
+    }
+
+    #[test]
+    fn an_expected_blob_is_kept_only_with_its_size_and_hash() {
+        let (_dir, layout) = layout();
+        let content = b"the expected content";
+        let hash = blake3::hash(content);
+        let size = content.len() as u64;
+        let temps = || fs::read_dir(layout.tmp_dir()).unwrap().count();
+        let put = |source: &mut dyn Read, update: &mut StateUpdate| {
+            put_expected(&layout, &mut &mut *source, &hash, size, update)
+        };
+
+        // One byte more, one byte less, other bytes of the same size: nothing is kept.
+        let longer = [&content[..], b"!"].concat();
+        assert!(matches!(
+            put(&mut &longer[..], &mut StateUpdate::default()),
+            Err(NotAsExpected::TooLong { expected }) if expected == size
+        ));
+        assert!(matches!(
+            put(&mut &content[1..], &mut StateUpdate::default()),
+            Err(NotAsExpected::TooShort { expected, got }) if expected == size && got == size - 1
+        ));
+        let other = content.to_ascii_uppercase();
+        assert!(matches!(
+            put(&mut &other[..], &mut StateUpdate::default()),
+            Err(NotAsExpected::WrongHash)
+        ));
+        struct Failing;
+        impl Read for Failing {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::from(io::ErrorKind::InvalidData))
+            }
+        }
+        assert!(matches!(
+            put(&mut Failing, &mut StateUpdate::default()),
+            Err(NotAsExpected::Source(err)) if err.kind() == io::ErrorKind::InvalidData
+        ));
+        assert!(!layout.blob_path(&hash).exists());
+        assert_eq!(temps(), 0, "refused temp files are removed");
+
+        let mut update = StateUpdate::default();
+        let kept = put(&mut &content[..], &mut update).unwrap();
+        assert_eq!((kept.hash, kept.size), (hash, size));
+        assert_eq!(fs::read(layout.blob_path(&hash)).unwrap(), content);
+        assert_eq!(update.file_hashes.len(), 1, "memoized as verified");
+        assert_eq!(temps(), 0);
+    }
+
+    #[test]
+    fn an_endless_source_stops_one_byte_past_the_expected_size() {
+        let (_dir, layout) = layout();
+        /// Counts what was read from an endless source of zeros.
+        struct Endless(u64);
+        impl Read for Endless {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                buf.fill(0);
+                self.0 += buf.len() as u64;
+                Ok(buf.len())
+            }
+        }
+        let mut source = Endless(0);
+        let hash = blake3::hash(&[0; 1000]);
+        let err = put_expected(
+            &layout,
+            &mut source,
+            &hash,
+            1000,
+            &mut StateUpdate::default(),
+        );
+        assert!(matches!(
+            err,
+            Err(NotAsExpected::TooLong { expected: 1000 })
+        ));
+        assert_eq!(source.0, 1001, "read exactly one byte past the size");
+        assert_eq!(fs::read_dir(layout.tmp_dir()).unwrap().count(), 0);
     }
 
     #[test]

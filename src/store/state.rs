@@ -44,6 +44,13 @@ impl StateUpdate {
     pub fn count(&mut self, name: impl Into<String>, by: u64) {
         self.counters.push((name.into(), by));
     }
+    /// Adds everything `other` holds (the counts of work done on another thread).
+    pub fn append(&mut self, mut other: StateUpdate) {
+        self.counters.append(&mut other.counters);
+        self.last_use.append(&mut other.last_use);
+        self.file_hashes.append(&mut other.file_hashes);
+        self.compilers.append(&mut other.compilers);
+    }
     pub fn is_empty(&self) -> bool {
         self.counters.is_empty()
             && self.last_use.is_empty()

@@ -1,12 +1,14 @@
-//! Faults of the remote: a blob whose bytes are not its name, a blob evicted under its entry,
-//! a server that stops answering, and one that is gone. Each is counted with its
-//! reason; the build compiles what it must and stays green, with the outputs machine A wrote.
+//! Faults of the remote: a blob whose frame is damaged, frames that decompress to more or fewer
+//! bytes than their entry says, a blob evicted under its entry, a server that stops answering,
+//! and one that is gone. Each is counted with its reason; the build compiles what it must and
+//! stays green, with the outputs machine A wrote.
 
-use super::{assert_remote, client, event, publish, remote_stat, stored_units, unit};
+use super::{assert_remote, client, decompress, event, publish, remote_stat, stored_units, unit};
 use crate::harness::{RemoteServer, Sandbox, assert_same_files, expected_output, run_command};
 
-/// One remote blob with one byte flipped (same size): B finds it wrong, compiles that crate
-/// instead, and its outputs are still byte for byte A's.
+/// One remote blob's frame with one byte flipped in its middle (same size): B finds it wrong
+/// (it does not decode, or not to the rlib), compiles that crate instead, and its outputs are
+/// still byte for byte A's.
 pub(super) fn corrupt_remote_blob_is_detected_and_compiled_around<S: RemoteServer>() {
     let server = S::start();
     let sb = Sandbox::new();
@@ -17,9 +19,9 @@ pub(super) fn corrupt_remote_blob_is_detected_and_compiled_around<S: RemoteServe
         .expect("A wrote demo_leaf's rlib");
     let blob = server.blob_name(blake3::hash(rlib).to_hex().as_str());
     let mut bytes = server.read(&blob);
-    assert_eq!(
-        bytes, *rlib,
-        "the remote blob named by the rlib's blake3 does not hold the rlib"
+    assert!(
+        decompress(&bytes) == *rlib,
+        "the remote blob named by the rlib's blake3 does not decompress to the rlib"
     );
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x01;
@@ -46,12 +48,69 @@ pub(super) fn corrupt_remote_blob_is_detected_and_compiled_around<S: RemoteServe
     assert_eq!(sb.run_bin(), expected_output(&[]));
     // A writable client deletes a blob it found wrong, and its publish of the recompiled crate
     // uploads it again (src/remote/fetch.rs).
-    assert_eq!(
-        server.read(&blob),
-        *rlib,
+    assert!(
+        decompress(&server.read(&blob)) == *rlib,
         "{}: the corrupt blob was not repaired by B's publish",
         S::NAME
     );
+}
+
+/// Two remote blobs replaced by valid zstd frames of the wrong size: demo_leaf's rlib one byte
+/// longer, demo_lib's one byte shorter. B refuses both (`blob_size_mismatch`), compiles those two
+/// crates, hits the others, and its outputs are A's; its publishes put the right frames back.
+pub(super) fn remote_blobs_of_the_wrong_size_are_detected_and_compiled_around<S: RemoteServer>() {
+    let server = S::start();
+    let sb = Sandbox::new();
+    let (units, a_outputs) = publish(&sb, &server, &client(&sb, &server, "a"));
+    let rlib_of = |name: &str| {
+        a_outputs
+            .iter()
+            .find(|(file, _)| file.starts_with(&format!("lib{name}-")) && file.ends_with(".rlib"))
+            .map(|(_, bytes)| bytes.clone())
+            .unwrap_or_else(|| panic!("A wrote no {name} rlib"))
+    };
+    let (leaf, lib) = (rlib_of("demo_leaf"), rlib_of("demo_lib"));
+    let blob_of = |bytes: &[u8]| server.blob_name(blake3::hash(bytes).to_hex().as_str());
+    let longer = [&leaf[..], b"\0"].concat();
+    let shorter = &lib[..lib.len() - 1];
+    for (bytes, content) in [(&leaf, &longer[..]), (&lib, shorter)] {
+        let frame = zstd::bulk::compress(content, 3).expect("compress");
+        server.write(&blob_of(bytes), &frame);
+    }
+
+    let b = client(&sb, &server, "b");
+    let run = b.build();
+    let wrong = [
+        unit(&units, "rustc", "demo_leaf"),
+        unit(&units, "rustc", "demo_lib"),
+    ];
+    for unit in &units {
+        if wrong.contains(&unit) {
+            assert_remote(&run, unit, "miss", "error");
+        } else {
+            assert_remote(&run, unit, "hit", "hit");
+        }
+    }
+    let stats = b.stats();
+    assert_eq!(
+        remote_stat(&stats, "error_reasons.blob_size_mismatch"),
+        2,
+        "{stats:#}"
+    );
+    assert_eq!(remote_stat(&stats, "errors"), 2, "{stats:#}");
+    assert_same_files(
+        &a_outputs,
+        &sb.deps_outputs(&sb.target),
+        "machine B over frames of the wrong size vs machine A",
+    );
+    assert_eq!(sb.run_bin(), expected_output(&[]));
+    for bytes in [&leaf, &lib] {
+        assert!(
+            decompress(&server.read(&blob_of(bytes))) == *bytes,
+            "{}: a blob of the wrong size was not repaired by B's publish",
+            S::NAME
+        );
+    }
 }
 
 /// A remote blob evicted (deleted) under a published entry: B's lookup of that crate is a
@@ -83,9 +142,8 @@ pub(super) fn evicted_remote_blob_is_a_miss_and_published_again<S: RemoteServer>
         "machine B with an evicted remote blob vs machine A",
     );
     assert_eq!(sb.run_bin(), expected_output(&[]));
-    assert_eq!(
-        server.read(&blob),
-        *rlib,
+    assert!(
+        decompress(&server.read(&blob)) == *rlib,
         "{}: B's publish did not upload the evicted blob again",
         S::NAME
     );

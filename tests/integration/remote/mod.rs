@@ -17,6 +17,11 @@
 //! - [`trust`]: read-only clients write nothing; with `RCACHE_REMOTE_KEY`, unsigned, foreign,
 //!   altered and moved entries are rejected; secrets never show; hostile output names in a
 //!   remote entry write nothing outside the out dir.
+//! - [`versions`]: what a client of the previous remote format (version 1: raw blobs) left on
+//!   the server is ignored, and left as it was.
+//!
+//! Blobs on the server are zstd frames of the outputs (store-format/README.md §9.6): the tests
+//! decompress them with the `zstd` crate itself, not through rcache's code ([`decompress`]).
 //!
 //! Requests time out after 1 s (`RCACHE_REMOTE_TIMEOUT`): the servers answer in milliseconds,
 //! and the hung-server scenario pays the timeout. Assertions are on counts, never on wall time.
@@ -24,6 +29,7 @@
 mod faults;
 mod sharing;
 mod trust;
+mod versions;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::thread;
@@ -222,6 +228,41 @@ fn assert_layout<S: RemoteServer>(server: &S, units: usize) {
     );
 }
 
+/// What a remote blob (one zstd frame) decompresses to; panics if it is not zstd.
+#[track_caller]
+fn decompress(frame: &[u8]) -> Vec<u8> {
+    zstd::stream::decode_all(frame).unwrap_or_else(|e| panic!("a remote blob is not zstd: {e}"))
+}
+
+/// Every output in `outputs` is on the server as a blob named by its blake3, holding one zstd
+/// frame that decompresses to the output byte for byte; and the frames are smaller than the
+/// outputs, taken together.
+#[track_caller]
+fn assert_blobs_compressed<S: RemoteServer>(server: &S, outputs: &BTreeMap<String, Vec<u8>>) {
+    let (mut raw, mut sent) = (0, 0);
+    for (name, bytes) in outputs {
+        let frame = server.read(&server.blob_name(blake3::hash(bytes).to_hex().as_str()));
+        assert_eq!(
+            frame[..4],
+            [0x28, 0xb5, 0x2f, 0xfd],
+            "{}: the blob of {name} is not a zstd frame",
+            S::NAME
+        );
+        assert!(
+            decompress(&frame) == *bytes,
+            "{}: the blob of {name} does not decompress to it",
+            S::NAME
+        );
+        raw += bytes.len();
+        sent += frame.len();
+    }
+    assert!(
+        sent * 2 < raw,
+        "{}: {raw} bytes of outputs take {sent} bytes on the server",
+        S::NAME
+    );
+}
+
 /// `a` and `b` hold the same names with the same bytes; panics naming those that differ.
 #[track_caller]
 fn assert_unchanged(
@@ -269,4 +310,6 @@ per_backend!(
     trust::read_only_client_hits_and_never_writes,
     trust::client_with_a_key_rejects_unsigned_entries,
     trust::entries_signed_with_another_key_are_rejected_and_the_same_key_hits,
+    faults::remote_blobs_of_the_wrong_size_are_detected_and_compiled_around,
+    versions::a_remote_written_by_format_version_1_is_ignored,
 );

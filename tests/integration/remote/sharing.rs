@@ -1,6 +1,6 @@
-//! Sharing: what machine A publishes, machine B restores byte for byte and then keeps in its
-//! own store; publishing through the background uploader; a bucket without prefix; and
-//! candidates written concurrently for one invocation key, none lost.
+//! Sharing: what machine A publishes (its blobs compressed), machine B restores byte for byte and
+//! then keeps in its own store; publishing through the background uploader; a bucket without
+//! prefix; and candidates written concurrently for one invocation key, none lost.
 
 use std::process::Command;
 use std::sync::Barrier;
@@ -8,8 +8,8 @@ use std::thread;
 use std::time::Duration;
 
 use super::{
-    assert_layout, assert_local_hit, assert_remote, client, compiles, publish, remote_stat,
-    stored_units, wait_for_uploads,
+    assert_blobs_compressed, assert_layout, assert_local_hit, assert_remote, client, compiles,
+    publish, remote_stat, stored_units, wait_for_uploads,
 };
 use crate::harness::{
     RemoteServer, S3Server, Sandbox, assert_same_files, expected_output, run_command,
@@ -30,6 +30,7 @@ pub(super) fn fresh_machine_hits_every_crate_from_the_remote_byte_identical<S: R
     wait_for_uploads(&a, units.len());
     a.rcache_ok(&["remote", "flush"]);
     assert_layout(&server, units.len());
+    assert_blobs_compressed(&server, &a_outputs);
     sb.remove_target();
 
     let b = client(&sb, &server, "b");

@@ -6,9 +6,10 @@
 //!   kernel still accepts connections, so requests hang into rcache's timeouts),
 //!   [`resume`](RemoteServer::resume) and [`stop`](RemoteServer::stop) their process.
 //! - [`RemoteServer`] is what the scenarios are generic over: the client settings, and a view
-//!   of what rcache stored under the remote layout (format version 1, src/remote/layout.rs,
-//!   the contract): every object or key by name, read and overwritten byte for byte, so a test can
-//!   count, compare and damage it.
+//!   of what rcache stored under the remote layout (format version 2, src/remote/layout.rs and
+//!   store-format/README.md §9, the contract): every object or key by name, read, overwritten and
+//!   renamed byte for byte, so a test can count, compare, damage it, or turn it into what an
+//!   older version would have written.
 //! - Each talks to its server through a tiny client written here over `std::net::TcpStream`
 //!   (RESP for Redis in `redis.rs`, HTTP/1.1 for S3 in `s3.rs`): the tests check rcache's
 //!   clients, so they must not share code with them.
@@ -71,14 +72,17 @@ pub trait RemoteServer: Sized {
     /// Deletes one object or key, as an eviction would.
     fn delete(&self, name: &str);
 
+    /// Moves one object or key (a sorted set included) to another name.
+    fn rename(&self, from: &str, to: &str);
+
     /// The name under which the remote layout keeps the blob whose blake3 is `hex`.
     fn blob_name(&self, hex: &str) -> String;
 
     /// How many candidates the remote layout holds for the invocation key `hex`.
     fn candidate_count(&self, hex: &str) -> usize;
 
-    /// What the remote layout (format version 1) says `name` is: `blob`, `entry` or
-    /// `candidate`; `None` for a name outside it.
+    /// What the remote layout (format version 2) says `name` is: `blob`, `entry` or
+    /// `candidate`; `None` for a name outside it (another version's names included).
     fn layout_kind(&self, name: &str) -> Option<&'static str>;
 
     /// SIGSTOP: the server keeps its port, and every request to it hangs.

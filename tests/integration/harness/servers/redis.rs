@@ -13,8 +13,8 @@ pub struct RedisServer {
     password: Option<String>,
 }
 
-/// The remote layout's key prefix in Redis.
-const REDIS_PREFIX: &str = "rcache-v1:";
+/// The remote layout's key prefix in Redis (format version 2).
+const REDIS_PREFIX: &str = "rcache-v2:";
 
 impl RedisServer {
     /// A server that refuses clients without `password` (`requirepass`).
@@ -152,11 +152,15 @@ impl RemoteServer for RedisServer {
         assert_eq!(deleted, 1, "redis has no key {name}");
     }
 
+    fn rename(&self, from: &str, to: &str) {
+        self.command(&[b"RENAME", from.as_bytes(), to.as_bytes()]);
+    }
+
     fn blob_name(&self, hex: &str) -> String {
         format!("{REDIS_PREFIX}blob:{hex}")
     }
 
-    /// `rcache-v1:blob:<hex>`, `rcache-v1:entry:<hex>`, `rcache-v1:candidates:<hex>` (a sorted
+    /// `rcache-v2:blob:<hex>`, `rcache-v2:entry:<hex>`, `rcache-v2:candidates:<hex>` (a sorted
     /// set of candidates: the kind of its members).
     fn layout_kind(&self, name: &str) -> Option<&'static str> {
         let (kind, key) = name.strip_prefix(REDIS_PREFIX)?.split_once(':')?;

@@ -113,11 +113,11 @@ impl S3Server {
             .collect()
     }
 
-    /// Where the remote layout starts in the bucket: `[<prefix>/]rcache-v1/`.
+    /// Where the remote layout (format version 2) starts in the bucket: `[<prefix>/]rcache-v2/`.
     pub fn layout_prefix(&self) -> String {
         match self.prefix {
-            Some(prefix) => format!("{prefix}/rcache-v1/"),
-            None => "rcache-v1/".to_string(),
+            Some(prefix) => format!("{prefix}/rcache-v2/"),
+            None => "rcache-v2/".to_string(),
         }
     }
 }
@@ -177,6 +177,13 @@ impl RemoteServer for S3Server {
 
     fn delete(&self, name: &str) {
         self.request("DELETE", &format!("/{}/{name}", Self::BUCKET), None);
+    }
+
+    /// S3 has no rename: a copy through this client, then a delete.
+    fn rename(&self, from: &str, to: &str) {
+        let bytes = self.get(from);
+        self.put(to, &bytes);
+        self.delete(from);
     }
 
     fn blob_name(&self, hex: &str) -> String {

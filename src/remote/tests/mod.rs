@@ -1,8 +1,11 @@
 //! The remote's logic against an in-memory backend (the seam that `tests/integration/remote/`
 //! fills with real Redis and S3 servers): publishing and fetching between two stores, eviction,
-//! corrupt blobs, signatures, and the backoff after a failure.
+//! corrupt blobs, signatures, and the backoff after a failure; [`compressed`]: blobs as zstd
+//! frames, frames of the wrong size, and an entry's blobs fetched on several threads.
 
-use std::collections::HashMap;
+mod compressed;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +30,13 @@ struct Memory {
     /// When set, every request fails with a timeout.
     down: bool,
     puts: usize,
+    /// How long each `get_many` takes, outside the lock (so that concurrent calls overlap).
+    get_delay: Duration,
+    /// `get_many` calls running now, the most that ever ran at once, and the threads that made
+    /// them.
+    gets_in_flight: usize,
+    most_gets_in_flight: usize,
+    get_threads: HashSet<std::thread::ThreadId>,
 }
 
 #[derive(Clone, Default)]
@@ -44,7 +54,16 @@ impl MemoryBackend {
 
 impl Backend for MemoryBackend {
     fn get_many(&self, objects: &[Object], _: u64) -> Result<Vec<Option<Vec<u8>>>, RemoteError> {
-        let memory = self.check()?;
+        let delay = {
+            let mut memory = self.check()?;
+            memory.gets_in_flight += 1;
+            memory.most_gets_in_flight = memory.most_gets_in_flight.max(memory.gets_in_flight);
+            memory.get_threads.insert(std::thread::current().id());
+            memory.get_delay
+        };
+        std::thread::sleep(delay);
+        let mut memory = self.0.lock().unwrap();
+        memory.gets_in_flight -= 1;
         Ok(objects
             .iter()
             .map(|object| memory.objects.get(&object.redis_key()).cloned())
@@ -114,12 +133,21 @@ const INVOCATION: Key = [7; 32];
 
 /// Stores one compile with two outputs (an rlib and a `.d`) in `store`; returns its result key.
 fn store_compile(store: &Store, rlib: &[u8]) -> Key {
+    store_outputs(
+        store,
+        &[
+            ("libdemo.rlib", OutputKind::Rlib, rlib),
+            ("demo.d", OutputKind::DepInfo, &b"demo.d: src/lib.rs\n"[..]),
+        ],
+    )
+}
+
+/// Stores one compile with these outputs (name, kind, content) in `store`; returns its result
+/// key.
+fn store_outputs(store: &Store, files: &[(&str, OutputKind, &[u8])]) -> Key {
     let mut update = StateUpdate::default();
     let mut outputs = Vec::new();
-    for (name, kind, bytes) in [
-        ("libdemo.rlib", OutputKind::Rlib, rlib),
-        ("demo.d", OutputKind::DepInfo, &b"demo.d: src/lib.rs\n"[..]),
-    ] {
+    for &(name, kind, bytes) in files {
         let stored = blob::put_file(&store.layout, &mut &bytes[..], &mut update).unwrap();
         outputs.push(OutputRecord {
             name: name.into(),
@@ -304,6 +332,7 @@ fn a_corrupt_blob_is_a_counted_error_and_a_writable_client_deletes_it() {
     )
     .unwrap();
     let rlib_key = Object::Blob(*blake3::hash(b"rlib bytes").as_bytes()).redis_key();
+    // Raw bytes, not a zstd frame (what a version-1 remote held), of the right size even.
     memory
         .0
         .lock()
