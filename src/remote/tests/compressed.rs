@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use super::{
-    INVOCATION, MemoryBackend, counter, fetch_into, machines, remote, store_compile, store_outputs,
+    MemoryBackend, counter, fetch_into, machines, publish_unsigned, remote, store_compile,
+    store_outputs,
 };
 use crate::remote::codec;
 use crate::remote::fetch::RemoteOutcome;
 use crate::remote::layout::Object;
-use crate::remote::publish::publish;
 use crate::store::Store;
 use crate::store::entry::OutputKind;
 use crate::store::state::StateUpdate;
@@ -38,13 +38,7 @@ fn published_blobs_are_frames_of_their_content_and_counted_as_sent() {
     let memory = MemoryBackend::default();
     let rlib = compressible();
     let result_key = store_compile(&machines.a, &rlib);
-    let published = publish(
-        &remote(&memory, None),
-        &machines.a,
-        &INVOCATION,
-        &result_key,
-    )
-    .unwrap();
+    let published = publish_unsigned(&memory, &machines.a, &result_key);
     let frame = memory.0.lock().unwrap().objects[&blob_key(&rlib)].clone();
     assert_eq!(frame[..4], codec::FRAME_MAGIC);
     assert!(
@@ -92,13 +86,7 @@ fn frames_of_the_wrong_size_are_counted_kept_nowhere_and_deleted() {
         let machines = machines();
         let memory = MemoryBackend::default();
         let result_key = store_compile(&machines.a, &rlib);
-        publish(
-            &remote(&memory, None),
-            &machines.a,
-            &INVOCATION,
-            &result_key,
-        )
-        .unwrap();
+        publish_unsigned(&memory, &machines.a, &result_key);
         let key = blob_key(&rlib);
         let frame = codec::compress(&content).unwrap();
         memory.0.lock().unwrap().objects.insert(key.clone(), frame);
@@ -134,13 +122,7 @@ fn frames_of_the_wrong_size_are_counted_kept_nowhere_and_deleted() {
         );
         assert_eq!(outcome, RemoteOutcome::Error, "{what}");
         assert!(!memory.0.lock().unwrap().objects.contains_key(&key));
-        publish(
-            &remote(&memory, None),
-            &machines.a,
-            &INVOCATION,
-            &result_key,
-        )
-        .unwrap();
+        publish_unsigned(&memory, &machines.a, &result_key);
         let (fetched, _) = fetch_into(
             &remote(&memory, None),
             &machines.b,
@@ -172,13 +154,7 @@ fn damaged_frames_are_corrupt_blobs() {
         let machines = machines();
         let memory = MemoryBackend::default();
         let result_key = store_compile(&machines.a, &rlib);
-        publish(
-            &remote(&memory, None),
-            &machines.a,
-            &INVOCATION,
-            &result_key,
-        )
-        .unwrap();
+        publish_unsigned(&memory, &machines.a, &result_key);
         memory
             .0
             .lock()
@@ -226,13 +202,7 @@ fn an_entrys_blobs_are_fetched_on_several_threads_at_once() {
     let memory = MemoryBackend::default();
     let files = many_outputs();
     let result_key = store_many(&machines.a, &files);
-    publish(
-        &remote(&memory, None),
-        &machines.a,
-        &INVOCATION,
-        &result_key,
-    )
-    .unwrap();
+    publish_unsigned(&memory, &machines.a, &result_key);
     // Every get takes a while, so that gets on several threads overlap.
     memory.0.lock().unwrap().get_delay = Duration::from_millis(30);
 
@@ -270,13 +240,7 @@ fn one_evicted_blob_among_many_is_a_miss_and_nothing_is_committed() {
     let memory = MemoryBackend::default();
     let files = many_outputs();
     let result_key = store_many(&machines.a, &files);
-    publish(
-        &remote(&memory, None),
-        &machines.a,
-        &INVOCATION,
-        &result_key,
-    )
-    .unwrap();
+    publish_unsigned(&memory, &machines.a, &result_key);
     memory
         .0
         .lock()

@@ -182,6 +182,15 @@ fn store_outputs(store: &Store, files: &[(&str, OutputKind, &[u8])]) -> Key {
     result_key
 }
 
+/// `store`'s entry for [`INVOCATION`] published, unsigned, to `memory`.
+fn publish_unsigned(
+    memory: &MemoryBackend,
+    store: &Store,
+    result_key: &Key,
+) -> super::publish::Published {
+    publish(&remote(memory, None), store, &INVOCATION, result_key).unwrap()
+}
+
 /// Every candidate matches (the files "here" are as recorded).
 fn matching(candidate: &Candidate, _: &mut StateUpdate) -> Option<Key> {
     Some(key::result_key(
@@ -227,13 +236,7 @@ fn an_entry_published_by_one_store_is_fetched_verified_and_kept_by_another() {
     let machines = machines();
     let memory = MemoryBackend::default();
     let result_key = store_compile(&machines.a, b"rlib bytes");
-    let published = publish(
-        &remote(&memory, None),
-        &machines.a,
-        &INVOCATION,
-        &result_key,
-    )
-    .unwrap();
+    let published = publish_unsigned(&memory, &machines.a, &result_key);
     assert!(published.entry);
     assert_eq!(published.blobs_uploaded, 2);
 
@@ -263,13 +266,7 @@ fn an_entry_published_by_one_store_is_fetched_verified_and_kept_by_another() {
         assert_eq!(std::fs::metadata(path).unwrap().len(), output.size);
     }
     // Publishing again uploads no blob: the remote has them.
-    let again = publish(
-        &remote(&memory, None),
-        &machines.a,
-        &INVOCATION,
-        &result_key,
-    )
-    .unwrap();
+    let again = publish_unsigned(&memory, &machines.a, &result_key);
     assert_eq!(again.blobs_uploaded, 0);
 }
 
@@ -293,13 +290,7 @@ fn an_evicted_blob_or_entry_is_a_miss_not_an_error() {
     let machines = machines();
     let memory = MemoryBackend::default();
     let result_key = store_compile(&machines.a, b"rlib bytes");
-    publish(
-        &remote(&memory, None),
-        &machines.a,
-        &INVOCATION,
-        &result_key,
-    )
-    .unwrap();
+    publish_unsigned(&memory, &machines.a, &result_key);
     let blob_key = memory
         .0
         .lock()
@@ -324,13 +315,7 @@ fn a_corrupt_blob_is_a_counted_error_and_a_writable_client_deletes_it() {
     let machines = machines();
     let memory = MemoryBackend::default();
     let result_key = store_compile(&machines.a, b"rlib bytes");
-    publish(
-        &remote(&memory, None),
-        &machines.a,
-        &INVOCATION,
-        &result_key,
-    )
-    .unwrap();
+    publish_unsigned(&memory, &machines.a, &result_key);
     let rlib_key = Object::Blob(*blake3::hash(b"rlib bytes").as_bytes()).redis_key();
     // Raw bytes, not a zstd frame (what a version-1 remote held), of the right size even.
     memory
@@ -356,13 +341,7 @@ fn a_corrupt_blob_is_a_counted_error_and_a_writable_client_deletes_it() {
     assert_eq!(outcome, RemoteOutcome::Error);
     assert!(!memory.0.lock().unwrap().objects.contains_key(&rlib_key));
     // The next publish puts it back, and the lookup hits.
-    publish(
-        &remote(&memory, None),
-        &machines.a,
-        &INVOCATION,
-        &result_key,
-    )
-    .unwrap();
+    publish_unsigned(&memory, &machines.a, &result_key);
     let (fetched, _) = fetch(
         &remote(&memory, None),
         &machines.b,
@@ -423,13 +402,7 @@ fn a_candidate_that_does_not_match_here_is_a_miss() {
     let machines = machines();
     let memory = MemoryBackend::default();
     let result_key = store_compile(&machines.a, b"rlib bytes");
-    publish(
-        &remote(&memory, None),
-        &machines.a,
-        &INVOCATION,
-        &result_key,
-    )
-    .unwrap();
+    publish_unsigned(&memory, &machines.a, &result_key);
     let mut update = StateUpdate::default();
     let (fetched, outcome) = fetch(
         &remote(&memory, None),
