@@ -69,6 +69,15 @@ impl FileStamp {
         }
     }
 
+    /// True if `other` is the same version of the content: the same inode, size and mtime. The
+    /// ctime is left out: it also moves when the link count does, and the store links and
+    /// unlinks outputs it holds as blobs (docs/design.md §3, "Outputs stored by link") while
+    /// other processes hash them. A write changes the mtime; the memo key keeps the ctime.
+    pub fn same_content_version(&self, other: &FileStamp) -> bool {
+        (self.dev, self.ino, self.size, self.mtime_ns)
+            == (other.dev, other.ino, other.size, other.mtime_ns)
+    }
+
     /// The memo key: LMDB keys are at most 511 bytes, so the path is hashed in.
     pub fn memo_key(&self, path: &Path) -> Key {
         KeyHasher::new("file-memo", 1)
@@ -178,7 +187,7 @@ pub fn hash_file(path: &Path) -> io::Result<FileDigest> {
     let before = FileStamp::of(&file.metadata()?);
     let hash = hash_open(&mut file, before.size, Mutability::of(path))?;
     let after = FileStamp::of(&file.metadata()?);
-    if after != before {
+    if !after.same_content_version(&before) {
         return Err(io::Error::other(format!(
             "{} changed while it was being hashed",
             path.display()
@@ -236,6 +245,22 @@ pub fn hash_mmap_rayon(file: &File) -> io::Result<blake3::Hash> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn a_new_link_is_the_same_content_version_and_a_write_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("libx.rlib");
+        std::fs::write(&path, b"one").unwrap();
+        let first = FileStamp::of(&std::fs::metadata(&path).unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::hard_link(&path, dir.path().join("blob")).unwrap();
+        let linked = FileStamp::of(&std::fs::metadata(&path).unwrap());
+        assert_ne!(first.ctime_ns, linked.ctime_ns, "a link moves the ctime");
+        assert!(first.same_content_version(&linked));
+        std::fs::write(&path, b"two").unwrap();
+        let written = FileStamp::of(&std::fs::metadata(&path).unwrap());
+        assert!(!first.same_content_version(&written));
+    }
 
     #[test]
     fn all_strategies_agree() {

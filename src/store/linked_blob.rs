@@ -64,7 +64,7 @@ pub fn put_linked(layout: &Layout, output: &Path, update: &mut StateUpdate) -> i
     let hash = file_hash::hash_open(file.file_mut(), meta.len(), Mutability::ReplacedByRename)
         .map_err(io_failed("hash file", link.path()))?;
     let after = file.metadata()?;
-    if FileStamp::of(&meta) != FileStamp::of(&after) {
+    if !FileStamp::of(&meta).same_content_version(&FileStamp::of(&after)) {
         return Ok(Linked::Changed);
     }
     let blob = StoredBlob {
