@@ -67,6 +67,7 @@ fn synthetic_compile(n: u64) -> (Key, Candidate, Entry, Vec<(Key, Vec<u8>)>) {
             value: Some("0.3.1".into()),
         }],
         result_key: key_of(&[2, n]),
+        path_bound: None,
     };
     let mut blobs = Vec::new();
     let mut outputs = Vec::new();

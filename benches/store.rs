@@ -34,7 +34,8 @@ use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
 };
 use rcache::hash::Key;
-use rcache::key::{InvocationFacts, invocation_key, result_key};
+use rcache::key::base_dirs::Role;
+use rcache::key::{BaseDirs, InvocationFacts, invocation_key, result_key};
 use rcache::rustc::{Invocation, classify};
 use rcache::store::Store;
 use rcache::store::blob;
@@ -172,12 +173,25 @@ fn bench_key(c: &mut Criterion) {
     let argv = cargo_lib_argv();
     let invocation = classify(&argv).expect("the cargo lib argv is cacheable");
     let cwd = Path::new("/home/user/project");
-    fn facts<'a>(invocation: &'a Invocation, cwd: &'a Path) -> InvocationFacts<'a> {
+    // The base dirs of a workspace member (keys normalize the cwd, input and env values by them).
+    let bases = BaseDirs::new(vec![
+        (Role::Cwd, cwd.to_path_buf()),
+        (Role::CargoHome, "/home/user/.cargo".into()),
+        (Role::Target, "/home/user/project/target".into()),
+        (Role::Sysroot, "/home/user/.rustup/toolchains/stable".into()),
+    ])
+    .expect("usual dirs");
+    fn facts<'a>(
+        invocation: &'a Invocation,
+        cwd: &'a Path,
+        bases: &'a BaseDirs,
+    ) -> InvocationFacts<'a> {
         InvocationFacts {
             invocation,
             compiler_id: key_of(&[1]),
             wrapper_id: None,
             cwd,
+            bases,
             extern_hashes: invocation
                 .externs
                 .iter()
@@ -197,14 +211,14 @@ fn bench_key(c: &mut Criterion) {
     group.bench_function("classify", |b| {
         b.iter(|| classify(black_box(&argv)).unwrap())
     });
-    let prepared = facts(&invocation, cwd);
+    let prepared = facts(&invocation, cwd, &bases);
     group.bench_function("invocation_key", |b| {
         b.iter(|| invocation_key(black_box(&prepared)))
     });
     group.bench_function("classify+facts+invocation_key", |b| {
         b.iter(|| {
             let invocation = classify(black_box(&argv)).unwrap();
-            invocation_key(&facts(&invocation, cwd))
+            invocation_key(&facts(&invocation, cwd, &bases))
         })
     });
     group.bench_function("allowlisted_env", |b| b.iter(rcache::key::allowlisted_env));
@@ -260,11 +274,14 @@ fn synthetic_candidate(invocation: &Key, i: u64) -> Candidate {
         name: "CARGO_PKG_VERSION".into(),
         value: Some("0.3.1".into()),
     }];
-    Candidate {
-        result_key: result_key(invocation, &inputs, &env_deps),
+    let mut candidate = Candidate {
         inputs,
         env_deps,
-    }
+        result_key: [0; 32],
+        path_bound: None,
+    };
+    candidate.result_key = result_key(invocation, &candidate, b"");
+    candidate
 }
 
 fn put_bytes(layout: &Layout, dir: &Path, name: &str, bytes: &[u8]) -> blob::StoredBlob {

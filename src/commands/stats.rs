@@ -150,11 +150,16 @@ pub fn show(config: &Config, json: bool) -> anyhow::Result<()> {
         ("Not stored", &compiles.not_stored),
         ("Error reasons", &compiles.error_reasons),
         (
+            "Path-bound (keyed with their real paths)",
+            &compiles.path_bound,
+        ),
+        (
             "Build-script runs, passthrough reasons",
             &scripts.passthrough_reasons,
         ),
         ("Build-script runs, not recorded", &scripts.not_stored),
         ("Build-script runs, error reasons", &scripts.error_reasons),
+        ("Build-script runs, path-bound", &scripts.path_bound),
         ("Remote error reasons", &remote.error_reasons),
         ("Remote rejections", &remote.rejected_reasons),
     ] {

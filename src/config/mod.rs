@@ -56,6 +56,9 @@ pub struct Config {
     /// Route the C/C++ compiles of the build scripts rcache runs through rcache, when the
     /// user set no `CC`/`CXX` (`wrapper::build_script::cc_env`); `off` runs them untouched.
     pub build_script_cc: Setting<bool>,
+    /// Hits that do not depend on paths (`key::base_dirs`, docs/design.md §6e): base dirs
+    /// remapped in outputs and normalized in keys; `off` keys every path as written.
+    pub path_independent: Setting<bool>,
     /// Remote storage (README.md "Remote storage").
     pub remote: RemoteConfig,
     /// The config file consulted, and whether it exists.
@@ -95,6 +98,10 @@ const BUILD_SCRIPTS: Names = Names {
     env: "RCACHE_BUILD_SCRIPTS",
     toml: "build_scripts",
 };
+const PATH_INDEPENDENT: Names = Names {
+    env: "RCACHE_PATH_INDEPENDENT",
+    toml: "path_independent",
+};
 const BUILD_SCRIPT_CC: Names = Names {
     env: "RCACHE_BUILD_SCRIPT_CC",
     toml: "build_script_cc",
@@ -120,6 +127,7 @@ impl Config {
         let recache = loader.flag(&RECACHE, false);
         let build_scripts = loader.flag(&BUILD_SCRIPTS, true);
         let build_script_cc = loader.flag(&BUILD_SCRIPT_CC, true);
+        let path_independent = loader.flag(&PATH_INDEPENDENT, true);
         let remote = RemoteConfig::load(&mut loader);
         Config {
             dir,
@@ -131,6 +139,7 @@ impl Config {
             recache,
             build_scripts,
             build_script_cc,
+            path_independent,
             remote,
             config_file: loader.config_file,
             warnings: loader.warnings,
@@ -208,6 +217,17 @@ impl Config {
                 }
                 .to_string(),
                 &self.build_script_cc.source,
+            ),
+            (
+                PATH_INDEPENDENT.env,
+                PATH_INDEPENDENT.toml,
+                if self.path_independent.value {
+                    "on"
+                } else {
+                    "off"
+                }
+                .to_string(),
+                &self.path_independent.source,
             ),
         ];
         rows.extend(self.remote.rows());

@@ -176,10 +176,10 @@ mod tests {
             env: &env,
             upstream: &[],
         });
-        assert_eq!(KEY_VERSION, 3);
+        assert_eq!(KEY_VERSION, 4);
         assert_eq!(
             crate::hash::hex(&key),
-            "be79ab350d524a93e51787bbab7e1304fc39e94e43fd5bb0d2554556063d6c83"
+            "ba50859a281a3fc4f0da6b1c28a614225f1199a4ea02509afbf0b6919bb5fd60"
         );
     }
 

@@ -8,11 +8,18 @@
 //! `NUL <index> NUL <path relative to that dir>` (index 0 is the out dir, then the `-L` dirs in
 //! argv order), and resolved against the looking-up invocation's own directories. No real path
 //! contains a NUL byte, so the two forms cannot be confused.
+//!
+//! Any other absolute input under one of the unit's base dirs (a registry source under
+//! `CARGO_HOME`, a file generated in an `OUT_DIR`, the standard library's rlibs in the sysroot)
+//! is recorded as `NUL <role> NUL <rest>` (`super::base_dirs`) and resolved against the looking-up
+//! unit's own dir of that role: a candidate is always checked against the content of *its* files
+//! at the paths this unit would read.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use super::base_dirs::BaseDirs;
 use crate::rustc::Invocation;
 
 /// The directories an invocation's inputs are recorded relative to.
@@ -21,10 +28,11 @@ pub struct InputDirs {
     cwd: PathBuf,
     /// Index 0: the out dir; then each `-L [kind=]dir` in argv order; all absolute.
     anchors: Vec<PathBuf>,
+    bases: BaseDirs,
 }
 
 impl InputDirs {
-    pub fn of(invocation: &Invocation, cwd: &Path) -> InputDirs {
+    pub fn of(invocation: &Invocation, cwd: &Path, bases: &BaseDirs) -> InputDirs {
         let mut anchors = vec![cwd.join(&invocation.out_dir)];
         for search in &invocation.library_paths {
             let dir = search
@@ -35,6 +43,7 @@ impl InputDirs {
         InputDirs {
             cwd: cwd.to_path_buf(),
             anchors,
+            bases: bases.clone(),
         }
     }
 
@@ -44,7 +53,13 @@ impl InputDirs {
         InputDirs {
             cwd: cwd.to_path_buf(),
             anchors: Vec::new(),
+            bases: BaseDirs::none(),
         }
+    }
+
+    /// The unit's base dirs, which also template its env-dep values.
+    pub fn bases(&self) -> &BaseDirs {
+        &self.bases
     }
 
     /// The recorded form of an input path as a dep-info or the linker wrote it.
@@ -62,7 +77,10 @@ impl InputDirs {
                 recorded.extend_from_slice(rest.as_os_str().as_bytes());
                 recorded
             }
-            None => path.as_os_str().as_bytes().to_vec(),
+            None => self
+                .bases
+                .normalize(path.as_os_str().as_bytes())
+                .into_owned(),
         }
     }
 
@@ -73,6 +91,10 @@ impl InputDirs {
             return Some(self.cwd.join(OsStr::from_bytes(recorded)));
         };
         let separator = rest.iter().position(|&byte| byte == 0)?;
+        if !rest[..separator].iter().all(u8::is_ascii_digit) {
+            let expanded = self.bases.expand(recorded)?;
+            return Some(PathBuf::from(OsStr::from_bytes(&expanded)));
+        }
         let index: usize = std::str::from_utf8(&rest[..separator]).ok()?.parse().ok()?;
         let relative = OsStr::from_bytes(&rest[separator + 1..]);
         Some(self.anchors.get(index)?.join(relative))
@@ -91,7 +113,11 @@ mod tests {
              -L dependency={out_dir} -L native={native}"
         );
         let args: Vec<OsString> = line.split_whitespace().map(OsString::from).collect();
-        InputDirs::of(&classify(&args).unwrap(), Path::new("/ws"))
+        InputDirs::of(
+            &classify(&args).unwrap(),
+            Path::new("/ws"),
+            &BaseDirs::none(),
+        )
     }
 
     #[test]
@@ -118,6 +144,24 @@ mod tests {
             assert_eq!(recorded, path.as_bytes());
             assert_eq!(dirs.resolve(&recorded), Some(Path::new("/ws").join(path)));
         }
+    }
+
+    #[test]
+    fn inputs_under_base_dirs_follow_the_unit() {
+        use crate::key::base_dirs::Role;
+        let of = |home: &str| {
+            let line = "--crate-name x src/lib.rs --crate-type lib --out-dir /t/debug/deps";
+            let args: Vec<OsString> = line.split_whitespace().map(OsString::from).collect();
+            let bases = BaseDirs::new(vec![(Role::CargoHome, home.into())]).unwrap();
+            InputDirs::of(&classify(&args).unwrap(), Path::new("/ws"), &bases)
+        };
+        let recorded = of("/home/a/.cargo").record(Path::new("/home/a/.cargo/registry/x.rs"));
+        assert_eq!(recorded, b"\0cargo-home\0/registry/x.rs");
+        assert_eq!(
+            of("/ci/.cargo").resolve(&recorded),
+            Some(PathBuf::from("/ci/.cargo/registry/x.rs"))
+        );
+        assert_eq!(dirs("/t", "/n").resolve(&recorded), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! [`crate::hash`] is the tagged field encoding and hashes files; [`compiler`] identifies
 //! the compiler. `store-format/README.md` lists every field and tag.
 
+pub mod base_dirs;
 pub(crate) mod build_script;
 pub(crate) mod compiler;
 pub(crate) mod input_paths;
@@ -20,8 +21,9 @@ use std::path::Path;
 
 use crate::hash::{Key, KeyHasher};
 use crate::rustc::Invocation;
-use crate::store::entry::{EnvRecord, InputRecord};
+use crate::store::entry::{Candidate, InputRecord};
 use crate::store::layout::KEY_VERSION;
+pub use base_dirs::BaseDirs;
 
 /// Environment variables that cargo sets per unit and that can change a compile's output
 /// (docs/facts.md §4), plus those rustc itself reads. An explicit list: rustc inherits the whole
@@ -101,6 +103,9 @@ pub struct InvocationFacts<'a> {
     /// The workspace wrapper's identity (clippy-driver) and its config, if one is in the chain.
     pub wrapper_id: Option<Key>,
     pub cwd: &'a Path,
+    /// The unit's base dirs: the cwd, the input path, `--remap-path-prefix` values and env values
+    /// are keyed normalized by them (none: as written).
+    pub bases: &'a BaseDirs,
     /// Content hash of each `--extern` path, in argv order.
     pub extern_hashes: Vec<(String, Key)>,
     /// Content hash of each bundled static archive.
@@ -119,10 +124,21 @@ pub fn invocation_key(facts: &InvocationFacts) -> Key {
     let mut key = KeyHasher::new("invocation", KEY_VERSION);
     key.field("compiler", &facts.compiler_id);
     key.opt_field("wrapper", facts.wrapper_id.as_ref().map(|id| id.as_slice()));
-    for arg in &facts.invocation.key_args {
-        key.str_field("arg", arg);
+    let bases = facts.bases;
+    for role in bases.roles() {
+        key.str_field("base-dir", role);
     }
-    key.field("cwd", facts.cwd.as_os_str().as_bytes());
+    let mut path_valued = false;
+    for arg in &facts.invocation.key_args {
+        if path_valued {
+            key.field("arg", &bases.template(arg.as_bytes()));
+        } else {
+            key.str_field("arg", arg);
+        }
+        // The values that name paths and reach the output only as remapped names.
+        path_valued = arg == "input" || arg == "--remap-path-prefix";
+    }
+    key.field("cwd", &bases.normalize(facts.cwd.as_os_str().as_bytes()));
     for (name, hash) in &facts.extern_hashes {
         key.str_field("extern", name);
         key.field("extern-hash", hash);
@@ -136,7 +152,13 @@ pub fn invocation_key(facts: &InvocationFacts) -> Key {
     );
     for (name, value) in &facts.env {
         key.str_field("env", name);
-        key.opt_field("env-value", value.as_ref().map(|value| value.as_bytes()));
+        key.opt_field(
+            "env-value",
+            value
+                .as_ref()
+                .map(|value| bases.template(value.as_bytes()))
+                .as_deref(),
+        );
     }
     key.opt_field("native-cpu", facts.native_cpu.as_deref());
     match &facts.linker {
@@ -157,8 +179,16 @@ pub fn invocation_key(facts: &InvocationFacts) -> Key {
     key.finish()
 }
 
-/// The result key of a candidate: inputs sorted by path, env-deps in dep-info order (sorted).
-pub fn result_key(invocation_key: &Key, inputs: &[InputRecord], env_deps: &[EnvRecord]) -> Key {
+/// The result key of a candidate: inputs sorted by path, env-deps in dep-info order (sorted),
+/// and for a path-bound candidate the looking-up unit's real base dirs (`verbatim_dirs`), so
+/// that it is found only where its outputs' paths are right.
+pub fn result_key(invocation_key: &Key, candidate: &Candidate, verbatim_dirs: &[u8]) -> Key {
+    let Candidate {
+        inputs,
+        env_deps,
+        path_bound,
+        ..
+    } = candidate;
     let mut sorted: Vec<&InputRecord> = inputs.iter().collect();
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
     let mut key = KeyHasher::new("result", KEY_VERSION);
@@ -171,6 +201,7 @@ pub fn result_key(invocation_key: &Key, inputs: &[InputRecord], env_deps: &[EnvR
         key.str_field("env-dep", &env.name);
         key.opt_field("env-dep-value", env.value.as_ref().map(String::as_bytes));
     }
+    key.opt_field("path-bound", path_bound.as_ref().map(|_| verbatim_dirs));
     key.finish()
 }
 
@@ -178,6 +209,7 @@ pub fn result_key(invocation_key: &Key, inputs: &[InputRecord], env_deps: &[EnvR
 mod tests {
     use super::*;
     use crate::rustc::classify;
+    use crate::store::entry::EnvRecord;
 
     /// Golden key per key version. Changing what goes into a key changes these values: bump
     /// `KEY_VERSION`, add the new line, and document the change in store-format/README.md.
@@ -197,6 +229,11 @@ mod tests {
             "cd2dfae8982cddaffce0b8cc804f372397ec82d461e694827c3604c87972c3c9",
             "fdafb9ed4dd6d221556c1dd7ed55153cdd8544749efec43ace8db94609936c67",
         ),
+        (
+            4,
+            "1d1669ada42d6f7459cc2bbd14f9d27bfa9b99b45c13791ffd5ca140aadc9af3",
+            "f9cac48ba3515f67a97db798b2276dac497216834fa9e1a1cae9963284f5f778",
+        ),
     ];
 
     fn golden_keys() -> (String, String) {
@@ -207,11 +244,21 @@ mod tests {
             .map(OsString::from)
             .collect();
         let invocation = classify(&args).unwrap();
+        let bases = if KEY_VERSION >= 4 {
+            BaseDirs::new(vec![
+                (base_dirs::Role::Cwd, "/work/demo".into()),
+                (base_dirs::Role::Target, "/o".into()),
+            ])
+            .unwrap()
+        } else {
+            BaseDirs::none()
+        };
         let facts = InvocationFacts {
             invocation: &invocation,
             compiler_id: [1; 32],
             wrapper_id: None,
             cwd: Path::new("/work/demo"),
+            bases: &bases,
             extern_hashes: vec![("dep".into(), [2; 32])],
             static_lib_hashes: vec![],
             target_json_hash: None,
@@ -240,7 +287,13 @@ mod tests {
             name: "GREETING".into(),
             value: Some("hi".into()),
         }];
-        let result = result_key(&invocation_key, &inputs, &env_deps);
+        let candidate = Candidate {
+            inputs,
+            env_deps,
+            result_key: [0; 32],
+            path_bound: None,
+        };
+        let result = result_key(&invocation_key, &candidate, b"");
         (crate::hash::hex(&invocation_key), crate::hash::hex(&result))
     }
 
@@ -269,9 +322,35 @@ mod tests {
             hash: [2; 32],
         };
         let key = [9; 32];
+        let candidate = |inputs: Vec<InputRecord>| Candidate {
+            inputs,
+            env_deps: vec![],
+            result_key: [0; 32],
+            path_bound: None,
+        };
         assert_eq!(
-            result_key(&key, &[a.clone(), b.clone()], &[]),
-            result_key(&key, &[b, a], &[])
+            result_key(&key, &candidate(vec![a.clone(), b.clone()]), b""),
+            result_key(&key, &candidate(vec![b, a]), b"")
+        );
+    }
+
+    #[test]
+    fn a_path_bound_candidate_is_found_only_with_the_same_dirs() {
+        let key = [9; 32];
+        let mut candidate = Candidate {
+            inputs: vec![],
+            env_deps: vec![],
+            result_key: [0; 32],
+            path_bound: None,
+        };
+        assert_eq!(
+            result_key(&key, &candidate, b"/one"),
+            result_key(&key, &candidate, b"/two")
+        );
+        candidate.path_bound = Some("output_holds_path".into());
+        assert_ne!(
+            result_key(&key, &candidate, b"/one"),
+            result_key(&key, &candidate, b"/two")
         );
     }
 }

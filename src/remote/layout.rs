@@ -16,11 +16,11 @@ use crate::hash::{Key, hex};
 use crate::stats::reason::RemoteErrorReason;
 use crate::store::entry::{self, Candidate, Entry};
 
-/// Version of the remote layout; names the `rcache-v2` prefix. A change to the meaning of any
+/// Version of the remote layout; names the `rcache-v3` prefix. A change to the meaning of any
 /// remote object bumps it, so that old and new clients never misread each other's objects: a
 /// client finds nothing under another version's names (a miss), and writes nothing there.
 /// Version 1 held blobs raw; version 2 holds them as zstd frames (store-format/README.md §8).
-pub const REMOTE_FORMAT_VERSION: u32 = 2;
+pub const REMOTE_FORMAT_VERSION: u32 = 3;
 
 /// How many candidates a lookup reads for one invocation key, newest first.
 pub const REMOTE_MAX_CANDIDATES: usize = 16;
@@ -48,7 +48,7 @@ pub enum Object {
     Check(String),
 }
 
-/// The common prefix of every name: `rcache-v2`.
+/// The common prefix of every name: `rcache-v3`.
 pub fn version_prefix() -> String {
     format!("rcache-v{REMOTE_FORMAT_VERSION}")
 }
@@ -265,26 +265,27 @@ mod tests {
                 value: None,
             }],
             result_key: [5; 32],
+            path_bound: None,
         };
         let bytes = encode_candidate(&candidate);
         assert_eq!(decode_candidate(&bytes), Some(candidate));
         assert_eq!(decode_candidate(&bytes[4..]), None);
         assert_eq!(
             Object::Blob([0xab; 32]).s3_path().len(),
-            "rcache-v2/blobs/".len() + 64
+            "rcache-v3/blobs/".len() + 64
         );
         assert!(
             Object::Entry([0; 32])
                 .redis_key()
-                .starts_with("rcache-v2:entry:")
+                .starts_with("rcache-v3:entry:")
         );
         // Every name carries the version: a version-1 remote's objects are never read.
-        assert!(s3_candidates_dir(&invocation).starts_with("rcache-v2/candidates/"));
-        assert!(redis_candidates_key(&invocation).starts_with("rcache-v2:candidates:"));
+        assert!(s3_candidates_dir(&invocation).starts_with("rcache-v3/candidates/"));
+        assert!(redis_candidates_key(&invocation).starts_with("rcache-v3:candidates:"));
         assert!(
             Object::Check("x".into())
                 .s3_path()
-                .starts_with("rcache-v2/")
+                .starts_with("rcache-v3/")
         );
     }
 }

@@ -2,9 +2,9 @@
 //! uploader (`rcache remote upload`) publishes the queue. The cold build never waits for the
 //! network, and CI jobs run `rcache remote flush` at their end, since runners kill orphans.
 //!
-//! The queue is a directory of empty files, `v1/remote-queue/<invocation key>-<result key>`
+//! The queue is a directory of empty files, `v2/remote-queue/<invocation key>-<result key>`
 //! (hex): creating one is atomic, and two stores of one entry make one file. The uploader holds
-//! `v1/remote-upload.lock` while it runs. A store queues its file *before* trying that lock, and
+//! `v2/remote-upload.lock` while it runs. A store queues its file *before* trying that lock, and
 //! the uploader lists the queue again after releasing it: so a file queued while an uploader is
 //! finishing is either seen by it or finds the lock free and starts another.
 //!

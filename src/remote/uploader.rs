@@ -119,11 +119,11 @@ mod tests {
     #[test]
     fn a_store_error_keeps_its_path_and_kind_as_an_io_error() {
         let err = store_io(StoreError::Io {
-            path: "/store/v1/remote-upload.lock".into(),
+            path: "/store/v2/remote-upload.lock".into(),
             source: io::Error::from(io::ErrorKind::PermissionDenied),
         });
         assert!(
-            err.to_string().contains("/store/v1/remote-upload.lock"),
+            err.to_string().contains("/store/v2/remote-upload.lock"),
             "{err}"
         );
         assert_eq!(crate::store::io_reason(&err), "read_only_store");

@@ -116,7 +116,7 @@ impl Outcome {
 pub const BUILD_SCRIPTS_CC_ROUTED: &str = "build_scripts_cc_routed";
 
 /// Counter-name prefix of build-script runs.
-const BUILD_SCRIPTS_PREFIX: &str = "build_scripts.";
+pub(crate) const BUILD_SCRIPTS_PREFIX: &str = "build_scripts.";
 
 /// Counter-name prefix of the per-language split of compiles: `languages.<language>.<outcome>`.
 const LANGUAGES_PREFIX: &str = "languages.";
@@ -138,6 +138,9 @@ pub struct Event<'a> {
     /// What the remote said, when it was asked (after a local miss): `hit`, `miss`,
     /// `rejected`, `error`, `skipped`.
     pub remote: Option<&'a str>,
+    /// Why the unit is keyed with its real paths and not shared with other layouts, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_bound: Option<&'a str>,
 }
 
 /// Appends one event line. Errors are ignored: the log is for people and tests, never a reason
@@ -168,6 +171,9 @@ pub struct Counts {
     pub passthrough_reasons: BTreeMap<String, u64>,
     pub not_stored: BTreeMap<String, u64>,
     pub error_reasons: BTreeMap<String, u64>,
+    /// Units keyed with their real paths, not shared with other layouts, by reason
+    /// (`key::base_dirs::PathBound`): counted on every request of such a unit.
+    pub path_bound: BTreeMap<String, u64>,
     pub time_saved_ms: u64,
 }
 
@@ -194,6 +200,7 @@ impl Counts {
             ("passthrough_reasons", &mut self.passthrough_reasons),
             ("not_stored", &mut self.not_stored),
             ("error_reasons", &mut self.error_reasons),
+            ("path_bound", &mut self.path_bound),
         ];
         if set_reason(name, value, reasons) {
             return;

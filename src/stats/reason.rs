@@ -282,6 +282,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+    use crate::key::base_dirs::PathBound;
 
     /// README's table of a family: the first backquoted name of each row of the table under
     /// `heading`.
@@ -346,12 +347,21 @@ mod tests {
     }
 
     #[test]
+    fn readme_lists_every_path_bound_reason_and_no_other() {
+        assert_same(
+            "#### Path-bound reasons",
+            PathBound::iter().map(PathBound::as_str),
+        );
+    }
+
+    #[test]
     fn names_are_snake_case() {
         let names = PassthroughReason::all()
             .map(|reason| reason.as_str())
             .chain(NotStoredReason::iter().map(NotStoredReason::as_str))
             .chain(ErrorReason::iter().map(ErrorReason::as_str))
-            .chain(RemoteErrorReason::iter().map(RemoteErrorReason::as_str));
+            .chain(RemoteErrorReason::iter().map(RemoteErrorReason::as_str))
+            .chain(PathBound::iter().map(PathBound::as_str));
         for name in names {
             assert!(
                 !name.is_empty()

@@ -45,7 +45,8 @@ pub struct InputRecord {
     pub hash: Key,
 }
 
-/// One `# env-dep` variable and the value it had (`None`: unset).
+/// One `# env-dep` variable and the value it had (`None`: unset), base dirs templated
+/// (store-format/README.md §5.3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvRecord {
     pub name: String,
@@ -59,6 +60,9 @@ pub struct Candidate {
     pub env_deps: Vec<EnvRecord>,
     /// Informational: a reader recomputes the result key and never trusts this one.
     pub result_key: Key,
+    /// Why the outputs hold the storing unit's own paths (`key::base_dirs::PathBound`): the
+    /// result key then adds the looking-up unit's real base dirs. `None`: shared by every layout.
+    pub path_bound: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

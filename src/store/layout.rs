@@ -6,11 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
-/// Version of the on-disk layout and encodings; names the `v1/` directory.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the on-disk layout and encodings; names the `v2/` directory.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Version of the key derivation. Hashed into every cache key, right after the key's kind.
-pub const KEY_VERSION: u32 = 3;
+pub const KEY_VERSION: u32 = 4;
 
 /// LMDB map size, identical in every process (docs/facts.md §1: a process asking for less gets
 /// less). Sparse on Linux: the file grows only with the data written.
@@ -162,10 +162,10 @@ mod tests {
         let layout = Layout::new("/c");
         let hash = blake3::hash(b"x");
         let path = layout.blob_path(&hash);
-        assert!(path.starts_with("/c/v1/blobs"));
+        assert!(path.starts_with("/c/v2/blobs"));
         assert_eq!(Layout::blob_hash_of(&path), Some(hash));
         assert_eq!(
-            Layout::blob_hash_of(Path::new("/c/v1/blobs/ab/short")),
+            Layout::blob_hash_of(Path::new("/c/v2/blobs/ab/short")),
             None
         );
     }

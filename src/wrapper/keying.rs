@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use crate::depinfo::DepInfo;
 use crate::hash::file_hash::{self, FileStamp};
 use crate::hash::{Key, KeyHasher};
+use crate::key::BaseDirs;
 use crate::key::compiler::{self, CompilerIdentity};
 use crate::key::input_paths::InputDirs;
 use crate::key::{self, InvocationFacts};
@@ -253,6 +254,7 @@ pub fn invocation_key(
     identity: &CompilerIdentity,
     wrapper: Option<&WorkspaceWrapper>,
     cwd: &Path,
+    bases: &BaseDirs,
     update: &mut StateUpdate,
 ) -> Result<Key, KeyError> {
     let extern_paths: Vec<(String, PathBuf)> = invocation
@@ -304,6 +306,7 @@ pub fn invocation_key(
         compiler_id: identity.id,
         wrapper_id,
         cwd,
+        bases,
         extern_hashes: extern_paths
             .iter()
             .map(|(name, _)| name.clone())
@@ -453,11 +456,12 @@ pub fn find_match<'s>(
     })
 }
 
-/// Whether every env-dep variable a candidate recorded has the same value (or absence) now.
-pub fn env_deps_match(candidate: &Candidate) -> bool {
+/// Whether every env-dep variable a candidate recorded has the same value (or absence) now,
+/// base dirs templated as they were recorded.
+pub fn env_deps_match(candidate: &Candidate, bases: &BaseDirs) -> bool {
     candidate.env_deps.iter().all(|env| {
-        let now = std::env::var_os(&env.name);
-        now.as_ref().map(|value| value.as_bytes()) == env.value.as_ref().map(String::as_bytes)
+        let now = std::env::var_os(&env.name).map(|value| bases.template(value.as_bytes()));
+        now.as_deref() == env.value.as_ref().map(String::as_bytes)
     })
 }
 
@@ -470,7 +474,7 @@ pub fn inputs_match(
     dirs: &InputDirs,
     update: &mut StateUpdate,
 ) -> bool {
-    if !env_deps_match(candidate) {
+    if !env_deps_match(candidate, dirs.bases()) {
         return false;
     }
     let Some(paths) = candidate
@@ -518,15 +522,20 @@ pub fn candidate_from_dep_info(
         .iter()
         .map(|(name, value)| EnvRecord {
             name: name.clone(),
-            value: value.clone(),
+            value: value.as_ref().map(|value| {
+                String::from_utf8(dirs.bases().template(value.as_bytes()))
+                    .expect("templating UTF-8 keeps it UTF-8")
+            }),
         })
         .collect();
-    let result_key = key::result_key(invocation_key, &inputs, &env_deps);
-    Ok(Candidate {
+    let mut candidate = Candidate {
         inputs,
         env_deps,
-        result_key,
-    })
+        result_key: [0; 32],
+        path_bound: None,
+    };
+    candidate.result_key = key::result_key(invocation_key, &candidate, b"");
+    Ok(candidate)
 }
 
 /// Splits the wrapper argv into the compiler chain and rustc's arguments, recognising a

@@ -2,12 +2,18 @@
 //! (hard-linked into the store where rustc replaces them by rename, copied otherwise).
 //! The flow ([`super::flow`]) commits it.
 //!
+//! Paths (docs/design.md §6e): the `.d` file, the out dir and the diagnostics are stored with
+//! the unit's base dirs templated. The other outputs are searched for the base dirs' bytes; an
+//! output that holds one makes the candidate path-bound (found only by a unit with the same
+//! dirs): evidence, never a guess about which crates embed their paths.
+//!
 //! Refuses to store (a miss with a `not_stored` reason) when an input changed at or after the
 //! moment the compile started: the output may come from the old content and the recorded hash
 //! from the new. Cargo notices such a change and rebuilds; rcache must not then serve the stale
 //! output.
 
 use std::fs::File;
+use std::io::{Seek, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -15,6 +21,8 @@ use super::flow::{NotStored, Recorded, Recording};
 use super::keying;
 use crate::depinfo::{self, DepInfo};
 use crate::hash::file_hash::FileStamp;
+use crate::key::BaseDirs;
+use crate::key::base_dirs::PathBound;
 use crate::key::input_paths::InputDirs;
 use crate::rustc::Invocation;
 use crate::rustc::outputs::expected_outputs;
@@ -31,6 +39,7 @@ pub struct Finished<'a> {
     pub dep_info_path: &'a Path,
     /// The linker's `--dependency-file`, for crates that link.
     pub linker_dep_info_path: Option<&'a Path>,
+    pub bases: &'a BaseDirs,
 }
 
 /// The files the linker read, from its `--dependency-file`: candidate inputs like sources.
@@ -73,6 +82,7 @@ pub fn record(recording: &mut Recording, finished: &Finished) -> Result<Recorded
         cwd,
         dep_info_path,
         linker_dep_info_path,
+        bases,
     } = *finished;
     let dep_info_text = std::fs::read(dep_info_path).map_err(NotStored::file(dep_info_path))?;
     let mut dep_info = depinfo::parse(&dep_info_text);
@@ -87,14 +97,17 @@ pub fn record(recording: &mut Recording, finished: &Finished) -> Result<Recorded
             }
         }
     }
-    let dirs = InputDirs::of(invocation, cwd);
-    let candidate = compile_candidate(recording, &dep_info, &dirs, cwd)?;
+    let dirs = InputDirs::of(invocation, cwd, bases);
+    let mut candidate = compile_candidate(recording, &dep_info, &dirs, cwd)?;
 
     let mut outputs = Vec::new();
+    let mut holds_path = false;
     for expected in expected_outputs(invocation) {
         let path = out_dir.join(&expected.file_name);
-        let (stored, mode) = store_output(recording, &path, expected.kind)?;
+        let (stored, mode) = store_output(recording, &path, expected.kind, bases)?;
         if expected.kind != OutputKind::DepInfo {
+            holds_path =
+                holds_path || holds_base_dir(&path, bases).map_err(NotStored::file(&path))?;
             recording
                 .hasher
                 .remember_written(&path, *stored.hash.as_bytes(), recording.update);
@@ -107,11 +120,33 @@ pub fn record(recording: &mut Recording, finished: &Finished) -> Result<Recorded
             mode,
         });
     }
+    if holds_path {
+        candidate.path_bound = Some(PathBound::OutputHoldsPath.as_str().to_string());
+        candidate.result_key =
+            crate::key::result_key(recording.invocation_key, &candidate, &bases.verbatim());
+    }
     Ok(Recorded {
         candidate,
         outputs,
-        out_dir: invocation.out_dir.as_os_str().as_encoded_bytes().to_vec(),
+        out_dir: bases.template(invocation.out_dir.as_os_str().as_encoded_bytes()),
+        stderr: Some(bases.template(&recording.ran.stderr)),
     })
+}
+
+/// Whether an output holds one of the unit's base dirs, byte for byte (docs/design.md §6e).
+fn holds_base_dir(path: &Path, bases: &BaseDirs) -> std::io::Result<bool> {
+    if bases.is_empty() {
+        return Ok(false);
+    }
+    let file = File::open(path)?;
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    // SAFETY: an output rustc just wrote and rcache now holds a link to; only read.
+    let bytes = unsafe { memmap2::Mmap::map(&file)? };
+    Ok(bases
+        .needles()
+        .any(|needle| memchr::memmem::find(&bytes, needle).is_some()))
 }
 
 /// Stores one output: by hard link (`store::linked_blob`), except the `.d` that rustc rewrites in
@@ -121,8 +156,12 @@ fn store_output(
     recording: &mut Recording,
     path: &Path,
     kind: OutputKind,
+    bases: &BaseDirs,
 ) -> Result<(StoredBlob, u32), NotStored> {
     let layout = &recording.store.layout;
+    if kind == OutputKind::DepInfo && !bases.is_empty() {
+        return store_dep_info_template(recording, path, bases);
+    }
     if kind != OutputKind::DepInfo {
         match linked_blob::put_linked(layout, path, recording.update) {
             Ok(Linked::Stored { blob, mode }) => return Ok((blob, mode)),
@@ -146,6 +185,28 @@ fn store_output(
         ));
     }
     Ok((stored, before.permissions().mode() & 0o7777))
+}
+
+/// Stores a `.d` file with the unit's base dirs templated; a restore fills in its own.
+fn store_dep_info_template(
+    recording: &mut Recording,
+    path: &Path,
+    bases: &BaseDirs,
+) -> Result<(StoredBlob, u32), NotStored> {
+    let text = std::fs::read(path).map_err(NotStored::file(path))?;
+    let mode = std::fs::metadata(path)
+        .map_err(NotStored::file(path))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    let layout = &recording.store.layout;
+    let mut temp = tempfile::tempfile_in(layout.tmp_dir()).map_err(NotStored::blob_write)?;
+    temp.write_all(&bases.template(&text))
+        .and_then(|()| temp.rewind())
+        .map_err(NotStored::blob_write)?;
+    let stored =
+        blob::put_file(layout, &mut temp, recording.update).map_err(NotStored::blob_write)?;
+    Ok((stored, mode))
 }
 
 /// The candidate of a finished compile (rustc or C) from its dep-info: every input hashed

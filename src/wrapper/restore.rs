@@ -27,6 +27,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::depinfo::escape_path;
+use crate::key::BaseDirs;
 use crate::rustc::outputs::ExpectedOutput;
 use crate::store::entry::Entry;
 use crate::store::entry::OutputKind;
@@ -52,6 +53,7 @@ pub fn materialize(
     expected: &[ExpectedOutput],
     out_dir: &Path,
     out_dir_as_given: &Path,
+    bases: &BaseDirs,
     update: &mut StateUpdate,
 ) -> io::Result<Vec<Restored>> {
     check_names(entry, expected)?;
@@ -85,7 +87,15 @@ pub fn materialize(
             OutputKind::DepInfo => {
                 let mut text = Vec::with_capacity(output.size as usize);
                 file.read_to_end(&mut text)?;
-                let rewritten = rewrite_dep_info(&text, &entry.out_dir, out_dir_as_given);
+                let unfillable = || {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "the entry's dep-info names a base dir this unit does not have",
+                    )
+                };
+                let filled = bases.expand(&text).ok_or_else(unfillable)?;
+                let old_out_dir = bases.expand(&entry.out_dir).ok_or_else(unfillable)?;
+                let rewritten = rewrite_dep_info(&filled, &old_out_dir, out_dir_as_given);
                 write_with_mode(&temp, &rewritten, output.mode)?;
                 (rewritten == text).then_some(output.blob)
             }
@@ -213,16 +223,15 @@ fn dir_prefix(dir: &[u8]) -> Vec<u8> {
 /// Writes the captured stdout and stderr. With JSON artifact notifications, the `.rmeta`
 /// notification goes first (cargo starts dependents on it) and every notification names the
 /// file in this out dir.
-pub fn replay(entry: &Entry, out_dir: &Path, json_artifacts: bool) {
+pub fn replay(entry: &Entry, captured_stderr: &[u8], out_dir: &Path, json_artifacts: bool) {
     let mut stderr = io::stderr().lock();
     let mut stdout = io::stdout().lock();
     if !json_artifacts {
         let _ = stdout.write_all(&entry.stdout);
-        let _ = stderr.write_all(&entry.stderr);
+        let _ = stderr.write_all(captured_stderr);
         return;
     }
-    let lines: Vec<&[u8]> = entry
-        .stderr
+    let lines: Vec<&[u8]> = captured_stderr
         .split_inclusive(|&byte| byte == b'\n')
         .collect();
     let rmeta_position = lines
@@ -338,9 +347,17 @@ mod tests {
 
         // No out dir: the link fails, then the copy, which names both ends.
         let missing = root.path().join("missing");
-        let err = materialize(&store, &entry, &expected, &missing, &missing, &mut update)
-            .err()
-            .expect("no out dir to restore into");
+        let err = materialize(
+            &store,
+            &entry,
+            &expected,
+            &missing,
+            &missing,
+            &BaseDirs::none(),
+            &mut update,
+        )
+        .err()
+        .expect("no out dir to restore into");
         let text = err.to_string();
         assert!(text.contains("failed to copy"), "{text}");
         assert!(
@@ -352,9 +369,17 @@ mod tests {
         // The destination is a directory with a file in it: the rename fails, and says so.
         let out = root.path().join("out");
         fs::create_dir_all(out.join("libdemo.rlib/inside")).unwrap();
-        let err = materialize(&store, &entry, &expected, &out, &out, &mut update)
-            .err()
-            .expect("a directory is in the way");
+        let err = materialize(
+            &store,
+            &entry,
+            &expected,
+            &out,
+            &out,
+            &BaseDirs::none(),
+            &mut update,
+        )
+        .err()
+        .expect("a directory is in the way");
         let text = err.to_string();
         assert!(text.contains("failed to rename"), "{text}");
         assert!(
@@ -379,6 +404,7 @@ mod tests {
             &expected,
             &out,
             &out,
+            &BaseDirs::none(),
             &mut StateUpdate::default(),
         )
         .err()

@@ -75,21 +75,22 @@ pub struct Compiled {
     pub duration_ms: u64,
 }
 
-/// Runs the compiler, forwarding stdout and stderr as they arrive and capturing both. Lines of
-/// stderr for which `drop_line` is true are neither forwarded nor captured (an artifact
-/// notification for a dep-info file rcache asked for itself).
+/// Runs the compiler, forwarding stdout and stderr as they arrive and capturing both. Each line
+/// of stderr goes through `keep_line` first, which may rewrite it (remapped paths put back);
+/// a line it returns false for is neither forwarded nor captured (an artifact notification for
+/// a dep-info file rcache asked for itself).
 pub fn compile(
     chain: &CompilerChain,
     args: &[OsString],
-    drop_line: impl Fn(&[u8]) -> bool + Send + 'static,
+    keep_line: impl Fn(&mut Vec<u8>) -> bool + Send + 'static,
 ) -> io::Result<Compiled> {
-    compile_command(chain.command(args), drop_line)
+    compile_command(chain.command(args), keep_line)
 }
 
 /// [`compile`] of a prepared command (a build script whose environment rcache adjusted).
 pub fn compile_command(
     mut command: Command,
-    drop_line: impl Fn(&[u8]) -> bool + Send + 'static,
+    keep_line: impl Fn(&mut Vec<u8>) -> bool + Send + 'static,
 ) -> io::Result<Compiled> {
     let clock = Instant::now();
     let mut child = command
@@ -100,7 +101,7 @@ pub fn compile_command(
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
     let stdout_thread = thread::spawn(move || forward_chunks(stdout, io::stdout()));
-    let stderr_thread = thread::spawn(move || forward_lines(stderr, io::stderr(), drop_line));
+    let stderr_thread = thread::spawn(move || forward_lines(stderr, io::stderr(), keep_line));
     let status = child.wait()?;
     let stdout = stdout_thread.join().unwrap_or_default();
     let stderr = stderr_thread.join().unwrap_or_default();
@@ -139,7 +140,7 @@ fn forward_chunks(mut source: impl Read, mut destination: impl Write) -> Vec<u8>
 fn forward_lines(
     source: impl Read,
     mut destination: impl Write,
-    drop_line: impl Fn(&[u8]) -> bool,
+    keep_line: impl Fn(&mut Vec<u8>) -> bool,
 ) -> Vec<u8> {
     let mut reader = BufReader::with_capacity(64 * 1024, source);
     let mut captured = Vec::new();
@@ -153,7 +154,7 @@ fn forward_lines(
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         }
-        if drop_line(&line) {
+        if !keep_line(&mut line) {
             continue;
         }
         if destination_open {
@@ -183,9 +184,14 @@ mod tests {
     fn lines_are_forwarded_and_filtered() {
         let input: &[u8] = b"keep 1\ndrop me\nkeep 2";
         let mut forwarded = Vec::new();
-        let captured = forward_lines(input, &mut forwarded, |line| line.starts_with(b"drop"));
-        assert_eq!(captured, b"keep 1\nkeep 2");
-        assert_eq!(forwarded, b"keep 1\nkeep 2");
+        let captured = forward_lines(input, &mut forwarded, |line| {
+            if line.starts_with(b"keep 2") {
+                line.extend_from_slice(b" (rewritten)");
+            }
+            !line.starts_with(b"drop")
+        });
+        assert_eq!(captured, b"keep 1\nkeep 2 (rewritten)");
+        assert_eq!(forwarded, b"keep 1\nkeep 2 (rewritten)");
     }
 
     #[test]
@@ -199,7 +205,7 @@ mod tests {
             "-c".into(),
             "echo out $RCACHE_TEST_VALUE; echo err >&2; exit 3".into(),
         ];
-        let compiled = compile(&chain, &args, |_| false).unwrap();
+        let compiled = compile(&chain, &args, |_| true).unwrap();
         assert_eq!(
             compiled.stdout, b"out set\n",
             "the chain's env reaches the program"

@@ -12,6 +12,7 @@
 use std::borrow::Cow;
 use std::ffi::OsString;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -22,6 +23,9 @@ use super::record::{self, Finished};
 use super::restore;
 use super::run::{self, Compiled, CompilerChain, Program};
 use crate::hash::Key;
+use crate::key::BaseDirs;
+use crate::key::base_dirs::{self, PathBound, Role};
+use crate::key::compiler::CompilerIdentity;
 use crate::key::input_paths::InputDirs;
 use crate::rustc::outputs::expected_outputs;
 use crate::rustc::{self, Invocation, Passthrough};
@@ -40,7 +44,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         leading_args: args[1..args.len() - rustc_args.len()].to_vec(),
         env: Vec::new(),
     };
-    let program = Program {
+    let mut program = Program {
         chain,
         args: rustc_args,
     };
@@ -67,12 +71,25 @@ pub fn run(args: Vec<OsString>) -> i32 {
                 name: crate_name_of(rustc_args).map(Cow::Borrowed),
                 crate_types: Cow::Borrowed(&raw_types),
                 cwd: Cow::Borrowed(&cwd),
+                path_bound: None,
             };
             return cx.pass_through(store.as_ref().ok(), &unit, &program, reason.into());
         }
     };
+    let path_independent = cx.config.path_independent.value;
+    if path_independent && let Ok(bases) = unit_base_dirs(&invocation, &cwd, None) {
+        // Every run of a cacheable compile gets rcache's remapping, a fallback after a fault
+        // too: its outputs are always a plain build's given these flags. rcache's come first:
+        // rustc lets a later `--remap-path-prefix` win, so the user's own keep theirs.
+        let mut args = bases.remap_args();
+        args.append(&mut program.args);
+        program.args = args;
+    }
     let mut job = RustcJob {
         launcher_wanted: build_script::cc_env::launcher_wanted(&cx.config),
+        path_independent,
+        bases: BaseDirs::none(),
+        path_bound: None,
         invocation,
         compiler_path,
         wrapper,
@@ -107,6 +124,13 @@ struct RustcJob {
     own_dep_info: Option<PathBuf>,
     /// The linker's `--dependency-file`, for a crate that links.
     linker_dep_info: Option<PathBuf>,
+    /// `RCACHE_PATH_INDEPENDENT`: hits in other checkouts, target dirs and `CARGO_HOME`s.
+    path_independent: bool,
+    /// The unit's base dirs, found while keying (none when path independence is off or the
+    /// unit is path-bound from the start).
+    bases: BaseDirs,
+    /// Why this unit is keyed with its real paths, when it is.
+    path_bound: Option<PathBound>,
 }
 
 impl Job for RustcJob {
@@ -117,11 +141,18 @@ impl Job for RustcJob {
             name: Some(Cow::Borrowed(&self.invocation.crate_name)),
             crate_types: Cow::Borrowed(&self.invocation.crate_types),
             cwd: Cow::Borrowed(&self.cwd),
+            path_bound: self.path_bound.map(PathBound::as_str),
         }
     }
 
     fn invocation_key(&mut self, Keying { hasher, update }: Keying) -> Result<Key, KeyError> {
         let identity = keying::compiler_identity(hasher.store(), &self.compiler_path, update)?;
+        if self.path_independent {
+            match unit_base_dirs(&self.invocation, &self.cwd, Some(&identity)) {
+                Ok(bases) => self.bases = bases,
+                Err(reason) => self.path_bound = Some(reason),
+            }
+        }
         keying::invocation_key(
             hasher,
             &self.invocation,
@@ -129,13 +160,18 @@ impl Job for RustcJob {
             &identity,
             self.wrapper.as_ref(),
             &self.cwd,
+            &self.bases,
             update,
         )
     }
 
     fn candidate_matches(&self, Keying { hasher, update }: Keying, candidate: &Candidate) -> bool {
-        let dirs = InputDirs::of(&self.invocation, &self.cwd);
+        let dirs = InputDirs::of(&self.invocation, &self.cwd, &self.bases);
         keying::inputs_match(hasher, candidate, &dirs, update)
+    }
+
+    fn verbatim_dirs(&self) -> Vec<u8> {
+        self.bases.verbatim()
     }
 
     fn restore(&mut self, Keying { hasher, update }: Keying, entry: &Entry) -> io::Result<()> {
@@ -147,6 +183,7 @@ impl Job for RustcJob {
             &expected,
             &out_dir,
             &self.invocation.out_dir,
+            &self.bases,
             update,
         )?;
         for output in restored {
@@ -159,14 +196,18 @@ impl Job for RustcJob {
     }
 
     fn replay(&self, entry: &Entry) {
+        // A template this unit's dirs cannot fill was refused by the restore.
+        let stderr = self.bases.expand(&entry.stderr).unwrap_or_default();
         restore::replay(
             entry,
+            &stderr,
             &self.invocation.out_dir,
             self.invocation.json_artifacts,
         );
     }
 
     fn run(&mut self, store: &Store, program: &Program) -> io::Result<Compiled> {
+        // `program` already carries rcache's `--remap-path-prefix` flags (see `run`).
         let mut args = program.args.clone();
         // Cargo always asks for dep-info; when a caller did not, ask for it at a temp path so
         // that what the caller sees is unchanged.
@@ -182,11 +223,22 @@ impl Job for RustcJob {
             )
         });
         let dropped = self.own_dep_info.clone();
-        let drop_line = move |line: &[u8]| match (&dropped, restore::artifact(line)) {
-            (Some(own), Some((path, emit))) => emit == "dep-info" && Path::new(&path) == own,
-            _ => false,
+        let bases = self.bases.clone();
+        let remap_root = format!("{}/", base_dirs::REMAP_ROOT);
+        let keep_line = move |line: &mut Vec<u8>| {
+            if let (Some(own), Some((path, emit))) = (&dropped, restore::artifact(line))
+                && emit == "dep-info"
+                && Path::new(&path) == own
+            {
+                return false;
+            }
+            // Diagnostics name what a plain build would: the real dirs, not the remapped names.
+            if memchr::memmem::find(line, remap_root.as_bytes()).is_some() {
+                *line = bases.unremap(line);
+            }
+            true
         };
-        run::compile(&program.chain, &args, drop_line)
+        run::compile(&program.chain, &args, keep_line)
     }
 
     fn rerun_as_asked(&self, ran: &Compiled) -> Option<PassthroughReason> {
@@ -211,8 +263,13 @@ impl Job for RustcJob {
             cwd: &self.cwd,
             dep_info_path: &dep_info_path,
             linker_dep_info_path: self.linker_dep_info.as_deref(),
+            bases: &self.bases,
         };
-        record::record(recording, &finished)
+        let recorded = record::record(recording, &finished)?;
+        if recorded.candidate.path_bound.is_some() {
+            self.path_bound = Some(PathBound::OutputHoldsPath);
+        }
+        Ok(recorded)
     }
 
     fn after_run(&mut self, Keying { hasher, update }: Keying, succeeded: bool) {
@@ -256,6 +313,39 @@ impl RustcJob {
             Err(outcome) => outcome.count_build_script_run(update),
         }
     }
+}
+
+/// A unit's base dirs (`key::base_dirs`): its cwd, `CARGO_HOME`, the target dir above its
+/// `-L dependency=` dir, and (once the compiler is identified) the sysroot, which is keyed but
+/// not remapped. A unit with a dir rcache cannot template is path-bound. (`--remap-path-scope`,
+/// which would scope rcache's remapping too, is not cached at all: `unknown_argument`.)
+fn unit_base_dirs(
+    invocation: &Invocation,
+    cwd: &Path,
+    identity: Option<&CompilerIdentity>,
+) -> Result<BaseDirs, PathBound> {
+    let mut candidates = vec![(Role::Cwd, cwd.to_path_buf())];
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| dirs::home_dir().map(|home| home.join(".cargo")));
+    if let Some(home) = cargo_home.filter(|home| home.is_absolute()) {
+        candidates.push((Role::CargoHome, home));
+    }
+    let dependency_dirs: Vec<PathBuf> = invocation
+        .library_paths
+        .iter()
+        .filter_map(|search| search.strip_prefix("dependency="))
+        .map(|dir| cwd.join(dir))
+        .collect();
+    let target = invocation.target.as_deref();
+    if let Some(target_dir) = base_dirs::cargo_target_dir(&dependency_dirs, target) {
+        candidates.push((Role::Target, target_dir));
+    }
+    if let Some(identity) = identity.filter(|identity| !identity.sysroot.is_empty()) {
+        let sysroot = std::ffi::OsStr::from_bytes(&identity.sysroot);
+        candidates.push((Role::Sysroot, PathBuf::from(sysroot)));
+    }
+    BaseDirs::new(candidates)
 }
 
 /// Appends `flag<path>` to `args` for a file rustc or the linker writes on rcache's behalf, at a

@@ -148,7 +148,7 @@ fn every_documented_form_builds_what_a_plain_build_builds_and_reruns_hit() {
         .named("plain build")
         .env_remove("CC")
         .env_remove("CXX")
-        .without_wrapper()
+        .plain_remapped()
         .ok();
     let plain = outputs(&sb.target);
     let app = sb.run_program_in(&sb.target, "ccapp");

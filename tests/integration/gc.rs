@@ -50,7 +50,7 @@ fn set_mtime(path: &Path, age: Duration) {
 /// before its index commit would leave it.
 fn plant_blob(sb: &Sandbox, content: &[u8]) -> PathBuf {
     let hex = blake3::hash(content).to_hex();
-    let path = sb.store.join("v1/blobs").join(&hex[..2]).join(&hex[2..]);
+    let path = sb.store.join("v2/blobs").join(&hex[..2]).join(&hex[2..]);
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(&path, content).unwrap();
     path
@@ -65,7 +65,7 @@ fn wait_for_auto_gc(sb: &Sandbox, limit: u64) -> Value {
             .create(true)
             .truncate(false)
             .write(true)
-            .open(sb.store.join("v1/gc.lock"))
+            .open(sb.store.join("v2/gc.lock"))
             .unwrap();
         let idle = lock.try_lock().is_ok();
         drop(lock);
@@ -241,7 +241,7 @@ fn the_sweep_removes_old_orphans_and_temp_files_and_keeps_fresh_ones() {
     let old_orphan = plant_blob(&sb, b"left by a store that died before its commit");
     set_mtime(&old_orphan, old);
     let fresh_orphan = plant_blob(&sb, b"written for a commit that is about to happen");
-    let tmp = sb.store.join("v1/tmp");
+    let tmp = sb.store.join("v2/tmp");
     let old_temp = tmp.join("blob-old");
     fs::write(&old_temp, b"12345").unwrap();
     set_mtime(&old_temp, old);

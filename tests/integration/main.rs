@@ -14,6 +14,9 @@
 //!   linker); what is not in the key keeps hitting; a source edited mid-compile is not stored.
 //! - [`dev_profile`]: the default dev profile (`-C incremental`, no `CARGO_INCREMENTAL`): hits
 //!   after a clean, reverted edits served from the cache, incremental recompiles after restores.
+//! - [`paths`]: hits that do not depend on paths: a second checkout, a git worktree, another
+//!   target dir, `cargo install` twice, another machine with other paths through Redis; outputs
+//!   a plain build's given the same remapping; the traps that must stay path-bound or miss.
 //! - [`passthrough`]: what rcache does not cache goes to rustc with its reason
 //!   (`RCACHE_DISABLE`, unknown arguments).
 //! - [`build_scripts`]: build-script runs restored from the cache, rerun on exactly the inputs
@@ -57,6 +60,7 @@ mod gc;
 mod invalidation;
 mod one_flow;
 mod passthrough;
+mod paths;
 mod remote;
 mod rust_compiles;
 mod store_faults;

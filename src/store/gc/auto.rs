@@ -128,6 +128,7 @@ mod tests {
             inputs: vec![],
             env_deps: vec![],
             result_key: [2; 32],
+            path_bound: None,
         };
         store
             .index

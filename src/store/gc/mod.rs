@@ -163,6 +163,7 @@ mod tests {
             inputs: vec![],
             env_deps: vec![],
             result_key: [result; 32],
+            path_bound: None,
         };
         store
             .index

@@ -96,6 +96,7 @@ fn run_unit(cwd: &Path) -> Unit<'_> {
         name: std::env::var("CARGO_PKG_NAME").ok().map(Cow::Owned),
         crate_types: Cow::Borrowed(&[]),
         cwd: Cow::Borrowed(cwd),
+        path_bound: None,
     }
 }
 
@@ -211,7 +212,7 @@ impl Job for ScriptJob {
     fn candidate_matches(&self, Keying { hasher, update }: Keying, candidate: &Candidate) -> bool {
         let dirs = self.env.dirs();
         let mut seen = Vec::new();
-        keying::env_deps_match(candidate)
+        keying::env_deps_match(candidate, &crate::key::BaseDirs::none())
             && candidate.inputs.iter().all(|input| {
                 inputs::fingerprint(hasher, &dirs, &input.path, &mut seen, update)
                     .is_ok_and(|now| now == input.hash)
@@ -236,7 +237,7 @@ impl Job for ScriptJob {
             chain.env.push(("PATH".into(), path));
             self.cc_routed = true;
         }
-        run::compile(&chain, &program.args, |_| false)
+        run::compile(&chain, &program.args, |_| true)
     }
 
     fn failed_run_reason(&self) -> NotStoredReason {

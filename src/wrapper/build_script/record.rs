@@ -87,16 +87,19 @@ pub(super) fn record(
             }));
         }
     };
-    let result_key = key::result_key(recording.invocation_key, &inputs, &env_deps);
+    let mut candidate = Candidate {
+        inputs,
+        env_deps,
+        result_key: [0; 32],
+        path_bound: None,
+    };
+    candidate.result_key = key::result_key(recording.invocation_key, &candidate, b"");
     remember_tree(recording.hasher, &outputs, &env.out_dir, recording.update);
     Ok(Recorded {
-        candidate: Candidate {
-            inputs,
-            env_deps,
-            result_key,
-        },
+        candidate,
         outputs,
         out_dir: env.out_dir.as_os_str().as_bytes().to_vec(),
+        stderr: None,
     })
 }
 

@@ -102,6 +102,7 @@ fn unclassified_unit<'a>(language: &'static str, cwd: &'a Path) -> Unit<'a> {
         name: None,
         crate_types: Cow::Borrowed(&[]),
         cwd: Cow::Borrowed(cwd),
+        path_bound: None,
     }
 }
 
@@ -127,6 +128,7 @@ impl Job for CcJob {
             name: Some(self.invocation.source.to_string_lossy()),
             crate_types: Cow::Borrowed(&[]),
             cwd: Cow::Borrowed(&self.cwd),
+            path_bound: None,
         }
     }
 
@@ -170,7 +172,7 @@ impl Job for CcJob {
     }
 
     fn replay(&self, entry: &Entry) {
-        super::restore::replay(entry, Path::new(""), false);
+        super::restore::replay(entry, &entry.stderr, Path::new(""), false);
     }
 
     fn run(&mut self, store: &Store, program: &Program) -> io::Result<Compiled> {
@@ -193,7 +195,7 @@ impl Job for CcJob {
         } else {
             args.extend(["-MD".into(), "-MF".into(), self.own_dep_file.clone().into()]);
         }
-        run::compile(&program.chain, &args, |_| false)
+        run::compile(&program.chain, &args, |_| true)
     }
 
     fn record(&mut self, recording: &mut Recording) -> Result<Recorded, NotStored> {

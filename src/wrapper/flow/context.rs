@@ -32,6 +32,8 @@ pub struct Unit<'a> {
     pub name: Option<Cow<'a, str>>,
     pub crate_types: Cow<'a, [String]>,
     pub cwd: Cow<'a, Path>,
+    /// Why the unit is keyed with its real paths, when it is (`key::base_dirs::PathBound`).
+    pub path_bound: Option<&'static str>,
 }
 
 /// The state of one wrapper process: its settings, clock, pending state update and what the
@@ -116,6 +118,13 @@ impl Context {
             }
             Counting::BuildScriptRun => outcome.count_build_script_run(&mut self.update),
         }
+        if let Some(reason) = unit.path_bound {
+            let prefix = match unit.counting {
+                Counting::Compile { .. } => "",
+                Counting::BuildScriptRun => stats::BUILD_SCRIPTS_PREFIX,
+            };
+            self.update.count(format!("{prefix}path_bound.{reason}"), 1);
+        }
         apply_state_update(store, &self.config.dir.value, &self.update);
         let duration_ms = self.clock.elapsed().as_secs_f64() * 1000.0;
         tracing::debug!(
@@ -139,6 +148,7 @@ impl Context {
                     duration_ms,
                     cwd: &unit.cwd,
                     remote: self.remote_outcome.map(RemoteOutcome::name),
+                    path_bound: unit.path_bound,
                 },
             );
         }

@@ -54,6 +54,12 @@ pub trait Job {
     /// Whether a candidate's recorded inputs and env values are as they are here now.
     fn candidate_matches(&self, keying: Keying, candidate: &Candidate) -> bool;
 
+    /// The unit's real base dirs, which a path-bound candidate's result key adds
+    /// (`key::base_dirs`); none for a job that normalizes no path.
+    fn verbatim_dirs(&self) -> Vec<u8> {
+        Vec::new()
+    }
+
     /// Puts a found entry's outputs in place (and remembers the hashes of what it wrote).
     fn restore(&mut self, keying: Keying, entry: &Entry) -> io::Result<()>;
 
@@ -170,7 +176,7 @@ fn matching_result_key(
     update: &mut StateUpdate,
 ) -> Option<Key> {
     job.candidate_matches(Keying { hasher, update }, candidate)
-        .then(|| crate::key::result_key(invocation_key, &candidate.inputs, &candidate.env_deps))
+        .then(|| crate::key::result_key(invocation_key, candidate, &job.verbatim_dirs()))
 }
 
 /// The miss: run with output streamed, then record. `fault` is a damaged record or a restore
@@ -260,7 +266,7 @@ fn commit(
     let entry = Entry {
         outputs: recorded.outputs,
         stdout: ran.stdout.clone(),
-        stderr: ran.stderr.clone(),
+        stderr: recorded.stderr.unwrap_or_else(|| ran.stderr.clone()),
         out_dir: recorded.out_dir,
         compile_ms: ran.duration_ms,
         created_unix_ms: now,

@@ -30,6 +30,9 @@ pub struct Recorded {
     /// The entry's `out_dir` field: the out dir (rustc, build-script runs) or the target text of
     /// the caller's dep file (C).
     pub out_dir: Vec<u8>,
+    /// The stderr to store, when the job stores it otherwise than captured (rustc: with base
+    /// dirs templated); `None`: as captured.
+    pub stderr: Option<Vec<u8>>,
 }
 
 /// Why a run that finished was not stored.

@@ -121,7 +121,7 @@ fn store_dir_is_created_private_with_a_cachedir_tag() {
         tag.starts_with("Signature: 8a477f597d28d172789f06886806bc55"),
         "CACHEDIR.TAG must start with the standard signature:\n{tag}"
     );
-    assert!(sb.store.join("v1").is_dir(), "no v1/ in the store");
+    assert!(sb.store.join("v2").is_dir(), "no v2/ in the store");
 }
 
 #[test]

@@ -150,7 +150,7 @@ fn killed_mid_store_and_mid_restore_lose_nothing() {
     // output's temp file and rename, the replay, the stats), the start more sparsely.
     let lookup = hit
         .iter()
-        .position(|call| call.line.contains("/v1/index/data.mdb"))
+        .position(|call| call.line.contains("/v2/index/data.mdb"))
         .expect("the hit opens the index");
     let mut points = spread(1..lookup, 8);
     points.extend(lookup..hit.len());
@@ -199,7 +199,7 @@ fn killed_mid_store_and_mid_restore_lose_nothing() {
         kill_leftovers(&sb);
     }
     let orphans = blob_files(&sb.store) - indexed_blobs(&sb, &sb.store);
-    let tmp = sb.store.join("v1/tmp");
+    let tmp = sb.store.join("v2/tmp");
     let temp_files = walkdir_files(&tmp);
     assert_eq!(
         orphans,
@@ -218,7 +218,7 @@ fn killed_mid_store_and_mid_restore_lose_nothing() {
         indexed_blobs(&sb, &sb.store),
         "gc left blob files the index does not count\n{report}"
     );
-    assert_eq!(walkdir_files(&tmp), 0, "gc left files in v1/tmp\n{report}");
+    assert_eq!(walkdir_files(&tmp), 0, "gc left files in v2/tmp\n{report}");
     assert_verifies(&sb, &sb.store, "after gc");
 
     sb.build();

@@ -48,7 +48,8 @@ impl Leaf {
         };
         let reference_dir = sb.root.join("reference").join(&metadata);
         fs::create_dir_all(&reference_dir).unwrap();
-        let mut cmd = Command::new(real_rustc());
+        let mut cmd = Command::new(crate::harness::PLAIN_REMAPPED_RUSTC);
+        cmd.arg(real_rustc());
         copy_env(&sb.rcache(&[]), &mut cmd);
         cmd.args(args_for(&reference_dir)).current_dir(&sb.ws);
         let (status, _, stderr) = run_command(&mut cmd, "reference rustc");
@@ -371,7 +372,7 @@ pub fn assert_verifies(sb: &Sandbox, store: &Path, what: &str) {
 
 /// Blob files on disk under `store`.
 pub fn blob_files(store: &Path) -> usize {
-    walkdir_files(&store.join("v1/blobs"))
+    walkdir_files(&store.join("v2/blobs"))
 }
 
 pub fn walkdir_files(dir: &Path) -> usize {

@@ -2,11 +2,9 @@
 //!
 //! A machine is a store of its own (a fresh `RCACHE_DIR`) plus the settings it runs with (the
 //! remote's, a key, read-only, ...). Every machine builds the sandbox's workspace into the
-//! sandbox's target dir: the invocation key holds the cwd, and the linker's dependency list
-//! names `--extern` files by absolute path, so two machines share entries only when they
-//! build the same checkout path into the same target path, as CI runners do. A test empties
-//! the target dir ([`Sandbox::remove_target`]) before the next machine builds, which is what a
-//! fresh runner starts with.
+//! sandbox's target dir unless a test points it elsewhere (`paths.rs` gives machine B other
+//! paths throughout). A test empties the target dir ([`Sandbox::remove_target`]) before the next
+//! machine builds, which is what a fresh runner starts with.
 
 use std::ffi::OsString;
 use std::fs;

@@ -40,7 +40,7 @@ use tempfile::TempDir;
 
 pub use machine::Machine;
 pub use process::{leaf_rustc_args, real_rustc, run_command};
-pub use run::{Run, assert_same_files};
+pub use run::{Run, assert_no_file_names, assert_same_files};
 pub use servers::{RedisServer, RemoteServer, S3Server};
 pub use store::{rlib_blob, truncate_to_half, verify_clean};
 
@@ -115,6 +115,13 @@ fn fetch_registry_deps(fixture: &Path) {
     assert!(status.success(), "{what} failed: {status}\n{stderr}");
     fetched.push(fixture.to_path_buf());
 }
+
+/// A plain `RUSTC_WRAPPER` that runs rustc with the `--remap-path-prefix` flags README says
+/// rcache adds, worked out from README's rules in shell, not from rcache's code.
+pub const PLAIN_REMAPPED_RUSTC: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/bin/plain_remapped_rustc.sh"
+);
 
 /// One test's private world. Dropping it deletes everything.
 pub struct Sandbox {
@@ -332,10 +339,10 @@ impl Sandbox {
         files
     }
 
-    /// Every file under `$RCACHE_DIR/v1/blobs` (empty if the directory does not exist).
+    /// Every file under `$RCACHE_DIR/v2/blobs` (empty if the directory does not exist).
     pub fn blobs(&self) -> Vec<PathBuf> {
         let mut found = Vec::new();
-        let mut dirs = vec![self.store.join("v1/blobs")];
+        let mut dirs = vec![self.store.join("v2/blobs")];
         while let Some(dir) = dirs.pop() {
             let Ok(entries) = fs::read_dir(&dir) else {
                 continue;
@@ -419,9 +426,22 @@ impl CargoCmd {
         self
     }
 
+    /// Runs cargo in `dir` (another checkout of the workspace) instead of the sandbox's copy.
+    pub fn in_dir(mut self, dir: &Path) -> CargoCmd {
+        self.cmd.current_dir(dir);
+        self
+    }
+
     /// A plain cargo build, without rcache.
     pub fn without_wrapper(mut self) -> CargoCmd {
         self.cmd.env_remove("RUSTC_WRAPPER");
+        self
+    }
+
+    /// A plain cargo build whose rustc gets the `--remap-path-prefix` flags rcache adds
+    /// ([`PLAIN_REMAPPED_RUSTC`]): what rcache's outputs must equal byte for byte.
+    pub fn plain_remapped(mut self) -> CargoCmd {
+        self.cmd.env("RUSTC_WRAPPER", PLAIN_REMAPPED_RUSTC);
         self
     }
 

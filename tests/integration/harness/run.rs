@@ -181,6 +181,44 @@ pub fn assert_same_files(
     );
 }
 
+/// Asserts that no file under `tree` holds `foreign` (another checkout's, target dir's or
+/// `CARGO_HOME`'s path) anywhere in its bytes: rcache's outputs name only their own dirs.
+#[track_caller]
+pub fn assert_no_file_names(tree: &Path, foreign: &Path) {
+    // `<dir>/`: `/t/target` must not match `/t/target-b`.
+    let mut needle = foreign.as_os_str().as_encoded_bytes().to_vec();
+    needle.push(b'/');
+    let mut checked = 0;
+    let mut holding = Vec::new();
+    let mut dirs = vec![tree.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())) {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                dirs.push(entry.path());
+            } else if kind.is_file() {
+                checked += 1;
+                let bytes = fs::read(entry.path()).unwrap();
+                if bytes
+                    .windows(needle.len())
+                    .any(|window| window == needle.as_slice())
+                {
+                    holding.push(entry.path());
+                }
+            }
+        }
+    }
+    assert!(checked > 0, "no files under {}", tree.display());
+    assert!(
+        holding.is_empty(),
+        "{} files under {} hold {}: {holding:?}",
+        holding.len(),
+        tree.display(),
+        foreign.display()
+    );
+}
+
 /// Parses an events log and checks each line against the contract's shape.
 pub(super) fn read_events(path: &Path) -> Vec<Value> {
     let Ok(text) = fs::read_to_string(path) else {

@@ -163,6 +163,7 @@ fn concurrent_candidates_child() {
             value: Some(n.to_string()),
         }],
         result_key: [n; 32],
+        path_bound: None,
     };
 
     let barrier = Barrier::new(WRITERS.into());

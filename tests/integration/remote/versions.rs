@@ -8,8 +8,8 @@ use super::{assert_remote, assert_unchanged, client, decompress, publish, remote
 use crate::harness::{RemoteServer, Sandbox, assert_same_files, expected_output};
 
 /// The remote format version of the names this rcache uses, and of the ones it must ignore.
-const CURRENT: &str = "rcache-v2";
-const PREVIOUS: &str = "rcache-v1";
+const CURRENT: &str = "rcache-v3";
+const PREVIOUS: &str = "rcache-v2";
 
 /// Machine A publishes; its objects are then turned by hand into what a version-1 client would
 /// have left: every name moved from `rcache-v2` to `rcache-v1` (entries and candidates as they

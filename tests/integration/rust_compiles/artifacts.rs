@@ -93,7 +93,8 @@ fn rmeta_artifact_and_dep_info_name_this_out_dir_on_miss_and_hit() {
     assert_names_only(&hit, &hit_out, &miss_out);
 
     fs::create_dir_all(&plain_out).unwrap();
-    let mut plain = Command::new(real_rustc());
+    let mut plain = Command::new(crate::harness::PLAIN_REMAPPED_RUSTC);
+    plain.arg(real_rustc());
     plain.args(leaf_rustc_args(&plain_out)).current_dir(&sb.ws);
     let (status, _, stderr) = run_command(&mut plain, "plain rustc");
     assert!(status.success(), "plain rustc: {stderr}");

@@ -10,7 +10,7 @@ use crate::harness::{LIBS, Sandbox, assert_same_files, expected_output};
 #[test]
 fn warm_build_after_clean_hits_every_crate_and_matches_plain_rustc() {
     let sb = Sandbox::new();
-    sb.cargo(&["build"]).without_wrapper().ok();
+    sb.cargo(&["build"]).plain_remapped().ok();
     let plain = sb.deps_outputs(&sb.target);
     let plain_stdout = sb.run_bin();
     assert_eq!(plain_stdout, expected_output(&[]));

@@ -34,7 +34,7 @@ fn compiling_over_restored_outputs_succeeds_with_and_without_rcache() {
     sb.edit(LEAF_SRC, "leaf-v2", "leaf-v1");
     sb.build().assert_hit("demo_leaf");
     sb.edit(LEAF_SRC, "leaf-v1", "leaf-v3");
-    sb.cargo(&["build"]).without_wrapper().ok();
+    sb.cargo(&["build"]).plain_remapped().ok();
     assert_eq!(sb.run_bin(), expected_output(&[("leaf", "leaf-v3")]));
 }
 

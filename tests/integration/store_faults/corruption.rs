@@ -11,7 +11,7 @@ use crate::harness::{Sandbox, assert_same_files, expected_output, truncate_to_ha
 /// A plain build (the reference outputs, set aside), then a cold rcache build into the same
 /// target dir. Returns the reference and the store blob holding demo_lib's rlib.
 fn reference_and_cold_build(sb: &Sandbox) -> (BTreeMap<String, Vec<u8>>, PathBuf) {
-    sb.cargo(&["build"]).without_wrapper().ok();
+    sb.cargo(&["build"]).plain_remapped().ok();
     let plain = sb.deps_outputs(&sb.target);
     sb.clean();
     sb.cold_build();
@@ -47,9 +47,9 @@ fn garbage_index_and_truncated_blob_leave_the_rebuild_green_and_correct() {
     let sb = Sandbox::new();
     let (plain, blob) = reference_and_cold_build(&sb);
 
-    let index = sb.store.join("v1/index/data.mdb");
+    let index = sb.store.join("v2/index/data.mdb");
     let len = fs::metadata(&index)
-        .expect("v1/index/data.mdb exists")
+        .expect("v2/index/data.mdb exists")
         .len();
     fs::write(&index, garbage(len.max(64 * 1024) as usize)).unwrap();
     truncate_to_half(&blob);
@@ -104,7 +104,7 @@ fn truncated_blob_is_a_counted_fault_never_a_hit() {
 fn clear_recovers_a_store_whose_index_is_garbage() {
     let sb = Sandbox::new();
     sb.cold_build();
-    let index = sb.store.join("v1/index/data.mdb");
+    let index = sb.store.join("v2/index/data.mdb");
     std::fs::write(&index, vec![0xa5u8; 64 * 1024]).unwrap();
     let failed = sb.rcache(&["stats"]).output().unwrap();
     assert!(

@@ -84,7 +84,7 @@ fn assert_compiled_after_a_fault(run: &Run, lib: &str) {
 #[test]
 fn output_names_that_leave_the_out_dir_are_refused() {
     let sb = Sandbox::new();
-    sb.cargo(&["build"]).without_wrapper().ok();
+    sb.cargo(&["build"]).plain_remapped().ok();
     let plain = sb.deps_outputs(&sb.target);
     sb.clean();
     sb.cold_build();
@@ -159,7 +159,7 @@ fn garbage(len: usize, seed: u64) -> Vec<u8> {
 #[test]
 fn undecodable_manifests_and_entries_are_faults_that_the_next_store_repairs() {
     let sb = Sandbox::new();
-    sb.cargo(&["build"]).without_wrapper().ok();
+    sb.cargo(&["build"]).plain_remapped().ok();
     let plain = sb.deps_outputs(&sb.target);
     sb.clean();
     sb.cold_build();
@@ -196,7 +196,7 @@ fn undecodable_manifests_and_entries_are_faults_that_the_next_store_repairs() {
 #[test]
 fn a_blob_with_other_bytes_of_the_same_size_is_never_restored() {
     let sb = Sandbox::new();
-    sb.cargo(&["build"]).without_wrapper().ok();
+    sb.cargo(&["build"]).plain_remapped().ok();
     let plain = sb.deps_outputs(&sb.target);
     sb.clean();
     sb.cold_build();
@@ -258,7 +258,8 @@ fn garbage_dep_info_from_the_compiler_is_never_stored() {
 
     let reference = sb.root.join("reference");
     fs::create_dir_all(&reference).unwrap();
-    let mut plain = std::process::Command::new(crate::harness::real_rustc());
+    let mut plain = std::process::Command::new(crate::harness::PLAIN_REMAPPED_RUSTC);
+    plain.arg(crate::harness::real_rustc());
     plain
         .args(crate::harness::leaf_rustc_args(&reference))
         .current_dir(&sb.ws);

@@ -89,7 +89,7 @@ fn path_of(line: &str) -> &str {
 /// What a traced call was writing or opening, by its path.
 fn target_of(line: &str, sb: &Sandbox) -> &'static str {
     let path = path_of(line);
-    let store = |dir: &str| path.contains(&format!("/v1/{dir}/"));
+    let store = |dir: &str| path.contains(&format!("/v2/{dir}/"));
     if store("index") {
         "index"
     } else if store("state") {
@@ -185,8 +185,8 @@ fn fail_at(
             .or_default() += 1;
     }
     assert_verifies(sb, store, &what);
-    let tmp = store.join("v1/tmp");
-    assert_eq!(walkdir_files(&tmp), 0, "{what}: files left in v1/tmp");
+    let tmp = store.join("v2/tmp");
+    assert_eq!(walkdir_files(&tmp), 0, "{what}: files left in v2/tmp");
 
     let rerun = run_clean(sb, store, leaf, &format!("the run after: {what}"));
     let outcome = rerun.describe();

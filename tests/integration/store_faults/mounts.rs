@@ -195,7 +195,7 @@ fn full_disk_store_falls_back_and_leaves_a_valid_index() {
         run.describe_events()
     );
 
-    let tmp = store.join("v1/tmp");
+    let tmp = store.join("v2/tmp");
     let leftovers: Vec<PathBuf> = fs::read_dir(&tmp)
         .unwrap_or_else(|e| panic!("read {}: {e}", tmp.display()))
         .map(|entry| entry.unwrap().path())

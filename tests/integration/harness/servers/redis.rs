@@ -14,7 +14,7 @@ pub struct RedisServer {
 }
 
 /// The remote layout's key prefix in Redis (format version 2).
-const REDIS_PREFIX: &str = "rcache-v2:";
+const REDIS_PREFIX: &str = "rcache-v3:";
 
 impl RedisServer {
     /// A server that refuses clients without `password` (`requirepass`).
@@ -160,7 +160,7 @@ impl RemoteServer for RedisServer {
         format!("{REDIS_PREFIX}blob:{hex}")
     }
 
-    /// `rcache-v2:blob:<hex>`, `rcache-v2:entry:<hex>`, `rcache-v2:candidates:<hex>` (a sorted
+    /// `rcache-v3:blob:<hex>`, `rcache-v3:entry:<hex>`, `rcache-v3:candidates:<hex>` (a sorted
     /// set of candidates: the kind of its members).
     fn layout_kind(&self, name: &str) -> Option<&'static str> {
         let (kind, key) = name.strip_prefix(REDIS_PREFIX)?.split_once(':')?;

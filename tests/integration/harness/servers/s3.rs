@@ -113,11 +113,11 @@ impl S3Server {
             .collect()
     }
 
-    /// Where the remote layout (format version 2) starts in the bucket: `[<prefix>/]rcache-v2/`.
+    /// Where the remote layout (format version 3) starts in the bucket: `[<prefix>/]rcache-v3/`.
     pub fn layout_prefix(&self) -> String {
         match self.prefix {
-            Some(prefix) => format!("{prefix}/rcache-v2/"),
-            None => "rcache-v2/".to_string(),
+            Some(prefix) => format!("{prefix}/rcache-v3/"),
+            None => "rcache-v3/".to_string(),
         }
     }
 }
