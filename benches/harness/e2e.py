@@ -14,7 +14,11 @@ all with CARGO_INCREMENTAL=0, LIBZ_SYS_STATIC=1 and a target dir of the workload
 - with `--remote redis|s3` (a server the harness starts on a loopback port, see remote.py):
   `rcache-remote-cold` (empty local store and empty remote, background upload, then
   `rcache remote flush` timed apart), `rcache-remote-cold-sync` (the same with synchronous
-  upload), `rcache-remote-warm` (empty local store, the remote the cold mode before it filled).
+  upload), `rcache-remote-warm` (empty local store, the remote the cold mode before it filled);
+- `rcache-second-copy` (and `rcache-second-copy-home`, with a CARGO_HOME of its own too): a warm
+  build of a copy of the workload at another path, with its own target dir, from the store that
+  `rcache-cold` filled from the first copy; compared with `rcache-warm`, which it brings along,
+  and its units counted by `path_bound` reason (issue 15, see second_copy.py).
 
 With --reps N the whole cycle runs N times, modes interleaved, so that a noisy machine drifts
 every mode alike. It prints a Markdown table of medians and writes everything to JSON.
@@ -40,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import measure  # noqa: E402
 import remote  # noqa: E402
 import report  # noqa: E402
+import second_copy  # noqa: E402
 import tools  # noqa: E402
 import workloads  # noqa: E402
 
@@ -62,8 +67,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                             "(default 3; 1 for stylo and --quick)")
     p.add_argument("--modes", nargs="+", help="modes to run, space- or comma-separated: none, "
                    "rcache-cold, rcache-warm, sccache-cold, ..., and with --remote "
-                   "rcache-remote-cold, rcache-remote-cold-sync, rcache-remote-warm; a bare tool "
-                   "name means its cold and warm modes, `rcache-remote` the three remote ones. "
+                   "rcache-remote-cold, rcache-remote-cold-sync, rcache-remote-warm, and "
+                   "rcache-second-copy, rcache-second-copy-home (which bring rcache-warm along); "
+                   "a bare tool name means its cold and warm modes, `rcache-remote` the three "
+                   "remote ones. "
                    "Default: none, rcache (and rcache-remote with --remote) and every peer found")
     p.add_argument("--remote", choices=remote.BACKENDS,
                    help="start this server on a free loopback port for the run (redis-server, or "
@@ -115,10 +122,12 @@ def select_modes(args: argparse.Namespace, peers: dict[str, Path]) -> list[str]:
         wanted = ["none", "rcache-cold", "rcache-warm", *(REMOTE_MODES if args.remote else ())]
         for peer in peers:
             wanted += [f"{peer}-cold", f"{peer}-warm"]
+    if any(m in second_copy.MODES for m in wanted):
+        wanted.append(second_copy.COMPARED_WITH)  # each second-copy build is compared with it
     order = []
     for t in TOOL_ORDER:
         order += [t] if t == "none" else [f"{t}-cold", f"{t}-warm"]
-        order += list(REMOTE_MODES) if t == "rcache" else []
+        order += [*second_copy.MODES, *REMOTE_MODES] if t == "rcache" else []
     for mode in wanted:
         tool = mode.split("-")[0]
         if mode not in order:
@@ -180,6 +189,26 @@ class Bench:
         }
         self.runs: list[dict] = []
         self.server: remote.Server | None = None  # set by main() when a remote mode runs
+        self.copies: dict[str, second_copy.Copy] = {}  # set by prepare_copies()
+        self.label_width = max([13, *(len(m) for m in modes)])
+
+    def prepare_copies(self) -> None:
+        """Lay out the tree (and CARGO_HOME) of each second-copy mode, after the fetch; untimed."""
+        for mode in self.modes:
+            if mode in second_copy.MODES:
+                start = time.monotonic()
+                copy = self.copies[mode] = second_copy.prepare(
+                    mode, self.args.work_dir, self.workload.name, self.workload.src, self.base_env)
+                home = f", CARGO_HOME {copy.cargo_home} fetched" if copy.cargo_home else ""
+                print(f"{mode}: copied to {copy.src}{home} in {time.monotonic() - start:.1f} s "
+                      f"(not timed)", flush=True)
+
+    def where(self, mode: str) -> tuple[Path, Path, dict[str, str]]:
+        """Where a mode builds: its source dir, its target dir, and what that changes in the env."""
+        copy = self.copies.get(mode)
+        if copy is None:
+            return self.workload.src, self.target_dir, {}
+        return copy.src, copy.target_dir, copy.env()
 
     def cargo_build_cmd(self) -> list[str]:
         """The timed command."""
@@ -216,7 +245,8 @@ class Bench:
         cls = report.mode_class(mode)
         is_remote = mode in REMOTE_MODES
         cache_dir = self.cache_root / report.mode_family(mode) / "cache"
-        env = {**self.base_env, **tool.env(cache_dir)}
+        src, target_dir, where_env = self.where(mode)
+        env = {**self.base_env, **where_env, **tool.env(cache_dir)}
         if is_remote:
             env.update(self.server.env(), RCACHE_REMOTE_UPLOAD=UPLOAD.get(mode, "background"))
         stem = f"rep{rep}-{mode}" + ("-primer" if primer else "")
@@ -232,9 +262,9 @@ class Bench:
         if is_remote:
             record.update(remote_upload=env["RCACHE_REMOTE_UPLOAD"], filled_by=filled_by)
         try:
-            subprocess.run(["cargo", "clean"], cwd=self.workload.src, env=self.base_env,
+            subprocess.run(["cargo", "clean"], cwd=src, env={**self.base_env, **where_env},
                            capture_output=True, check=False)
-            shutil.rmtree(self.target_dir, ignore_errors=True)
+            shutil.rmtree(target_dir, ignore_errors=True)
             if cls == "cold" or is_remote:
                 tool.reset(env, cache_dir)
             if cls == "cold" and is_remote:
@@ -243,8 +273,7 @@ class Bench:
             tool.start(env, warm=(cls == "warm" and not is_remote))
             server_before = self.server.cpu() if is_remote else None
             started = record["started"] = time.time()
-            result = measure.run_build(self.cargo_build_cmd(), self.workload.src, env,
-                                       Path(record["log"]))
+            result = measure.run_build(self.cargo_build_cmd(), src, env, Path(record["log"]))
             record.update(exit_code=result.exit_code, wall_s=result.wall_s, user_s=result.user_s,
                           sys_s=result.sys_s, daemon_user_s=result.daemon_user_s,
                           daemon_sys_s=result.daemon_sys_s, foreign_cpu_s=result.foreign_cpu_s)
@@ -256,7 +285,10 @@ class Bench:
             record["error"] = f"{type(exc).__name__}: {exc}"
         finally:
             tool.stop(env)
-        self._add_units(record, tool_name == "rcache", events_path)
+        events = self._add_units(record, tool_name == "rcache", events_path, target_dir)
+        if mode in self.copies:
+            second_copy.annotate(record, self.runs, self.copies[mode], self.workload.src,
+                                 self.target_dir, events)
         self.runs.append(record)
         self._print_progress(record)
         return record
@@ -281,9 +313,11 @@ class Bench:
         record["flush_s"] = time.monotonic() - start
         record["remote_usage"] = self.server.usage()
 
-    def _add_units(self, record: dict, is_rcache: bool, events_path: Path) -> None:
-        """Attach the timings report's slowest units (and rcache's events) to a record."""
-        units = measure.units_from_timings(measure.find_timings(self.target_dir))
+    def _add_units(self, record: dict, is_rcache: bool, events_path: Path,
+                   target_dir: Path) -> list[dict] | None:
+        """Attach the timings report's slowest units (and rcache's events) to a record; return
+        the events (None without rcache)."""
+        units = measure.units_from_timings(measure.find_timings(target_dir))
         events = measure.read_events(events_path) if is_rcache else None
         record["units"] = len(units)
         per_kind: dict[str, float] = {}
@@ -295,10 +329,11 @@ class Bench:
         if events is not None:
             record["event_outcomes"] = measure.outcome_counts(events)
             record["slowest_events"] = measure.slowest_events(events, self.args.top)
+        return events
 
     def _print_progress(self, r: dict) -> None:
         """One line per build on the console."""
-        label = f"[rep {r['rep']}/{self.args.reps}] {r['mode']:<13}"
+        label = f"[rep {r['rep']}/{self.args.reps}] {r['mode']:<{self.label_width}}"
         label += " (primer)" if r["primer"] else ""
         if r["exit_code"] is None:
             print(f"{label} FAILED: {r['error']}", flush=True)
@@ -317,6 +352,8 @@ class Bench:
             if r["flush_exit"] != 0:
                 said = " / ".join(line for line in r["flush_output"].splitlines() if line.strip())
                 print(f"{' ' * len(label)} flush: {said[-500:]}", flush=True)
+        if second_copy.progress_line(r):
+            print(f"{' ' * len(label)} {second_copy.progress_line(r)}", flush=True)
         if r["exit_code"] != 0:
             tail = Path(r["log"]).read_text(errors="replace").splitlines()[-15:]
             print("\n".join("    " + line for line in tail), flush=True)
@@ -388,6 +425,11 @@ def print_tables(runs: list[dict], modes: list[str], top: int) -> None:
     if any(r.get("remote") is not None for r in rows):
         print("\nremote (medians; rcache stats' `remote` object after the flush):")
         print(report.remote_table(rows))
+    copy_rows = second_copy.summarize(runs, modes)
+    if copy_rows:
+        print("\nsecond copy at another path (medians; x rcache-warm: median over the reps of "
+              "wall / the same rep's rcache-warm wall; units from RCACHE_EVENTS):")
+        print(second_copy.table(copy_rows))
     script_lines = report.build_script_lines(runs, modes)
     if script_lines:
         print("\nbuild-script runs (rcache, last repetition of each mode):")
@@ -451,6 +493,11 @@ def main(argv: list[str]) -> int:
     fetch_start = time.monotonic()
     workloads.fetch(workload, bench.base_env)
     print(f"fetched dependencies in {time.monotonic() - fetch_start:.1f} s (not timed)", flush=True)
+    try:
+        bench.prepare_copies()
+    except (OSError, RuntimeError) as exc:
+        print(f"e2e: second copy: {exc}", file=sys.stderr)
+        return 2
 
     # SIGTERM unwinds like Ctrl-C: the build is killed, daemons stopped, what ran is written.
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -496,6 +543,7 @@ def main(argv: list[str]) -> int:
         "repo": repo_state(),
         "interrupted": interrupted,
         "summary": rows,
+        "second_copy": second_copy.summarize(bench.runs, modes) or None,
         "runs": bench.runs,
     }
     report.write_json(json_path, record)
@@ -505,6 +553,7 @@ def main(argv: list[str]) -> int:
     failures = quick_failures(bench.runs, json_path) if args.quick else \
         [f"{r['mode']} rep {r['rep']} failed" for r in bench.runs if r["exit_code"] != 0]
     failures += remote_failures(bench.runs)
+    failures += second_copy.failures(bench.runs)
     if interrupted:
         failures.append("interrupted before every build ran")
     for failure in failures:

@@ -25,14 +25,24 @@ from pathlib import Path
 from tools import PEERS
 
 
+SECOND_COPY = ("rcache-second-copy", "rcache-second-copy-home")
+"""Warm builds of another copy of the workload from the `rcache` store (see second_copy.py)."""
+
+
 def mode_class(mode: str) -> str:
-    """`cold`, `warm`, or `none`: `rcache-remote-cold-sync` is a cold mode."""
+    """`cold`, `warm`, or `none`: `rcache-remote-cold-sync` is a cold mode, the second-copy
+    modes are warm."""
+    if mode in SECOND_COPY:
+        return "warm"
     parts = mode.split("-")
     return "cold" if "cold" in parts else "warm" if "warm" in parts else "none"
 
 
 def mode_family(mode: str) -> str:
-    """What a mode's cold and warm runs share (one cache): `rcache`, `rcache-remote`, `kache`."""
+    """What a mode's cold and warm runs share (one cache): `rcache`, `rcache-remote`, `kache`;
+    the second-copy modes read the `rcache` store."""
+    if mode in SECOND_COPY:
+        return "rcache"
     return "-".join(p for p in mode.split("-") if p not in ("cold", "warm", "sync"))
 
 
