@@ -231,6 +231,29 @@ impl BaseDirs {
         self.dirs.iter().map(|(_, dir)| dir.as_slice())
     }
 
+    /// Whether `bytes` hold one of the base dirs anywhere (after templating: one the template
+    /// could not replace, which would name this unit's dir in another's restore).
+    pub fn found_in(&self, bytes: &[u8]) -> bool {
+        self.needles()
+            .any(|needle| memchr::memmem::find(bytes, needle).is_some())
+    }
+
+    /// Whether a file holds one of the base dirs, byte for byte: the evidence that makes a unit
+    /// path-bound (docs/design.md §6e).
+    pub fn found_in_file(&self, path: &Path) -> std::io::Result<bool> {
+        if self.dirs.is_empty() {
+            return Ok(false);
+        }
+        let file = std::fs::File::open(path)?;
+        if file.metadata()?.len() == 0 {
+            return Ok(false);
+        }
+        // SAFETY: a file rcache has just stored (an output, or a run's `OUT_DIR` file), only
+        // read; a concurrent truncation is refused by the store step's own checks.
+        let bytes = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(self.found_in(&bytes))
+    }
+
     /// The real dirs, role by role: what a path-bound unit's result key adds.
     pub fn verbatim(&self) -> Vec<u8> {
         let mut bytes = Vec::new();
@@ -297,6 +320,14 @@ fn replace_dir(text: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
         at += 1;
     }
     out
+}
+
+/// `CARGO_HOME` as cargo finds it: the variable, else `$HOME/.cargo`; only an absolute path.
+pub fn cargo_home() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| dirs::home_dir().map(|home| home.join(".cargo")))
+        .filter(|home| home.is_absolute())
 }
 
 /// The target dir of a cargo unit: the dir above the profile dir that holds `deps` (named by

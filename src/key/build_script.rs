@@ -78,6 +78,9 @@ pub fn run_env(env: impl Iterator<Item = (OsString, OsString)>) -> Vec<(OsString
 
 /// What identifies a build-script run before it runs.
 pub struct RunFacts<'a> {
+    /// The roles of the run's base dirs (`super::base_dirs`); the cwd, env values and upstream
+    /// paths below come templated by them.
+    pub base_roles: &'a [&'static str],
     /// blake3 of the real script binary.
     pub script_hash: Key,
     /// The identity of `$RUSTC` (which scripts probe), if set.
@@ -94,6 +97,9 @@ pub struct RunFacts<'a> {
 /// The invocation key of a run. Changing what goes in bumps `KEY_VERSION`.
 pub fn run_invocation_key(facts: &RunFacts) -> Key {
     let mut key = KeyHasher::new("build-script-run", KEY_VERSION);
+    for role in facts.base_roles {
+        key.str_field("base-dir", role);
+    }
     key.field("script", &facts.script_hash);
     key.opt_field("rustc-id", facts.rustc_id.as_ref().map(|id| &id[..]));
     key.field("argc", &(facts.args.len() as u64).to_le_bytes());
@@ -169,6 +175,7 @@ mod tests {
             ),
         ];
         let key = run_invocation_key(&RunFacts {
+            base_roles: &["cwd", "target"],
             script_hash: [7; 32],
             rustc_id: Some([9; 32]),
             args: &[],
@@ -179,7 +186,7 @@ mod tests {
         assert_eq!(KEY_VERSION, 4);
         assert_eq!(
             crate::hash::hex(&key),
-            "ba50859a281a3fc4f0da6b1c28a614225f1199a4ea02509afbf0b6919bb5fd60"
+            "5c0f729a4e99c0be9934918287264a0886880c6aa182f64eb9c90cd206655674"
         );
     }
 
@@ -187,6 +194,7 @@ mod tests {
     fn every_fact_changes_the_key() {
         let env = vec![(OsString::from("OUT_DIR"), OsString::from("/t/out"))];
         let base = RunFacts {
+            base_roles: &[],
             script_hash: [1; 32],
             rustc_id: None,
             args: &[],

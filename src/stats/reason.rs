@@ -139,6 +139,8 @@ pub enum NotStoredReason {
     OutputChangedWhileStoring,
     /// A C dep file whose target rcache cannot rewrite on a restore.
     DepFileTarget,
+    /// A rustc `.d` file names a base dir where rcache cannot template it (docs/design.md §6e).
+    DepInfoHoldsPath,
     /// A `.dwo` left by an earlier compile, not written by this one.
     StaleDwo,
     /// `OUT_DIR` holds a socket, fifo or device.
@@ -161,6 +163,7 @@ impl NotStoredReason {
             NotStoredReason::InputChangedDuringRun => "input_changed_during_run",
             NotStoredReason::OutputChangedWhileStoring => "output_changed_while_storing",
             NotStoredReason::DepFileTarget => "dep_file_target",
+            NotStoredReason::DepInfoHoldsPath => "dep_info_holds_path",
             NotStoredReason::StaleDwo => "stale_dwo",
             NotStoredReason::SpecialFileInOutDir => "special_file_in_out_dir",
             NotStoredReason::NonUtf8OutDirPath => "non_utf8_out_dir_path",

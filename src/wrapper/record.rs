@@ -107,7 +107,7 @@ pub fn record(recording: &mut Recording, finished: &Finished) -> Result<Recorded
         let (stored, mode) = store_output(recording, &path, expected.kind, bases)?;
         if expected.kind != OutputKind::DepInfo {
             holds_path =
-                holds_path || holds_base_dir(&path, bases).map_err(NotStored::file(&path))?;
+                holds_path || bases.found_in_file(&path).map_err(NotStored::file(&path))?;
             recording
                 .hasher
                 .remember_written(&path, *stored.hash.as_bytes(), recording.update);
@@ -120,6 +120,9 @@ pub fn record(recording: &mut Recording, finished: &Finished) -> Result<Recorded
             mode,
         });
     }
+    let stderr = bases.template(&recording.ran.stderr);
+    // A dir the template could not replace (`-L/dir` in a note) would replay this unit's path.
+    holds_path = holds_path || bases.found_in(&stderr);
     if holds_path {
         candidate.path_bound = Some(PathBound::OutputHoldsPath.as_str().to_string());
         candidate.result_key =
@@ -129,24 +132,9 @@ pub fn record(recording: &mut Recording, finished: &Finished) -> Result<Recorded
         candidate,
         outputs,
         out_dir: bases.template(invocation.out_dir.as_os_str().as_encoded_bytes()),
-        stderr: Some(bases.template(&recording.ran.stderr)),
+        stdout: None,
+        stderr: Some(stderr),
     })
-}
-
-/// Whether an output holds one of the unit's base dirs, byte for byte (docs/design.md §6e).
-fn holds_base_dir(path: &Path, bases: &BaseDirs) -> std::io::Result<bool> {
-    if bases.is_empty() {
-        return Ok(false);
-    }
-    let file = File::open(path)?;
-    if file.metadata()?.len() == 0 {
-        return Ok(false);
-    }
-    // SAFETY: an output rustc just wrote and rcache now holds a link to; only read.
-    let bytes = unsafe { memmap2::Mmap::map(&file)? };
-    Ok(bases
-        .needles()
-        .any(|needle| memchr::memmem::find(&bytes, needle).is_some()))
 }
 
 /// Stores one output: by hard link (`store::linked_blob`), except the `.d` that rustc rewrites in
@@ -200,8 +188,13 @@ fn store_dep_info_template(
         .mode()
         & 0o7777;
     let layout = &recording.store.layout;
+    let template = bases.template(&text);
+    if bases.found_in(&template) {
+        // A dir the template could not replace: a restore elsewhere would name this unit's.
+        return Err(NotStored::Refused(NotStoredReason::DepInfoHoldsPath));
+    }
     let mut temp = tempfile::tempfile_in(layout.tmp_dir()).map_err(NotStored::blob_write)?;
-    temp.write_all(&bases.template(&text))
+    temp.write_all(&template)
         .and_then(|()| temp.rewind())
         .map_err(NotStored::blob_write)?;
     let stored =

@@ -325,10 +325,7 @@ fn unit_base_dirs(
     identity: Option<&CompilerIdentity>,
 ) -> Result<BaseDirs, PathBound> {
     let mut candidates = vec![(Role::Cwd, cwd.to_path_buf())];
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| dirs::home_dir().map(|home| home.join(".cargo")));
-    if let Some(home) = cargo_home.filter(|home| home.is_absolute()) {
+    if let Some(home) = base_dirs::cargo_home() {
         candidates.push((Role::CargoHome, home));
     }
     let dependency_dirs: Vec<PathBuf> = invocation

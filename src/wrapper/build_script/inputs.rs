@@ -13,6 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use walkdir::WalkDir;
 
 use crate::hash::{Key, KeyHasher};
+use crate::key::BaseDirs;
 use crate::stats::RunPassthrough;
 use crate::store::layout::KEY_VERSION;
 use crate::store::state::StateUpdate;
@@ -30,13 +31,27 @@ pub struct RunDirs<'a> {
     pub manifest_dir: &'a Path,
     /// `OUT_DIR`.
     pub out_dir: &'a Path,
+    /// The run's base dirs: an absolute declared path under one is recorded by role
+    /// (`crate::key::base_dirs`) and resolved against this run's dir of that role.
+    pub bases: &'a BaseDirs,
 }
 
 impl RunDirs<'_> {
-    /// A declared path, resolved against the package dir.
+    /// A declared path, resolved against the package dir (a path recorded by role, against
+    /// this run's dir of that role; one naming a role this run lacks, to a path that does not
+    /// exist, which fingerprints as missing and so does not match a recorded file).
     pub fn resolve(&self, declared: &[u8]) -> PathBuf {
+        if declared.first() == Some(&0) {
+            let expanded = self.bases.expand(declared).unwrap_or_default();
+            return PathBuf::from(std::ffi::OsStr::from_bytes(&expanded));
+        }
         self.manifest_dir
             .join(std::ffi::OsStr::from_bytes(declared))
+    }
+
+    /// The recorded form of a declared path: by role when it is absolute under a base dir.
+    pub fn record(&self, declared: &[u8]) -> Vec<u8> {
+        self.bases.normalize(declared).into_owned()
     }
 
     /// True if `path` lies inside `OUT_DIR`: the run's own output, restored with it, and so no

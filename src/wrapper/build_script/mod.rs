@@ -30,6 +30,8 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::hash::Key;
+use crate::key::BaseDirs;
+use crate::key::base_dirs::{self, PathBound, Role};
 use crate::key::build_script::{RunFacts, run_env, run_invocation_key};
 use crate::stats::{BUILD_SCRIPTS_CC_ROUTED, NotStoredReason, RunPassthrough};
 use crate::store::Store;
@@ -75,6 +77,9 @@ pub fn run(args: Vec<OsString>) -> i32 {
         return cx.pass_through(store.as_ref().ok(), &unit, &program, reason.into());
     }
     let mut job = ScriptJob {
+        path_independent: cx.config.path_independent.value,
+        bases: BaseDirs::none(),
+        path_bound: None,
         real: PathBuf::from(real),
         args: script_args.to_vec(),
         cwd,
@@ -100,6 +105,30 @@ fn run_unit(cwd: &Path) -> Unit<'_> {
     }
 }
 
+/// A run's base dirs (`crate::key::base_dirs`, docs/design.md §6e): its cwd (the package dir),
+/// `CARGO_HOME`, the target dir above the profile dir `OUT_DIR` lies in (and above the target
+/// triple's dir), and the sysroot of `$RUSTC`.
+fn run_base_dirs(cwd: &Path, env: &RunEnv, sysroot: Option<&[u8]>) -> Result<BaseDirs, PathBound> {
+    let mut candidates = vec![(Role::Cwd, cwd.to_path_buf())];
+    if let Some(home) = base_dirs::cargo_home() {
+        candidates.push((Role::CargoHome, home));
+    }
+    if let Some(profile_dir) = env.profile_dir() {
+        let target = std::env::var("TARGET").ok();
+        let deps = [profile_dir.join("deps")];
+        if let Some(target_dir) = base_dirs::cargo_target_dir(&deps, target.as_deref()) {
+            candidates.push((Role::Target, target_dir));
+        }
+    }
+    if let Some(sysroot) = sysroot.filter(|sysroot| !sysroot.is_empty()) {
+        candidates.push((
+            Role::Sysroot,
+            PathBuf::from(std::ffi::OsStr::from_bytes(sysroot)),
+        ));
+    }
+    BaseDirs::new(candidates)
+}
+
 /// The directories cargo gave the run.
 struct RunEnv {
     out_dir: PathBuf,
@@ -119,10 +148,11 @@ impl RunEnv {
         })
     }
 
-    fn dirs(&self) -> RunDirs<'_> {
+    fn dirs<'a>(&'a self, bases: &'a BaseDirs) -> RunDirs<'a> {
         RunDirs {
             manifest_dir: &self.manifest_dir,
             out_dir: &self.out_dir,
+            bases,
         }
     }
 
@@ -162,6 +192,12 @@ impl RunEnv {
 
 /// A cacheable build-script run.
 struct ScriptJob {
+    /// `RCACHE_PATH_INDEPENDENT`: runs hit in other checkouts, target dirs and `CARGO_HOME`s.
+    path_independent: bool,
+    /// The run's base dirs, found while keying (none when path independence is off).
+    bases: BaseDirs,
+    /// Why this run is keyed with its real paths, when it is.
+    path_bound: Option<PathBound>,
     /// The real script binary.
     real: PathBuf,
     /// The script's arguments: keyed.
@@ -176,43 +212,66 @@ struct ScriptJob {
 
 impl Job for ScriptJob {
     fn unit(&self) -> Unit<'_> {
-        run_unit(&self.cwd)
+        Unit {
+            path_bound: self.path_bound.map(PathBound::as_str),
+            ..run_unit(&self.cwd)
+        }
+    }
+
+    fn verbatim_dirs(&self) -> Vec<u8> {
+        self.bases.verbatim()
     }
 
     fn invocation_key(&mut self, Keying { hasher, update }: Keying) -> Result<Key, KeyError> {
         let script_hash = hasher.hash(&self.real, update)?;
-        let rustc_id = match std::env::var_os("RUSTC").filter(|rustc| !rustc.is_empty()) {
+        let rustc = match std::env::var_os("RUSTC").filter(|rustc| !rustc.is_empty()) {
             Some(rustc) => {
                 let path = find_program(&rustc).ok_or_else(|| KeyError::File {
                     path: PathBuf::from(&rustc),
                     source: io::Error::from(io::ErrorKind::NotFound),
                 })?;
-                Some(keying::compiler_identity(hasher.store(), &path, update)?.id)
+                Some(keying::compiler_identity(hasher.store(), &path, update)?)
             }
             None => None,
         };
+        if self.path_independent {
+            let sysroot = rustc.as_ref().map(|identity| identity.sysroot.as_slice());
+            match run_base_dirs(&self.cwd, &self.env, sysroot) {
+                Ok(bases) => self.bases = bases,
+                Err(reason) => self.path_bound = Some(reason),
+            }
+        }
+        let bases = &self.bases;
         let keyed_env = run_env(std::env::vars_os());
-        let dirs = self.env.dirs();
+        let dirs = self.env.dirs(bases);
         let mut upstream = Vec::new();
         for out_dir in self.env.upstream_out_dirs(&keyed_env) {
             let path = out_dir.into_os_string().into_vec();
             let tree = inputs::fingerprint(hasher, &dirs, &path, &mut Vec::new(), update)?;
-            upstream.push((path, tree));
+            upstream.push((bases.template(&path), tree));
         }
+        let templated_env: Vec<(OsString, OsString)> = keyed_env
+            .iter()
+            .map(|(name, value)| {
+                let value = OsString::from_vec(bases.template(value.as_bytes()));
+                (name.clone(), value)
+            })
+            .collect();
         Ok(run_invocation_key(&RunFacts {
+            base_roles: &bases.roles(),
             script_hash,
-            rustc_id,
+            rustc_id: rustc.map(|identity| identity.id),
             args: &self.args,
-            cwd: self.cwd.as_os_str().as_bytes(),
-            env: &keyed_env,
+            cwd: &bases.normalize(self.cwd.as_os_str().as_bytes()),
+            env: &templated_env,
             upstream: &upstream,
         }))
     }
 
     fn candidate_matches(&self, Keying { hasher, update }: Keying, candidate: &Candidate) -> bool {
-        let dirs = self.env.dirs();
+        let dirs = self.env.dirs(&self.bases);
         let mut seen = Vec::new();
-        keying::env_deps_match(candidate, &crate::key::BaseDirs::none())
+        keying::env_deps_match(candidate, &self.bases)
             && candidate.inputs.iter().all(|input| {
                 inputs::fingerprint(hasher, &dirs, &input.path, &mut seen, update)
                     .is_ok_and(|now| now == input.hash)
@@ -220,15 +279,26 @@ impl Job for ScriptJob {
     }
 
     fn restore(&mut self, Keying { hasher, update }: Keying, entry: &Entry) -> io::Result<()> {
+        if [&entry.stdout, &entry.stderr]
+            .iter()
+            .any(|template| self.bases.expand(template).is_none())
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the run's output names a base dir this run does not have",
+            ));
+        }
         tree::restore(hasher.store(), entry, &self.env.out_dir, update)?;
         remember_tree(hasher, &entry.outputs, &self.env.out_dir, update);
         Ok(())
     }
 
-    /// Writes a recorded run's stdout and stderr, byte for byte.
+    /// Writes a recorded run's stdout and stderr, byte for byte, with this run's dirs in place
+    /// of the recorded run's (the directives name this `OUT_DIR`).
     fn replay(&self, entry: &Entry) {
-        let _ = std::io::stdout().lock().write_all(&entry.stdout);
-        let _ = std::io::stderr().lock().write_all(&entry.stderr);
+        let fill = |template: &[u8]| self.bases.expand(template).unwrap_or_default();
+        let _ = std::io::stdout().lock().write_all(&fill(&entry.stdout));
+        let _ = std::io::stderr().lock().write_all(&fill(&entry.stderr));
     }
 
     fn run(&mut self, _store: &Store, program: &Program) -> io::Result<Compiled> {
@@ -245,7 +315,11 @@ impl Job for ScriptJob {
     }
 
     fn record(&mut self, recording: &mut Recording) -> Result<Recorded, NotStored> {
-        record::record(recording, &self.real, &self.env)
+        let recorded = record::record(recording, &self.real, &self.env, &self.bases)?;
+        if recorded.candidate.path_bound.is_some() {
+            self.path_bound = Some(PathBound::OutputHoldsPath);
+        }
+        Ok(recorded)
     }
 
     fn after_run(&mut self, keying: Keying, _succeeded: bool) {

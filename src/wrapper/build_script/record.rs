@@ -5,6 +5,12 @@
 //! Refuses (a miss with a `not_stored` reason) when the script or a declared input changed since
 //! the run started, or `OUT_DIR` holds what cannot be restored; passes through when a directive
 //! names another unit's files.
+//!
+//! Paths (docs/design.md §6e): declared absolute inputs under a base dir are recorded by role,
+//! `rerun-if-env-changed` values, stdout (the directives: `rustc-link-search=native=<OUT_DIR>`,
+//! `rustc-env`, `DEP_*` metadata) and stderr are stored templated and filled with the restoring
+//! run's dirs. A file or symlink in `OUT_DIR`, or output the template could not cover, that holds
+//! a base dir makes the candidate path-bound: found only by a run with the same dirs.
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -13,7 +19,8 @@ use super::directives::Directives;
 use super::inputs::{self, PACKAGE_INPUT};
 use super::{RunEnv, tree};
 use crate::hash::file_hash::FileStamp;
-use crate::key::{self};
+use crate::key::base_dirs::PathBound;
+use crate::key::{self, BaseDirs};
 use crate::stats::{NotStoredReason, RunPassthrough};
 use crate::store::entry::OutputKind;
 use crate::store::entry::{Candidate, EnvRecord, InputRecord, OutputRecord};
@@ -27,10 +34,11 @@ pub(super) fn record(
     recording: &mut Recording,
     real: &Path,
     env: &RunEnv,
+    bases: &BaseDirs,
 ) -> Result<Recorded, NotStored> {
     let directives = Directives::parse(&recording.ran.stdout);
-    check_link_search(&directives, env)?;
-    let dirs = env.dirs();
+    check_link_search(&directives, env, bases)?;
+    let dirs = env.dirs(bases);
     let mut declared: Vec<Vec<u8>> = if directives.rerun_if_changed.is_empty() {
         // Env-only declarations switch cargo's package default off; nothing at all keeps it.
         if directives.declares_nothing() {
@@ -43,7 +51,7 @@ pub(super) fn record(
             .rerun_if_changed
             .iter()
             .filter(|path| !dirs.is_in_out_dir(&dirs.resolve(path.as_bytes())))
-            .map(|path| path.as_bytes().to_vec())
+            .map(|path| dirs.record(path.as_bytes()))
             .collect()
     };
     declared.sort();
@@ -54,7 +62,9 @@ pub(super) fn record(
     let env_deps: Vec<EnvRecord> = env_names
         .into_iter()
         .map(|name| EnvRecord {
-            value: std::env::var_os(&name).map(|value| value.to_string_lossy().into_owned()),
+            value: std::env::var_os(&name).map(|value| {
+                String::from_utf8_lossy(&bases.template(value.as_bytes())).into_owned()
+            }),
             name,
         })
         .collect();
@@ -87,29 +97,49 @@ pub(super) fn record(
             }));
         }
     };
+    let stdout = bases.template(&recording.ran.stdout);
+    let stderr = bases.template(&recording.ran.stderr);
+    let holds_path = bases.found_in(&stdout)
+        || bases.found_in(&stderr)
+        || tree_holds_base_dir(&outputs, &env.out_dir, bases).map_err(|source| {
+            NotStored::Fault(KeyError::File {
+                path: env.out_dir.clone(),
+                source,
+            })
+        })?;
     let mut candidate = Candidate {
         inputs,
         env_deps,
         result_key: [0; 32],
-        path_bound: None,
+        path_bound: holds_path.then(|| PathBound::OutputHoldsPath.as_str().to_string()),
     };
-    candidate.result_key = key::result_key(recording.invocation_key, &candidate, b"");
+    let verbatim = if holds_path {
+        bases.verbatim()
+    } else {
+        Vec::new()
+    };
+    candidate.result_key = key::result_key(recording.invocation_key, &candidate, &verbatim);
     remember_tree(recording.hasher, &outputs, &env.out_dir, recording.update);
     Ok(Recorded {
         candidate,
         outputs,
-        out_dir: env.out_dir.as_os_str().as_bytes().to_vec(),
-        stderr: None,
+        out_dir: bases.template(env.out_dir.as_os_str().as_bytes()),
+        stdout: Some(stdout),
+        stderr: Some(stderr),
     })
 }
 
 /// A link search path into the target dir must be the run's own `OUT_DIR`, which is restored
 /// with it; a path into another unit's build dir is neither restored nor keyed here.
-fn check_link_search(directives: &Directives, env: &RunEnv) -> Result<(), NotStored> {
+fn check_link_search(
+    directives: &Directives,
+    env: &RunEnv,
+    bases: &BaseDirs,
+) -> Result<(), NotStored> {
     let Some(profile_dir) = env.profile_dir() else {
         return Ok(());
     };
-    let dirs = env.dirs();
+    let dirs = env.dirs(bases);
     for path in &directives.link_search {
         let resolved = inputs::normalize(&env.manifest_dir.join(path));
         if resolved.starts_with(inputs::normalize(profile_dir)) && !dirs.is_in_out_dir(&resolved) {
@@ -120,6 +150,34 @@ fn check_link_search(directives: &Directives, env: &RunEnv) -> Result<(), NotSto
         }
     }
     Ok(())
+}
+
+/// Whether a file or symlink of a run's captured `OUT_DIR` tree holds one of its base dirs: a
+/// generated file that names its `OUT_DIR` (an `include!` of an absolute path, a pkg-config or
+/// CMake file) would be wrong in another target dir.
+fn tree_holds_base_dir(
+    outputs: &[OutputRecord],
+    out_dir: &Path,
+    bases: &BaseDirs,
+) -> std::io::Result<bool> {
+    for output in outputs {
+        let path = out_dir.join(&output.name);
+        let holds = match output.kind {
+            OutputKind::RunFile => bases.found_in_file(&path)?,
+            OutputKind::RunSymlink => {
+                bases.found_in(std::fs::read_link(&path)?.as_os_str().as_bytes())
+            }
+            _ => false,
+        };
+        if holds {
+            tracing::debug!(
+                "{} holds a base dir; the run stays path-bound",
+                path.display()
+            );
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Memoizes the hashes of a run's `OUT_DIR` files, known from the entry, so that a dependent

@@ -111,6 +111,7 @@ pub fn record(
         outputs,
         // For a C compile: the target text of the caller's dep file (empty without one).
         out_dir: dep_target,
+        stdout: None,
         stderr: None,
     })
 }

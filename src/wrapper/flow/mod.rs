@@ -265,7 +265,7 @@ fn commit(
     let now = crate::clock::unix_ms(SystemTime::now());
     let entry = Entry {
         outputs: recorded.outputs,
-        stdout: ran.stdout.clone(),
+        stdout: recorded.stdout.unwrap_or_else(|| ran.stdout.clone()),
         stderr: recorded.stderr.unwrap_or_else(|| ran.stderr.clone()),
         out_dir: recorded.out_dir,
         compile_ms: ran.duration_ms,

@@ -30,8 +30,9 @@ pub struct Recorded {
     /// The entry's `out_dir` field: the out dir (rustc, build-script runs) or the target text of
     /// the caller's dep file (C).
     pub out_dir: Vec<u8>,
-    /// The stderr to store, when the job stores it otherwise than captured (rustc: with base
-    /// dirs templated); `None`: as captured.
+    /// The stdout and stderr to store, when the job stores them otherwise than captured (with
+    /// base dirs templated); `None`: as captured.
+    pub stdout: Option<Vec<u8>>,
     pub stderr: Option<Vec<u8>>,
 }
 
