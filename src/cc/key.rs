@@ -12,6 +12,7 @@ use std::path::Path;
 
 use super::args::CcInvocation;
 use crate::hash::{Key, KeyHasher};
+use crate::key::BaseDirs;
 use crate::store::layout::KEY_VERSION;
 
 /// Environment variables that change what gcc or clang produce: include search paths, the
@@ -47,6 +48,9 @@ pub fn cc_env() -> Vec<(String, Option<OsString>)> {
 #[derive(Debug, Clone)]
 pub struct CcKeyFacts<'a> {
     pub invocation: &'a CcInvocation,
+    /// The compile's base dirs (`crate::key::base_dirs`): the arguments (every file they name is
+    /// in the dep file, checked by content), the cwd and env values are keyed templated.
+    pub bases: &'a BaseDirs,
     pub compiler_id: Key,
     pub cwd: &'a Path,
     pub source_hash: Key,
@@ -60,14 +64,24 @@ pub fn invocation_key(facts: &CcKeyFacts) -> Key {
     let mut key = KeyHasher::new("cc-invocation", KEY_VERSION);
     key.field("compiler", &facts.compiler_id);
     key.str_field("language", facts.invocation.language.name());
-    for arg in &facts.invocation.key_args {
-        key.str_field("arg", arg);
+    let bases = facts.bases;
+    for role in bases.roles() {
+        key.str_field("base-dir", role);
     }
-    key.field("cwd", facts.cwd.as_os_str().as_bytes());
+    for arg in &facts.invocation.key_args {
+        key.field("arg", &bases.template(arg.as_bytes()));
+    }
+    key.field("cwd", &bases.normalize(facts.cwd.as_os_str().as_bytes()));
     key.field("source-hash", &facts.source_hash);
     for (name, value) in &facts.env {
         key.str_field("env", name);
-        key.opt_field("env-value", value.as_ref().map(|value| value.as_bytes()));
+        key.opt_field(
+            "env-value",
+            value
+                .as_ref()
+                .map(|value| bases.template(value.as_bytes()))
+                .as_deref(),
+        );
     }
     key.opt_field("native-cpu", facts.native.as_deref());
     key.finish()
@@ -82,7 +96,7 @@ mod tests {
     /// Changing what goes into the key changes this value: bump `KEY_VERSION` (store-format).
     const GOLDEN: (u32, &str) = (
         4,
-        "475aac3e0d7331ea712d426c417ddf5ae0d3f13bf80743f513bc16df3c659b91",
+        "21251c877b1a7a37762b029b20a4f3893d35d2efa6eb6b0389c6a498144ec55d",
     );
 
     #[test]
@@ -92,8 +106,14 @@ mod tests {
             .map(OsString::from)
             .collect();
         let invocation = classify(&args).unwrap();
+        let bases = BaseDirs::new(vec![(
+            crate::key::base_dirs::Role::Cwd,
+            "/work/demo".into(),
+        )])
+        .unwrap();
         let facts = CcKeyFacts {
             invocation: &invocation,
+            bases: &bases,
             compiler_id: [1; 32],
             cwd: Path::new("/work/demo"),
             source_hash: [2; 32],

@@ -51,6 +51,9 @@ pub enum CcPassthrough {
     UnknownArgument(String),
     /// No real compiler of that name on PATH (other than rcache itself).
     CompilerNotFound,
+    /// The compiler rejected the `-ffile-prefix-map` rcache adds (gcc before 8, clang before
+    /// 10): the compile runs again exactly as asked.
+    FilePrefixMapUnsupported,
 }
 
 impl CcPassthrough {
@@ -80,6 +83,7 @@ impl CcPassthrough {
             CcPassthrough::MissingValue(_) => "cc_missing_value",
             CcPassthrough::UnknownArgument(_) => "cc_unknown_argument",
             CcPassthrough::CompilerNotFound => "cc_compiler_not_found",
+            CcPassthrough::FilePrefixMapUnsupported => "cc_file_prefix_map_unsupported",
         }
     }
 }

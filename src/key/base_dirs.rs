@@ -137,6 +137,14 @@ impl BaseDirs {
         roles
     }
 
+    /// The role of the most specific base dir `path` lies in, if any.
+    pub fn role_of(&self, path: &[u8]) -> Option<Role> {
+        self.dirs
+            .iter()
+            .find(|(_, dir)| starts_with_dir(path, dir))
+            .map(|(role, _)| *role)
+    }
+
     /// A path that starts with a base dir, as `NUL <role> NUL <rest>`; any other path as written.
     pub fn normalize<'a>(&self, path: &'a [u8]) -> Cow<'a, [u8]> {
         for (role, dir) in &self.dirs {
@@ -208,6 +216,16 @@ impl BaseDirs {
     /// rustc lets the last matching one win, so a nested dir (a target dir in the workspace)
     /// keeps its own name.
     pub fn remap_args(&self) -> Vec<OsString> {
+        self.map_args("--remap-path-prefix=")
+    }
+
+    /// `-ffile-prefix-map=<dir>=/rcache/<role>` for a C or C++ compile (debug info,
+    /// `__FILE__`), in the same order: gcc and clang also let the last matching one win.
+    pub fn prefix_map_args(&self) -> Vec<OsString> {
+        self.map_args("-ffile-prefix-map=")
+    }
+
+    fn map_args(&self, flag: &str) -> Vec<OsString> {
         let mut remapped: Vec<(&Vec<u8>, String)> = self
             .dirs
             .iter()
@@ -217,7 +235,7 @@ impl BaseDirs {
         remapped
             .into_iter()
             .map(|(dir, name)| {
-                let mut arg = OsString::from("--remap-path-prefix=");
+                let mut arg = OsString::from(flag);
                 arg.push(std::ffi::OsStr::from_bytes(dir));
                 arg.push("=");
                 arg.push(name);

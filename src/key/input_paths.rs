@@ -47,13 +47,14 @@ impl InputDirs {
         }
     }
 
-    /// Inputs recorded as written, relative to the cwd only: a C compile's include dirs and
-    /// object path are keyed as arguments, so no directory needs following.
-    pub fn cwd_only(cwd: &Path) -> InputDirs {
+    /// Inputs relative to the cwd, or by role under a base dir: a C compile's include dirs are
+    /// keyed as arguments (templated by the same base dirs), so no other directory needs
+    /// following.
+    pub fn cwd_only(cwd: &Path, bases: &BaseDirs) -> InputDirs {
         InputDirs {
             cwd: cwd.to_path_buf(),
             anchors: Vec::new(),
-            bases: BaseDirs::none(),
+            bases: bases.clone(),
         }
     }
 

@@ -35,6 +35,10 @@ pub enum OutputKind {
     CcDepFile,
     /// The `.dwo` file of a `-gsplit-dwarf` C compile: copied beside the object.
     CcSplitDwarf,
+    /// A text file a build-script run left in its `OUT_DIR` that names the run's base dirs (an
+    /// `include_str!` of an absolute `OUT_DIR` path): its blob is the template, and a restore
+    /// writes it with the restoring run's dirs (docs/design.md §6e).
+    RunFileTemplate,
 }
 
 /// One input file of a compile, as its dep-info named it, with its content hash.

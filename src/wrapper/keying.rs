@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use heed::{RoTxn, WithoutTls};
 use rayon::prelude::*;
 
+use super::input_hashes;
 use crate::depinfo::DepInfo;
 use crate::hash::file_hash::{self, FileStamp};
 use crate::hash::{Key, KeyHasher};
@@ -485,7 +486,7 @@ pub fn inputs_match(
     else {
         return false;
     };
-    match hasher.hash_all(&paths, update) {
+    match input_hashes::hash_inputs(hasher, &paths, dirs.bases(), update) {
         Ok(hashes) => hashes
             .iter()
             .zip(&candidate.inputs)
@@ -511,7 +512,7 @@ pub fn candidate_from_dep_info(
         .iter()
         .map(|path| dirs.resolve(path).expect("a path just recorded resolves"))
         .collect();
-    let hashes = hasher.hash_all(&paths, update)?;
+    let hashes = input_hashes::hash_inputs(hasher, &paths, dirs.bases(), update)?;
     let inputs: Vec<InputRecord> = recorded
         .into_iter()
         .zip(hashes)

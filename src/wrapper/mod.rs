@@ -12,7 +12,8 @@
 //! - a cache fault at any step before the replay: the program runs instead, and the fault is
 //!   counted under `errors`. A build never fails because of rcache.
 //!
-//! The shared pieces: [`keying`] (memoized file hashes, candidate lookup), [`run`] (exec and the
+//! The shared pieces: [`keying`] (memoized file hashes, candidate lookup), [`input_hashes`]
+//! (inputs' hashes, templated for generated files that name base dirs), [`run`] (exec and the
 //! streamed run), [`restore`] (materializing outputs, replaying rustc's output), [`notice`] (the
 //! one warning per build for an unusable store).
 
@@ -20,6 +21,7 @@ pub mod background;
 pub mod build_script;
 pub(crate) mod cc;
 pub(crate) mod flow;
+pub(crate) mod input_hashes;
 pub(crate) mod keying;
 pub(crate) mod notice;
 pub(crate) mod record;

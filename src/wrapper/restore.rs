@@ -100,6 +100,7 @@ pub fn materialize(
                 (rewritten == text).then_some(output.blob)
             }
             OutputKind::RunFile
+            | OutputKind::RunFileTemplate
             | OutputKind::RunDir
             | OutputKind::RunSymlink
             | OutputKind::CcObject

@@ -288,7 +288,13 @@ impl Job for ScriptJob {
                 "the run's output names a base dir this run does not have",
             ));
         }
-        tree::restore(hasher.store(), entry, &self.env.out_dir, update)?;
+        tree::restore(
+            hasher.store(),
+            entry,
+            &self.env.out_dir,
+            &self.bases,
+            update,
+        )?;
         remember_tree(hasher, &entry.outputs, &self.env.out_dir, update);
         Ok(())
     }

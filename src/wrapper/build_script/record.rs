@@ -9,8 +9,9 @@
 //! Paths (docs/design.md §6e): declared absolute inputs under a base dir are recorded by role,
 //! `rerun-if-env-changed` values, stdout (the directives: `rustc-link-search=native=<OUT_DIR>`,
 //! `rustc-env`, `DEP_*` metadata) and stderr are stored templated and filled with the restoring
-//! run's dirs. A file or symlink in `OUT_DIR`, or output the template could not cover, that holds
-//! a base dir makes the candidate path-bound: found only by a run with the same dirs.
+//! run's dirs. Text files in `OUT_DIR` that name a base dir and symlink targets are stored as
+//! templates (`tree`); a binary file, or output the template could not cover, that holds a base
+//! dir makes the candidate path-bound: found only by a run with the same dirs.
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -87,26 +88,22 @@ pub(super) fn record(
             return Err(NotStored::Refused(NotStoredReason::InputChangedDuringRun));
         }
     }
-    let outputs = match tree::capture(recording.store, &env.out_dir, recording.update) {
-        Ok(outputs) => outputs,
-        Err(tree::CaptureError::Refused(reason)) => return Err(NotStored::Refused(reason)),
-        Err(tree::CaptureError::Io(source)) => {
-            return Err(NotStored::Fault(KeyError::File {
-                path: env.out_dir.clone(),
-                source,
-            }));
-        }
-    };
+    let (outputs, tree_holds_path) =
+        match tree::capture(recording.store, &env.out_dir, bases, recording.update) {
+            Ok(captured) => captured,
+            Err(tree::CaptureError::Refused(reason)) => {
+                return Err(NotStored::Refused(reason));
+            }
+            Err(tree::CaptureError::Io(source)) => {
+                return Err(NotStored::Fault(KeyError::File {
+                    path: env.out_dir.clone(),
+                    source,
+                }));
+            }
+        };
     let stdout = bases.template(&recording.ran.stdout);
     let stderr = bases.template(&recording.ran.stderr);
-    let holds_path = bases.found_in(&stdout)
-        || bases.found_in(&stderr)
-        || tree_holds_base_dir(&outputs, &env.out_dir, bases).map_err(|source| {
-            NotStored::Fault(KeyError::File {
-                path: env.out_dir.clone(),
-                source,
-            })
-        })?;
+    let holds_path = tree_holds_path || bases.found_in(&stdout) || bases.found_in(&stderr);
     let mut candidate = Candidate {
         inputs,
         env_deps,
@@ -150,34 +147,6 @@ fn check_link_search(
         }
     }
     Ok(())
-}
-
-/// Whether a file or symlink of a run's captured `OUT_DIR` tree holds one of its base dirs: a
-/// generated file that names its `OUT_DIR` (an `include!` of an absolute path, a pkg-config or
-/// CMake file) would be wrong in another target dir.
-fn tree_holds_base_dir(
-    outputs: &[OutputRecord],
-    out_dir: &Path,
-    bases: &BaseDirs,
-) -> std::io::Result<bool> {
-    for output in outputs {
-        let path = out_dir.join(&output.name);
-        let holds = match output.kind {
-            OutputKind::RunFile => bases.found_in_file(&path)?,
-            OutputKind::RunSymlink => {
-                bases.found_in(std::fs::read_link(&path)?.as_os_str().as_bytes())
-            }
-            _ => false,
-        };
-        if holds {
-            tracing::debug!(
-                "{} holds a base dir; the run stays path-bound",
-                path.display()
-            );
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 /// Memoizes the hashes of a run's `OUT_DIR` files, known from the entry, so that a dependent

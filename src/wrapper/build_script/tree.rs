@@ -18,6 +18,7 @@ use std::path::{Component, Path};
 use walkdir::WalkDir;
 
 use crate::hash::file_hash::FileStamp;
+use crate::key::BaseDirs;
 use crate::stats::NotStoredReason;
 use crate::store::entry::OutputKind;
 use crate::store::entry::{Entry, OutputRecord};
@@ -38,12 +39,17 @@ impl From<io::Error> for CaptureError {
     }
 }
 
-/// Stores every file of `out_dir` as a blob and returns the tree's records.
+/// Stores every file of `out_dir` as a blob and returns the tree's records, and whether a file
+/// holds one of the run's base dirs where no template can stand for it (a binary file): the run
+/// is then path-bound. A text file that names them is stored as a template
+/// (`RunFileTemplate`), a symlink's target always templated (docs/design.md §6e).
 pub fn capture(
     store: &Store,
     out_dir: &Path,
+    bases: &BaseDirs,
     update: &mut StateUpdate,
-) -> Result<Vec<OutputRecord>, CaptureError> {
+) -> Result<(Vec<OutputRecord>, bool), CaptureError> {
+    let mut holds_path = false;
     let mut records = Vec::new();
     for entry in WalkDir::new(out_dir)
         .min_depth(1)
@@ -67,17 +73,37 @@ pub fn capture(
             (OutputKind::RunDir, None)
         } else if file_type.is_symlink() {
             let target = fs_err::read_link(entry.path())?;
-            let stored = blob::put_file(&store.layout, &mut target.as_os_str().as_bytes(), update)?;
+            let template = bases.template(target.as_os_str().as_bytes());
+            holds_path |= bases.found_in(&template);
+            let stored = blob::put_file(&store.layout, &mut template.as_slice(), update)?;
             (OutputKind::RunSymlink, Some(stored))
         } else if file_type.is_file() {
             let mut file = fs_err::File::open(entry.path())?;
-            let stored = blob::put_file(&store.layout, &mut file, update)?;
+            let (kind, stored) = if bases.found_in_file(entry.path())? {
+                let mut text = Vec::with_capacity(meta.len() as usize);
+                file.read_to_end(&mut text)?;
+                let template = bases.template(&text);
+                if is_text(&text) && !bases.found_in(&template) {
+                    let stored = blob::put_file(&store.layout, &mut template.as_slice(), update)?;
+                    (OutputKind::RunFileTemplate, stored)
+                } else {
+                    tracing::debug!("{} holds a base dir; path-bound", entry.path().display());
+                    holds_path = true;
+                    let stored = blob::put_file(&store.layout, &mut text.as_slice(), update)?;
+                    (OutputKind::RunFile, stored)
+                }
+            } else {
+                (
+                    OutputKind::RunFile,
+                    blob::put_file(&store.layout, &mut file, update)?,
+                )
+            };
             if FileStamp::of(&file.metadata()?) != FileStamp::of(&meta) {
                 return Err(CaptureError::Refused(
                     NotStoredReason::OutputChangedWhileStoring,
                 ));
             }
-            (OutputKind::RunFile, Some(stored))
+            (kind, Some(stored))
         } else {
             return Err(CaptureError::Refused(NotStoredReason::SpecialFileInOutDir));
         };
@@ -89,7 +115,13 @@ pub fn capture(
             mode,
         });
     }
-    Ok(records)
+    Ok((records, holds_path))
+}
+
+/// Text a template can stand for: UTF-8 without NUL (a placeholder's own bytes). A binary file
+/// (an archive, an object with debug info) may hold lengths and offsets a rewrite would break.
+fn is_text(bytes: &[u8]) -> bool {
+    memchr::memchr(0, bytes).is_none() && std::str::from_utf8(bytes).is_ok()
 }
 
 /// Empties `out_dir` and recreates the recorded tree in it. Every blob is opened (and its size
@@ -98,6 +130,7 @@ pub fn restore(
     store: &Store,
     entry: &Entry,
     out_dir: &Path,
+    bases: &BaseDirs,
     update: &mut StateUpdate,
 ) -> io::Result<()> {
     validate_names(&entry.outputs)?;
@@ -126,9 +159,17 @@ pub fn restore(
                     .map_err(io_failed_between("copy", &blob_path, &path))?;
                 fs_err::set_permissions(&path, Permissions::from_mode(output.mode))?;
             }
+            (OutputKind::RunFileTemplate, Some(mut file)) => {
+                let mut template = Vec::with_capacity(output.size as usize);
+                file.read_to_end(&mut template)?;
+                let text = bases.expand(&template).ok_or_else(|| unfillable(&path))?;
+                fs_err::write(&path, text)?;
+                fs_err::set_permissions(&path, Permissions::from_mode(output.mode))?;
+            }
             (OutputKind::RunSymlink, Some(mut file)) => {
-                let mut target = Vec::with_capacity(output.size as usize);
-                file.read_to_end(&mut target)?;
+                let mut template = Vec::with_capacity(output.size as usize);
+                file.read_to_end(&mut template)?;
+                let target = bases.expand(&template).ok_or_else(|| unfillable(&path))?;
                 fs_err::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &path)?;
             }
             _ => return Err(invalid("an entry that is not a run's tree")),
@@ -194,6 +235,16 @@ fn walk_error(err: walkdir::Error) -> CaptureError {
     CaptureError::Io(io::Error::new(kind, err.to_string()))
 }
 
+fn unfillable(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "{}: a template naming a base dir this run lacks",
+            path.display()
+        ),
+    )
+}
+
 fn invalid(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("refusing {what}"))
 }
@@ -252,7 +303,14 @@ mod tests {
         fs::write(out_dir.join("gen.rs"), b"pub const X: u8 = 1;").unwrap();
         fs::set_permissions(out_dir.join("gen.rs"), fs::Permissions::from_mode(0o600)).unwrap();
         std::os::unix::fs::symlink("include/sub/a.h", out_dir.join("a.h")).unwrap();
-        let outputs = capture(&store, &out_dir, &mut StateUpdate::default()).unwrap();
+        let (outputs, holds_path) = capture(
+            &store,
+            &out_dir,
+            &BaseDirs::none(),
+            &mut StateUpdate::default(),
+        )
+        .unwrap();
+        assert!(!holds_path);
         let names: Vec<&str> = outputs.iter().map(|output| output.name.as_str()).collect();
         assert_eq!(
             names,
@@ -270,7 +328,14 @@ mod tests {
             compile_ms: 0,
             created_unix_ms: 0,
         };
-        restore(&store, &entry, &out_dir, &mut StateUpdate::default()).unwrap();
+        restore(
+            &store,
+            &entry,
+            &out_dir,
+            &BaseDirs::none(),
+            &mut StateUpdate::default(),
+        )
+        .unwrap();
         assert!(!out_dir.join("stale.o").exists());
         assert_eq!(
             fs::read(out_dir.join("include/sub/a.h")).unwrap(),
@@ -287,6 +352,62 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
     }
 
+    /// A generated text file naming its `OUT_DIR` is stored as a template and restored naming
+    /// the restoring run's; a binary file naming it makes the run path-bound.
+    #[test]
+    fn files_naming_the_out_dir_are_templated_or_make_the_run_path_bound() {
+        use crate::key::base_dirs::Role;
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path().join("store")).unwrap();
+        let bases_in = |target: &Path| BaseDirs::new(vec![(Role::Target, target.into())]).unwrap();
+        let (first, second) = (root.path().join("t1"), root.path().join("t2"));
+        let out_dir = first.join("debug/build/x-1/out");
+        fs::create_dir_all(&out_dir).unwrap();
+        let code = format!("include_str!({:?});\n", out_dir.join("a.txt"));
+        fs::write(out_dir.join("gen.rs"), &code).unwrap();
+        let (outputs, holds_path) = capture(
+            &store,
+            &out_dir,
+            &bases_in(&first),
+            &mut StateUpdate::default(),
+        )
+        .unwrap();
+        assert!(!holds_path);
+        assert_eq!(outputs[0].kind, OutputKind::RunFileTemplate);
+        let entry = Entry {
+            outputs,
+            stdout: vec![],
+            stderr: vec![],
+            out_dir: vec![],
+            compile_ms: 0,
+            created_unix_ms: 0,
+        };
+        let other_out = second.join("debug/build/x-1/out");
+        let mut update = StateUpdate::default();
+        restore(&store, &entry, &other_out, &bases_in(&second), &mut update).unwrap();
+        assert_eq!(
+            fs::read_to_string(other_out.join("gen.rs")).unwrap(),
+            code.replace(first.to_str().unwrap(), second.to_str().unwrap())
+        );
+        let none = BaseDirs::none();
+        assert!(restore(&store, &entry, &other_out, &none, &mut update).is_err());
+
+        let mut binary = b"\0\x7fELF".to_vec();
+        binary.extend_from_slice(out_dir.as_os_str().as_bytes());
+        fs::write(out_dir.join("gen.rs"), binary).unwrap();
+        let (_, holds_path) = capture(
+            &store,
+            &out_dir,
+            &bases_in(&first),
+            &mut StateUpdate::default(),
+        )
+        .unwrap();
+        assert!(
+            holds_path,
+            "a binary file naming OUT_DIR makes the run path-bound"
+        );
+    }
+
     #[test]
     fn a_failed_capture_or_restore_names_the_path() {
         let root = tempfile::tempdir().unwrap();
@@ -294,7 +415,9 @@ mod tests {
 
         // walkdir's error keeps its path (it was "walk failed") and its kind.
         let missing = root.path().join("missing");
-        let Err(CaptureError::Io(err)) = capture(&store, &missing, &mut StateUpdate::default())
+        let none = BaseDirs::none();
+        let Err(CaptureError::Io(err)) =
+            capture(&store, &missing, &none, &mut StateUpdate::default())
         else {
             panic!("a missing OUT_DIR is an I/O error");
         };
@@ -315,7 +438,7 @@ mod tests {
             compile_ms: 0,
             created_unix_ms: 0,
         };
-        let err = restore(&store, &entry, &file, &mut StateUpdate::default()).unwrap_err();
+        let err = restore(&store, &entry, &file, &none, &mut StateUpdate::default()).unwrap_err();
         assert!(
             err.to_string().contains(&file.display().to_string()),
             "{err}"

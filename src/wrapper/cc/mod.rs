@@ -33,6 +33,8 @@ use crate::cc::identity::{self, CcIdentity};
 use crate::cc::key::{self, CcKeyFacts};
 use crate::cc::passthrough::CcPassthrough;
 use crate::hash::Key;
+use crate::key::BaseDirs;
+use crate::key::base_dirs::{self, PathBound, Role};
 use crate::key::compiler::native_cpu_memo_key;
 use crate::key::input_paths::InputDirs;
 use crate::stats::{self, NotStoredReason};
@@ -82,6 +84,9 @@ pub fn run(program: OsString, args: Vec<OsString>) -> i32 {
         }
     };
     let mut job = CcJob {
+        path_independent: cx.config.path_independent.value,
+        bases: BaseDirs::none(),
+        path_bound: None,
         invocation,
         real,
         cwd,
@@ -106,8 +111,34 @@ fn unclassified_unit<'a>(language: &'static str, cwd: &'a Path) -> Unit<'a> {
     }
 }
 
+/// A C or C++ compile's base dirs (`crate::key::base_dirs`, docs/design.md §6e): its cwd,
+/// `CARGO_HOME`, and, under a build script (`OUT_DIR` set), the target dir.
+fn cc_base_dirs(cwd: &Path) -> Result<BaseDirs, PathBound> {
+    let mut candidates = vec![(Role::Cwd, cwd.to_path_buf())];
+    if let Some(home) = base_dirs::cargo_home() {
+        candidates.push((Role::CargoHome, home));
+    }
+    let out_dir = std::env::var_os("OUT_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute());
+    if let Some(profile_dir) = out_dir.as_deref().and_then(|dir| dir.ancestors().nth(3)) {
+        let target = std::env::var("TARGET").ok();
+        let deps = [profile_dir.join("deps")];
+        if let Some(target_dir) = base_dirs::cargo_target_dir(&deps, target.as_deref()) {
+            candidates.push((Role::Target, target_dir));
+        }
+    }
+    BaseDirs::new(candidates)
+}
+
 /// A cacheable C or C++ compile.
 struct CcJob {
+    /// `RCACHE_PATH_INDEPENDENT`: hits in other checkouts and target dirs.
+    path_independent: bool,
+    /// The compile's base dirs, found while keying.
+    bases: BaseDirs,
+    /// Why this compile is keyed with its real paths, when it is.
+    path_bound: Option<PathBound>,
     invocation: CcInvocation,
     /// The real compiler.
     real: PathBuf,
@@ -128,8 +159,12 @@ impl Job for CcJob {
             name: Some(self.invocation.source.to_string_lossy()),
             crate_types: Cow::Borrowed(&[]),
             cwd: Cow::Borrowed(&self.cwd),
-            path_bound: None,
+            path_bound: self.path_bound.map(PathBound::as_str),
         }
+    }
+
+    fn verbatim_dirs(&self) -> Vec<u8> {
+        self.bases.verbatim()
     }
 
     fn invocation_key(&mut self, Keying { hasher, update }: Keying) -> Result<Key, KeyError> {
@@ -147,8 +182,15 @@ impl Job for CcJob {
             )?)
         };
         let source_hash = hasher.hash(&self.cwd.join(&self.invocation.source), update)?;
+        if self.path_independent {
+            match cc_base_dirs(&self.cwd) {
+                Ok(bases) => self.bases = bases,
+                Err(reason) => self.path_bound = Some(reason),
+            }
+        }
         let facts = CcKeyFacts {
             invocation: &self.invocation,
+            bases: &self.bases,
             compiler_id: identity.id,
             cwd: &self.cwd,
             source_hash,
@@ -159,12 +201,20 @@ impl Job for CcJob {
     }
 
     fn candidate_matches(&self, Keying { hasher, update }: Keying, candidate: &Candidate) -> bool {
-        keying::inputs_match(hasher, candidate, &InputDirs::cwd_only(&self.cwd), update)
+        let dirs = InputDirs::cwd_only(&self.cwd, &self.bases);
+        keying::inputs_match(hasher, candidate, &dirs, update)
     }
 
     fn restore(&mut self, Keying { hasher, update }: Keying, entry: &Entry) -> io::Result<()> {
         let store = hasher.store();
-        let restored = restore::materialize(store, entry, &self.invocation, &self.cwd, update)?;
+        let restored = restore::materialize(
+            store,
+            entry,
+            &self.invocation,
+            &self.cwd,
+            &self.bases,
+            update,
+        )?;
         for (path, hash) in restored {
             hasher.remember_written(&path, hash, update);
         }
@@ -172,7 +222,9 @@ impl Job for CcJob {
     }
 
     fn replay(&self, entry: &Entry) {
-        super::restore::replay(entry, &entry.stderr, Path::new(""), false);
+        // A template this compile's dirs cannot fill was refused by the restore.
+        let stderr = self.bases.expand(&entry.stderr).unwrap_or_default();
+        super::restore::replay(entry, &stderr, Path::new(""), false);
     }
 
     fn run(&mut self, store: &Store, program: &Program) -> io::Result<Compiled> {
@@ -181,12 +233,15 @@ impl Job for CcJob {
             std::process::id(),
             crate::clock::unix_ms(SystemTime::now())
         ));
-        let mut args = program.args.clone();
+        // rcache's prefix maps first: the compiler lets a later one win, so the caller's own
+        // keep theirs. Only on this run, not on a fallback: an old compiler may reject them.
+        let mut args = self.bases.prefix_map_args();
+        args.extend(program.args.iter().cloned());
         if self.invocation.dep_file.is_some() {
             // The caller's dep options take the compiler's one dep file, and `-MMD` leaves system
             // headers out: list every input in a preprocess-only run of its own.
             self.dep_pass_ok = Command::new(&program.chain.program)
-                .args(depfile::dep_pass_args(&program.args, &self.own_dep_file))
+                .args(depfile::dep_pass_args(&args, &self.own_dep_file))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -198,11 +253,28 @@ impl Job for CcJob {
         run::compile(&program.chain, &args, |_| true)
     }
 
+    fn rerun_as_asked(&self, ran: &Compiled) -> Option<stats::PassthroughReason> {
+        let rejected = !ran.status.success()
+            && !self.bases.is_empty()
+            && memchr::memmem::find(&ran.stderr, b"file-prefix-map").is_some();
+        rejected.then_some(CcPassthrough::FilePrefixMapUnsupported.into())
+    }
+
     fn record(&mut self, recording: &mut Recording) -> Result<Recorded, NotStored> {
         if !self.dep_pass_ok {
             return Err(NotStored::Refused(NotStoredReason::DepPassFailed));
         }
-        store::record(recording, &self.invocation, &self.cwd, &self.own_dep_file)
+        let recorded = store::record(
+            recording,
+            &self.invocation,
+            &self.cwd,
+            &self.own_dep_file,
+            &self.bases,
+        )?;
+        if recorded.candidate.path_bound.is_some() {
+            self.path_bound = Some(PathBound::OutputHoldsPath);
+        }
+        Ok(recorded)
     }
 
     fn after_run(&mut self, _keying: Keying, _succeeded: bool) {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::cc::args::CcInvocation;
 use crate::cc::depfile;
 use crate::hash::Key;
+use crate::key::BaseDirs;
 use crate::store::entry::Entry;
 use crate::store::entry::OutputKind;
 use crate::store::state::StateUpdate;
@@ -28,6 +29,7 @@ pub fn materialize(
     entry: &Entry,
     invocation: &CcInvocation,
     cwd: &Path,
+    bases: &BaseDirs,
     update: &mut StateUpdate,
 ) -> io::Result<Vec<(PathBuf, Key)>> {
     let mut opened = Vec::with_capacity(entry.outputs.len());
@@ -66,7 +68,10 @@ pub fn materialize(
             let mut text = Vec::with_capacity(output.size as usize);
             file.read_to_end(&mut text)?;
             let target = depfile::target_text(invocation, dep_file);
-            let rewritten = depfile::retarget(&text, &entry.out_dir, target.as_bytes())
+            let unfillable = || invalid("a stored dep file naming a base dir this compile lacks");
+            let text = bases.expand(&text).ok_or_else(unfillable)?;
+            let recorded_target = bases.expand(&entry.out_dir).ok_or_else(unfillable)?;
+            let rewritten = depfile::retarget(&text, &recorded_target, target.as_bytes())
                 .ok_or_else(|| invalid("a stored dep file without its recorded target"))?;
             write_with_mode(&temp, &rewritten, output.mode)?;
         } else {

@@ -6,6 +6,10 @@
 //! (`__DATE__`, `__TIME__`, `__TIMESTAMP__`). The macros are looked for after the compile, in
 //! every file the dep file lists, because only then are the headers known; scanning is a
 //! memmem over files the compiler has just read, so it costs little next to the compile.
+//!
+//! Paths (docs/design.md §6e): inputs under a base dir are recorded by role, the caller's dep
+//! file, its target and stderr are stored templated; an object, `.dwo` or output that still
+//! holds a base dir (a `-D` path used as a string) makes the candidate path-bound.
 
 use std::fs::File;
 use std::io::Read;
@@ -20,6 +24,8 @@ use crate::cc::depfile;
 use crate::cc::passthrough::CcPassthrough;
 use crate::depinfo;
 use crate::hash::file_hash::FileStamp;
+use crate::key::BaseDirs;
+use crate::key::base_dirs::PathBound;
 use crate::key::input_paths::InputDirs;
 use crate::stats::NotStoredReason;
 use crate::store::entry::OutputKind;
@@ -34,6 +40,7 @@ pub fn record(
     invocation: &CcInvocation,
     cwd: &Path,
     own_dep_file: &Path,
+    bases: &BaseDirs,
 ) -> Result<Recorded, NotStored> {
     let started_fs_ns = recording.started_fs_ns;
     let Ok(text) = std::fs::read(own_dep_file) else {
@@ -51,10 +58,15 @@ pub fn record(
     if depfile::uses_time_macros(&paths) {
         return Err(NotStored::Uncacheable(CcPassthrough::TimeMacros.into()));
     }
-    let candidate = compile_candidate(recording, &dep_info, &InputDirs::cwd_only(cwd), cwd)?;
+    let dirs = InputDirs::cwd_only(cwd, bases);
+    let mut candidate = compile_candidate(recording, &dep_info, &dirs, cwd)?;
+    let mut holds_path = false;
 
     let mut outputs = Vec::new();
     let object = cwd.join(&invocation.object);
+    holds_path |= bases
+        .found_in_file(&object)
+        .map_err(NotStored::file(&object))?;
     outputs.push(store_file(
         recording.store,
         recording.hasher,
@@ -76,6 +88,9 @@ pub fn record(
         if depfile::retarget(&text, &dep_target, &dep_target).is_none() {
             return Err(NotStored::Refused(NotStoredReason::DepFileTarget));
         }
+        let text = bases.template(&text);
+        holds_path |= bases.found_in(&text);
+        dep_target = bases.template(&dep_target);
         let stored = blob::put_file(
             &recording.store.layout,
             &mut text.as_slice(),
@@ -93,6 +108,7 @@ pub fn record(
     if invocation.split_dwarf {
         let dwo = cwd.join(invocation.dwo_path());
         if let Ok(meta) = std::fs::metadata(&dwo) {
+            holds_path |= bases.found_in_file(&dwo).map_err(NotStored::file(&dwo))?;
             // A `.dwo` left by an earlier compile (this one wrote none) must not be stored.
             if !FileStamp::of(&meta).changed_since_ns(started_fs_ns) {
                 return Err(NotStored::Refused(NotStoredReason::StaleDwo));
@@ -106,13 +122,20 @@ pub fn record(
             )?);
         }
     }
+    let stderr = bases.template(&recording.ran.stderr);
+    holds_path |= bases.found_in(&stderr);
+    if holds_path {
+        candidate.path_bound = Some(PathBound::OutputHoldsPath.as_str().to_string());
+        candidate.result_key =
+            crate::key::result_key(recording.invocation_key, &candidate, &bases.verbatim());
+    }
     Ok(Recorded {
         candidate,
         outputs,
         // For a C compile: the target text of the caller's dep file (empty without one).
         out_dir: dep_target,
         stdout: None,
-        stderr: None,
+        stderr: Some(stderr),
     })
 }
 

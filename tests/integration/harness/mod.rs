@@ -123,6 +123,11 @@ pub const PLAIN_REMAPPED_RUSTC: &str = concat!(
     "/tests/fixtures/bin/plain_remapped_rustc.sh"
 );
 
+/// `cc` and `c++` that run `/usr/bin/cc` and `/usr/bin/c++` with the `-ffile-prefix-map` flags
+/// README says rcache adds to a C or C++ compile, worked out in shell from README's rules.
+pub const PLAIN_REMAPPED_CC_DIR: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bin/plain-cc");
+
 /// One test's private world. Dropping it deletes everything.
 pub struct Sandbox {
     _dir: TempDir,
@@ -439,9 +444,16 @@ impl CargoCmd {
     }
 
     /// A plain cargo build whose rustc gets the `--remap-path-prefix` flags rcache adds
-    /// ([`PLAIN_REMAPPED_RUSTC`]): what rcache's outputs must equal byte for byte.
+    /// ([`PLAIN_REMAPPED_RUSTC`]) and whose `cc` and `c++` on PATH add the `-ffile-prefix-map`
+    /// flags rcache adds to C/C++ compiles ([`PLAIN_REMAPPED_CC_DIR`]): what rcache's outputs
+    /// must equal byte for byte.
     pub fn plain_remapped(mut self) -> CargoCmd {
-        self.cmd.env("RUSTC_WRAPPER", PLAIN_REMAPPED_RUSTC);
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut dirs = vec![PathBuf::from(PLAIN_REMAPPED_CC_DIR)];
+        dirs.extend(std::env::split_paths(&path));
+        self.cmd
+            .env("RUSTC_WRAPPER", PLAIN_REMAPPED_RUSTC)
+            .env("PATH", std::env::join_paths(dirs).expect("PATH entries"));
         self
     }
 

@@ -1,19 +1,14 @@
-//! Hits that do not depend on paths (README "Other checkouts, target dirs and machines";
-//! docs/design.md §6e): a second checkout at another length and depth, a git worktree, another
-//! target dir (`cargo install`), another `CARGO_HOME` and another machine through Redis hit every
-//! Rust compile whose content is the same; outputs are byte for byte a plain build's given the
-//! same `--remap-path-prefix` flags, and never name the other checkout's paths. The traps (a
-//! crate that reads a data file through `env!("CARGO_MANIFEST_DIR")`, one that prints its
-//! `OUT_DIR`, a source that differs between checkouts, a path dependency outside the workspace,
-//! the user's own `--remap-path-prefix`) each come out right in each checkout.
+//! demo_ws in a second checkout, a git worktree, `cargo install` twice, another machine through
+//! Redis, the user's own remapping, and the traps.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::{assert_all_hit, second_checkout};
 use crate::harness::{
-    RedisServer, RemoteServer, Run, Sandbox, assert_no_file_names, assert_same_files,
-    expected_output, run_command,
+    RedisServer, RemoteServer, Sandbox, assert_no_file_names, assert_same_files, expected_output,
+    run_command,
 };
 
 /// Every Rust compile of demo_ws (the build script's compile included).
@@ -24,24 +19,6 @@ const CRATES: [&str; 5] = [
     "demo_bin",
     "build_script_build",
 ];
-
-/// A copy of the sandbox's workspace at `<root>/<rel>`; returns its path.
-fn second_checkout(sb: &Sandbox, rel: &str) -> PathBuf {
-    let dir = sb.root.join(rel);
-    fs::create_dir_all(dir.parent().unwrap()).unwrap();
-    let mut cp = Command::new("cp");
-    cp.arg("-a").arg(&sb.ws).arg(&dir);
-    let (status, _, stderr) = run_command(&mut cp, "cp -a");
-    assert!(status.success(), "copy the workspace: {stderr}");
-    dir
-}
-
-#[track_caller]
-fn assert_all_hit(run: &Run, crates: &[&str]) {
-    for krate in crates {
-        run.assert_hit(krate);
-    }
-}
 
 /// The second checkout hits every crate; its outputs are a plain build's given the same flags,
 /// byte for byte, and hold neither the first checkout's nor its target dir's path; its `.d`
@@ -202,8 +179,21 @@ fn traps_come_out_right_in_each_checkout() {
     // so each checkout's is another crate to rustc: a stored miss, never A's outputs.
     run.assert_stored_miss("outside_dep");
     run.assert_stored_miss("demo_leaf");
+    // demo_gen's run wrote `include_str!("<its OUT_DIR>/text.txt")`: restored naming this
+    // checkout's `OUT_DIR`, and the crate that includes it hits.
+    run.assert_hit("demo_gen");
+    let gen_run = run
+        .events
+        .iter()
+        .find(|e| e["kind"] == "build_script_run" && e["crate"] == "demo_gen")
+        .expect("demo_gen's run");
+    assert_eq!(gen_run["outcome"], "hit", "{gen_run}");
+    let generated = find_file(&other_target.join("debug/build"), "/demo_gen-", "gen.rs");
+    let code = fs::read_to_string(&generated).unwrap();
+    assert!(code.contains(other_target.to_str().unwrap()), "{code}");
     let b_trap = run_trap(&other_target);
     assert!(b_trap.starts_with("data of checkout B\n"), "{b_trap}");
+    assert!(b_trap.ends_with("generated text\n"), "{b_trap}");
     assert!(b_trap.contains(other_target.to_str().unwrap()), "{b_trap}");
     let bin = sb.run_bin_in(&other_target);
     assert!(bin.contains("leaf=leaf-vB"), "{bin}");
@@ -284,7 +274,7 @@ fn add_traps(ws: &Path, data: &str) {
     let text = fs::read_to_string(&manifest).unwrap();
     fs::write(
         &manifest,
-        text.replacen("members = [", "members = [\"demo_trap\", ", 1),
+        text.replacen("members = [", "members = [\"demo_trap\", \"demo_gen\", ", 1),
     )
     .unwrap();
     let outside = ws.parent().unwrap().join("outside_dep");
@@ -304,7 +294,8 @@ fn add_traps(ws: &Path, data: &str) {
     fs::write(
         trap.join("Cargo.toml"),
         "[package]\nname = \"demo_trap\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
-         [dependencies]\noutside_dep = { path = \"../../outside_dep\" }\n",
+         [dependencies]\noutside_dep = { path = \"../../outside_dep\" }\n\
+         demo_gen = { path = \"../demo_gen\" }\n",
     )
     .unwrap();
     fs::write(trap.join("build.rs"), "fn main() {}\n").unwrap();
@@ -313,9 +304,45 @@ fn add_traps(ws: &Path, data: &str) {
         trap.join("src/main.rs"),
         "fn main() {\n    let path = concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/data.txt\");\n    \
          print!(\"{}\", std::fs::read_to_string(path).unwrap());\n    \
-         println!(\"{} {}\", env!(\"OUT_DIR\"), outside_dep::outside());\n}\n",
+         println!(\"{} {}\", env!(\"OUT_DIR\"), outside_dep::outside());\n    \
+         println!(\"{}\", demo_gen::TEXT);\n}\n",
     )
     .unwrap();
+    // The common generated-code pattern: `include_str!("<absolute OUT_DIR path>")`.
+    let generator = ws.join("demo_gen");
+    fs::create_dir_all(generator.join("src")).unwrap();
+    fs::write(
+        generator.join("Cargo.toml"),
+        "[package]\nname = \"demo_gen\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    fs::write(
+        generator.join("build.rs"),
+        "fn main() {\n    let out = std::path::PathBuf::from(std::env::var(\"OUT_DIR\").unwrap());\n    \
+         std::fs::write(out.join(\"text.txt\"), \"generated text\").unwrap();\n    \
+         let code = format!(\"pub const TEXT: &str = include_str!({:?});\\n\", out.join(\"text.txt\"));\n    \
+         std::fs::write(out.join(\"gen.rs\"), code).unwrap();\n}\n",
+    )
+    .unwrap();
+    fs::write(
+        generator.join("src/lib.rs"),
+        "include!(concat!(env!(\"OUT_DIR\"), \"/gen.rs\"));\n",
+    )
+    .unwrap();
+}
+
+/// The one file named `name` under `dir` whose path contains `within`.
+fn find_file(dir: &Path, within: &str, name: &str) -> PathBuf {
+    let found: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|entry| {
+            entry.file_name() == name && entry.path().to_string_lossy().contains(within)
+        })
+        .map(|entry| entry.into_path())
+        .collect();
+    assert_eq!(found.len(), 1, "{name} under {}: {found:?}", dir.display());
+    found[0].clone()
 }
 
 /// The trap binary's output.
