@@ -18,7 +18,9 @@ all with CARGO_INCREMENTAL=0, LIBZ_SYS_STATIC=1 and a target dir of the workload
 - `rcache-second-copy` (and `rcache-second-copy-home`, with a CARGO_HOME of its own too): a warm
   build of a copy of the workload at another path, with its own target dir, from the store that
   `rcache-cold` filled from the first copy; compared with `rcache-warm`, which it brings along,
-  and its units counted by `path_bound` reason (issue 15, see second_copy.py).
+  and its units counted by `path_bound` reason (issue 15, see second_copy.py);
+- with `--remote`, `rcache-remote-second-copy-home`: such a copy (its own path and CARGO_HOME)
+  built with an empty local store of its own from the remote the first copy filled.
 
 With --reps N the whole cycle runs N times, modes interleaved, so that a noisy machine drifts
 every mode alike. It prints a Markdown table of medians and writes everything to JSON.
@@ -49,8 +51,10 @@ import tools  # noqa: E402
 import workloads  # noqa: E402
 
 TOOL_ORDER = ("none", "rcache", "sccache", "kache")
-REMOTE_MODES = ("rcache-remote-cold", "rcache-remote-cold-sync", "rcache-remote-warm")
-"""rcache with a remote store, run after rcache's local modes; `rcache-remote` means all three."""
+DEFAULT_REMOTE_MODES = ("rcache-remote-cold", "rcache-remote-cold-sync", "rcache-remote-warm")
+"""The remote modes run by default with --remote."""
+REMOTE_MODES = (*DEFAULT_REMOTE_MODES, second_copy.REMOTE)
+"""rcache with a remote store, run after rcache's local modes; `rcache-remote` means all four."""
 UPLOAD = {"rcache-remote-cold-sync": "sync"}  # RCACHE_REMOTE_UPLOAD; the others: background
 DEFAULT_WORK_DIR = Path.home() / ".cache" / "rcache-bench" / "work"
 RESULTS_DIR = workloads.HARNESS_DIR / "results"
@@ -67,9 +71,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                             "(default 3; 1 for stylo and --quick)")
     p.add_argument("--modes", nargs="+", help="modes to run, space- or comma-separated: none, "
                    "rcache-cold, rcache-warm, sccache-cold, ..., and with --remote "
-                   "rcache-remote-cold, rcache-remote-cold-sync, rcache-remote-warm, and "
-                   "rcache-second-copy, rcache-second-copy-home (which bring rcache-warm along); "
-                   "a bare tool name means its cold and warm modes, `rcache-remote` the three "
+                   "rcache-remote-cold, rcache-remote-cold-sync, rcache-remote-warm, "
+                   "rcache-remote-second-copy-home, and rcache-second-copy, "
+                   "rcache-second-copy-home (the second-copy ones bring rcache-warm along); "
+                   "a bare tool name means its cold and warm modes, `rcache-remote` the four "
                    "remote ones. "
                    "Default: none, rcache (and rcache-remote with --remote) and every peer found")
     p.add_argument("--remote", choices=remote.BACKENDS,
@@ -119,7 +124,8 @@ def select_modes(args: argparse.Namespace, peers: dict[str, Path]) -> list[str]:
                 else:
                     wanted += [f"{name}-cold", f"{name}-warm"] if name in TOOL_ORDER[1:] else [name]
     else:
-        wanted = ["none", "rcache-cold", "rcache-warm", *(REMOTE_MODES if args.remote else ())]
+        wanted = ["none", "rcache-cold", "rcache-warm",
+                  *(DEFAULT_REMOTE_MODES if args.remote else ())]
         for peer in peers:
             wanted += [f"{peer}-cold", f"{peer}-warm"]
     if any(m in second_copy.MODES for m in wanted):
@@ -127,7 +133,7 @@ def select_modes(args: argparse.Namespace, peers: dict[str, Path]) -> list[str]:
     order = []
     for t in TOOL_ORDER:
         order += [t] if t == "none" else [f"{t}-cold", f"{t}-warm"]
-        order += [*second_copy.MODES, *REMOTE_MODES] if t == "rcache" else []
+        order += [*second_copy.LOCAL, *REMOTE_MODES] if t == "rcache" else []
     for mode in wanted:
         tool = mode.split("-")[0]
         if mode not in order:
@@ -236,15 +242,16 @@ class Bench:
     def run_one(self, rep: int, mode: str, primer: bool = False, filled_by: str | None = None) -> dict:
         """Clean, prepare the tool, run and measure one build, read stats and timings; record it.
 
-        A remote mode has a local store of its own (`caches/<workload>/rcache-remote`), always
-        emptied first; a cold one empties the remote too, and `rcache remote flush` follows its
-        build, timed apart.
+        A remote mode has a local store of its own (`caches/<workload>/rcache-remote`; the remote
+        second copy `caches/<workload>/<mode>`, see second_copy.store_dir), always emptied first;
+        a cold one empties the remote too, and `rcache remote flush` follows its build, timed
+        apart.
         """
         tool_name = mode.split("-")[0]
         tool = self.tools[tool_name]
         cls = report.mode_class(mode)
         is_remote = mode in REMOTE_MODES
-        cache_dir = self.cache_root / report.mode_family(mode) / "cache"
+        cache_dir = second_copy.store_dir(mode, self.cache_root)
         src, target_dir, where_env = self.where(mode)
         env = {**self.base_env, **where_env, **tool.env(cache_dir)}
         if is_remote:
@@ -269,6 +276,8 @@ class Bench:
                 tool.reset(env, cache_dir)
             if cls == "cold" and is_remote:
                 self.server.empty()
+            if mode == second_copy.REMOTE:
+                record["remote_before"] = self.server.usage()  # what the first copy's build left
             cache_dir.parent.mkdir(parents=True, exist_ok=True)
             tool.start(env, warm=(cls == "warm" and not is_remote))
             server_before = self.server.cpu() if is_remote else None
@@ -288,7 +297,7 @@ class Bench:
         events = self._add_units(record, tool_name == "rcache", events_path, target_dir)
         if mode in self.copies:
             second_copy.annotate(record, self.runs, self.copies[mode], self.workload.src,
-                                 self.target_dir, events)
+                                 self.target_dir, events, cache_dir)
         self.runs.append(record)
         self._print_progress(record)
         return record

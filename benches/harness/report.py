@@ -27,12 +27,15 @@ from tools import PEERS
 
 SECOND_COPY = ("rcache-second-copy", "rcache-second-copy-home")
 """Warm builds of another copy of the workload from the `rcache` store (see second_copy.py)."""
+REMOTE_SECOND_COPY = "rcache-remote-second-copy-home"
+"""A warm build of another copy from the remote the first copy filled, through an empty local
+store (see second_copy.py)."""
 
 
 def mode_class(mode: str) -> str:
     """`cold`, `warm`, or `none`: `rcache-remote-cold-sync` is a cold mode, the second-copy
     modes are warm."""
-    if mode in SECOND_COPY:
+    if mode in SECOND_COPY or mode == REMOTE_SECOND_COPY:
         return "warm"
     parts = mode.split("-")
     return "cold" if "cold" in parts else "warm" if "warm" in parts else "none"
@@ -40,9 +43,11 @@ def mode_class(mode: str) -> str:
 
 def mode_family(mode: str) -> str:
     """What a mode's cold and warm runs share (one cache): `rcache`, `rcache-remote`, `kache`;
-    the second-copy modes read the `rcache` store."""
+    the second-copy modes read the `rcache` store, the remote one the `rcache-remote` remote."""
     if mode in SECOND_COPY:
         return "rcache"
+    if mode == REMOTE_SECOND_COPY:
+        return "rcache-remote"
     return "-".join(p for p in mode.split("-") if p not in ("cold", "warm", "sync"))
 
 
