@@ -1,6 +1,7 @@
-//! The content hashes of a compile's inputs (rustc and C): memoized by [`MemoHasher`], and, for
-//! a generated file in the target dir that names the unit's base dirs, the hash of its template
-//! (docs/design.md §6e), so that the same generated source in another checkout matches.
+//! The content hashes of a compile's inputs (rustc and C) and of the files of the upstream
+//! `OUT_DIR` trees a build-script run keys: memoized by [`MemoHasher`], and, for a generated file
+//! in the target dir that names the unit's base dirs, the hash of its template (docs/design.md
+//! §6e), so that the same generated file in another checkout matches.
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;

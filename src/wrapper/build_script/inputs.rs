@@ -179,7 +179,9 @@ fn hash_tree(
             files.push(entry.into_path());
         }
     }
-    let hashes = hasher.hash_all(&files, update)?;
+    // An upstream `OUT_DIR`'s text files that name its dirs (libz-sys's `zlib.pc`: `prefix=`)
+    // are fingerprinted as templates, as a compile's generated inputs are.
+    let hashes = crate::wrapper::input_hashes::hash_inputs(hasher, &files, dirs.bases, update)?;
     for (relative, file) in names {
         match file {
             None => key.field("tree-dir", &relative),
