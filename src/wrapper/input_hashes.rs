@@ -5,8 +5,10 @@
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use super::keying::{KeyError, MemoHasher};
+use crate::hash::file_hash::FileStamp;
 use crate::hash::{Key, KeyHasher};
 use crate::key::BaseDirs;
 use crate::key::base_dirs::Role;
@@ -21,38 +23,67 @@ const TEMPLATED_INPUT_MAX: u64 = 16 << 20;
 /// unit's base dirs is hashed as its template (docs/design.md §6e): the same generated source in
 /// another checkout, naming that checkout's `OUT_DIR`, matches. Sound because an output that
 /// still held such a path would have made the candidate path-bound; leaving a file out of this
-/// only costs hits.
+/// only costs hits. Those hashes are memoized too, per file stamp and base dirs, so a warm build
+/// does not read its generated files again.
 pub fn hash_inputs(
     hasher: &mut MemoHasher,
     paths: &[PathBuf],
     bases: &BaseDirs,
     update: &mut StateUpdate,
 ) -> Result<Vec<Key>, KeyError> {
-    let mut hashes = hasher.hash_all(paths, update)?;
-    for (path, hash) in paths.iter().zip(hashes.iter_mut()) {
+    let may_name_dirs = |path: &PathBuf| {
         let bytes = path.as_os_str().as_bytes();
         let binary = [".rlib", ".rmeta", ".a", ".so", ".o"]
             .iter()
             .any(|ext| bytes.ends_with(ext.as_bytes()));
-        if binary || bases.role_of(bytes) != Some(Role::Target) {
-            continue;
-        }
-        let read = |path: &PathBuf| -> std::io::Result<Option<Vec<u8>>> {
-            let meta = std::fs::metadata(path)?;
-            if !meta.is_file() || meta.len() > TEMPLATED_INPUT_MAX {
-                return Ok(None);
-            }
-            Ok(Some(std::fs::read(path)?))
-        };
-        let content = read(path).map_err(|source| KeyError::File {
+        !binary && bases.role_of(bytes) == Some(Role::Target)
+    };
+    let (generated, plain): (Vec<usize>, Vec<usize>) =
+        (0..paths.len()).partition(|&position| may_name_dirs(&paths[position]));
+    let mut hashes: Vec<Key> = vec![[0; 32]; paths.len()];
+    let plain_paths: Vec<PathBuf> = plain.iter().map(|&at| paths[at].clone()).collect();
+    for (at, hash) in plain.iter().zip(hasher.hash_all(&plain_paths, update)?) {
+        hashes[*at] = hash;
+    }
+    if generated.is_empty() {
+        return Ok(hashes);
+    }
+    let verbatim = bases.verbatim();
+    let store = hasher.store();
+    let rtxn = store.state.read_txn()?;
+    for at in generated {
+        let path = &paths[at];
+        let file_error = |source| KeyError::File {
             path: path.clone(),
             source,
-        })?;
-        if let Some(content) = content.filter(|content| bases.found_in(content)) {
+        };
+        let meta = std::fs::metadata(path).map_err(file_error)?;
+        if !meta.is_file() || meta.len() > TEMPLATED_INPUT_MAX {
+            hashes[at] = hasher.hash(path, update)?;
+            continue;
+        }
+        let stamp = FileStamp::of(&meta);
+        let mut memo = KeyHasher::new("templated-input-memo", 1);
+        memo.field("file", &stamp.memo_key(path));
+        memo.field("base-dirs", &verbatim);
+        let memo_key = memo.finish();
+        if let Some(hash) = store.state.file_hash(&rtxn, &memo_key)? {
+            hashes[at] = hash;
+            continue;
+        }
+        let started = SystemTime::now();
+        let content = std::fs::read(path).map_err(file_error)?;
+        let hash = if bases.found_in(&content) {
             let mut key = KeyHasher::new("templated-input", KEY_VERSION);
             key.field("template", &bases.template(&content));
-            *hash = key.finish();
+            key.finish()
+        } else {
+            *blake3::hash(&content).as_bytes()
+        };
+        if !stamp.is_racy(started) {
+            update.file_hashes.push((memo_key, hash));
         }
+        hashes[at] = hash;
     }
     Ok(hashes)
 }
