@@ -13,7 +13,6 @@
 //! output.
 
 use std::fs::File;
-use std::io::{Seek, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -187,18 +186,17 @@ fn store_dep_info_template(
         .permissions()
         .mode()
         & 0o7777;
-    let layout = &recording.store.layout;
     let template = bases.template(&text);
     if bases.found_in(&template) {
         // A dir the template could not replace: a restore elsewhere would name this unit's.
         return Err(NotStored::Refused(NotStoredReason::DepInfoHoldsPath));
     }
-    let mut temp = tempfile::tempfile_in(layout.tmp_dir()).map_err(NotStored::blob_write)?;
-    temp.write_all(&template)
-        .and_then(|()| temp.rewind())
-        .map_err(NotStored::blob_write)?;
-    let stored =
-        blob::put_file(layout, &mut temp, recording.update).map_err(NotStored::blob_write)?;
+    let stored = blob::put_file(
+        &recording.store.layout,
+        &mut template.as_slice(),
+        recording.update,
+    )
+    .map_err(NotStored::blob_write)?;
     Ok((stored, mode))
 }
 

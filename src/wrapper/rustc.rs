@@ -196,7 +196,7 @@ impl Job for RustcJob {
     }
 
     fn replay(&self, entry: &Entry) {
-        // A template this unit's dirs cannot fill was refused by the restore.
+        // The key holds the unit's roles: an entry found under it names no role this unit lacks.
         let stderr = self.bases.expand(&entry.stderr).unwrap_or_default();
         restore::replay(
             entry,

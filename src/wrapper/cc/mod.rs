@@ -222,7 +222,7 @@ impl Job for CcJob {
     }
 
     fn replay(&self, entry: &Entry) {
-        // A template this compile's dirs cannot fill was refused by the restore.
+        // The key holds the compile's roles: an entry found under it names no role it lacks.
         let stderr = self.bases.expand(&entry.stderr).unwrap_or_default();
         super::restore::replay(entry, &stderr, Path::new(""), false);
     }
