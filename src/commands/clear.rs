@@ -1,7 +1,8 @@
 //! `rcache clear`: empties the cache, keeping the config and the store's directory.
 //!
 //! It works on a store whose index is corrupt (that is when a user needs it most): if the store
-//! cannot be opened, the versioned directory's contents are removed and recreated.
+//! cannot be opened, the versioned directory's contents are removed and recreated. Directories of
+//! older store formats are removed too.
 
 use anyhow::Context;
 
@@ -19,6 +20,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
             remove_store_files(&Layout::new(&config.dir.value))?;
         }
     }
+    super::gc::remove_older_formats(&Layout::new(&config.dir.value), false)?;
     println!("Cache at {} cleared.", config.dir.value.display());
     Ok(())
 }

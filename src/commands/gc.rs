@@ -17,7 +17,7 @@ use crate::store::gc::auto::{self, count_fault, target_bytes};
 use crate::store::gc::sweep::{Swept, sweep};
 use crate::store::gc::{Limits, Plan, Trimmed, plan, trim};
 use crate::store::index::Freed;
-use crate::store::layout::{GC_GRACE_SECS, GC_LOCK_TIMEOUT_MS};
+use crate::store::layout::{GC_GRACE_SECS, GC_LOCK_TIMEOUT_MS, Layout};
 use crate::store::state::StateUpdate;
 
 /// How many times the automatic gc checks the size again after releasing its lock, before it
@@ -52,6 +52,30 @@ pub fn gc(
     report(&store, &plan, removed, max_bytes)?;
     let verb = if dry_run { "Would sweep" } else { "Swept" };
     println!("{verb} {}.", describe_swept(&swept));
+    remove_older_formats(&store.layout, dry_run)
+}
+
+/// Removes the directories an older store format left (an upgrade starts a new `vN/`), and says
+/// so: they are never read, and the size limit does not count them.
+pub fn remove_older_formats(layout: &Layout, dry_run: bool) -> anyhow::Result<()> {
+    for dir in layout.older_version_dirs() {
+        let bytes: u64 = walkdir::WalkDir::new(&dir)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter_map(|entry| entry.metadata().ok())
+            .filter(|meta| meta.is_file())
+            .map(|meta| meta.len())
+            .sum();
+        let verb = if dry_run { "Would remove" } else { "Removed" };
+        println!(
+            "{verb} {} of an older store format ({}).",
+            dir.display(),
+            format_size(bytes)
+        );
+        if !dry_run {
+            fs_err::remove_dir_all(&dir)?;
+        }
+    }
     Ok(())
 }
 

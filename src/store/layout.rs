@@ -105,6 +105,27 @@ impl Layout {
     pub fn version_dir(&self) -> PathBuf {
         self.root.join(format!("v{FORMAT_VERSION}"))
     }
+    /// The directories of older store formats (`v1/` beside `v2/`): never read, left behind by an
+    /// upgrade until `rcache gc` or `rcache clear` removes them.
+    pub fn older_version_dirs(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .filter(|entry| {
+                let name = entry.file_name();
+                let version = name.to_str().and_then(|name| name.strip_prefix('v'));
+                version
+                    .and_then(|version| version.parse::<u32>().ok())
+                    .is_some_and(|version| version < FORMAT_VERSION)
+                    && entry.file_type().is_ok_and(|kind| kind.is_dir())
+            })
+            .map(|entry| entry.path())
+            .collect();
+        dirs.sort();
+        dirs
+    }
     pub fn index_dir(&self) -> PathBuf {
         self.version_dir().join("index")
     }

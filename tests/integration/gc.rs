@@ -361,3 +361,46 @@ fn gc_prune_and_verify_in_a_loop_beside_two_builds_keep_them_green_and_the_store
     sb.build();
     assert_eq!(sb.run_bin(), expected_output(&[]));
 }
+
+/// An upgrade to a new store format leaves the old `v<N>/` beside the new one, never read and
+/// outside the size limit: `rcache gc --dry-run` names it, `rcache gc` removes it, and so does
+/// `rcache clear`; the current format's dir, a newer one and other names are left alone.
+#[test]
+fn gc_and_clear_remove_the_dirs_of_older_store_formats() {
+    let sb = Sandbox::new();
+    sb.cold_build();
+    let plant_old = || {
+        let old = sb.store.join("v1");
+        fs::create_dir_all(old.join("blobs/ab")).unwrap();
+        fs::write(old.join("blobs/ab/cdef"), vec![7u8; 4096]).unwrap();
+        old
+    };
+    let old = plant_old();
+    let newer = sb.store.join("v99");
+    let other = sb.store.join("vendor");
+    fs::create_dir_all(&newer).unwrap();
+    fs::create_dir_all(&other).unwrap();
+
+    let dry = sb.rcache_ok(&["gc", "--dry-run"]);
+    assert!(
+        dry.contains("Would remove") && dry.contains("/v1 of an older"),
+        "{dry}"
+    );
+    assert!(old.is_dir(), "a dry run removed v1/");
+    let gc = sb.rcache_ok(&["gc"]);
+    assert!(gc.contains("v1 of an older store format (4.0 KiB)"), "{gc}");
+    assert!(!old.exists(), "gc left v1/");
+    assert!(
+        newer.is_dir() && other.is_dir(),
+        "gc removed what is not an older format"
+    );
+
+    let old = plant_old();
+    sb.rcache_ok(&["clear"]);
+    assert!(!old.exists(), "clear left v1/");
+    assert!(sb.store.join("v2").is_dir());
+    sb.clean();
+    let rebuilt = sb.build();
+    assert_eq!(sb.run_bin(), expected_output(&[]));
+    rebuilt.assert_stored_miss("demo_lib");
+}
