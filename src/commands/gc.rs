@@ -165,6 +165,8 @@ pub fn auto(config: &Config) -> anyhow::Result<()> {
 }
 
 fn auto_rounds(store: &Store, config: &Config) -> anyhow::Result<()> {
+    // An upgrade's old format dir goes first: it is never read, and it is not counted below.
+    remove_older_formats(&store.layout, false)?;
     let limit = config.cache_size.value;
     let mut swept = false;
     for _ in 0..AUTO_GC_ROUNDS {

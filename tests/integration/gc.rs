@@ -363,8 +363,9 @@ fn gc_prune_and_verify_in_a_loop_beside_two_builds_keep_them_green_and_the_store
 }
 
 /// An upgrade to a new store format leaves the old `v<N>/` beside the new one, never read and
-/// outside the size limit: `rcache gc --dry-run` names it, `rcache gc` removes it, and so does
-/// `rcache clear`; the current format's dir, a newer one and other names are left alone.
+/// outside the size limit: `rcache gc --dry-run` names it, `rcache gc` removes it, and so do
+/// `rcache clear` and the automatic gc a store starts; the current format's dir, a newer one and
+/// other names are left alone.
 #[test]
 fn gc_and_clear_remove_the_dirs_of_older_store_formats() {
     let sb = Sandbox::new();
@@ -403,4 +404,14 @@ fn gc_and_clear_remove_the_dirs_of_older_store_formats() {
     let rebuilt = sb.build();
     assert_eq!(sb.run_bin(), expected_output(&[]));
     rebuilt.assert_stored_miss("demo_lib");
+
+    // Without anyone running gc: a store notices the old dir and starts the automatic gc.
+    let old = plant_old();
+    sb.clean();
+    sb.cargo(&["build"]).env("RCACHE_RECACHE", "1").ok();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while old.exists() {
+        assert!(Instant::now() < deadline, "the automatic gc left v1/");
+        thread::sleep(Duration::from_millis(50));
+    }
 }

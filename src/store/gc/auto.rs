@@ -27,6 +27,9 @@ pub enum Due {
     OverSize,
     /// An age limit is set and was last applied long enough ago.
     AgeCheck,
+    /// The directory of an older store format is still there (after an upgrade): nothing reads
+    /// it and the size limit does not count it.
+    OlderFormat,
 }
 
 /// Call after a successful store. Returns why an automatic gc should start now, if one should:
@@ -82,6 +85,10 @@ pub fn due(
         if now_ms.saturating_sub(last) >= AUTO_GC_AGE_CHECK_SECS * 1000 {
             return Ok(Some(Due::AgeCheck));
         }
+    }
+    // One readdir of the store's root, after a store (never on a hit).
+    if !store.layout.older_version_dirs().is_empty() {
+        return Ok(Some(Due::OlderFormat));
     }
     Ok(None)
 }
@@ -156,5 +163,20 @@ mod tests {
         // Recorded as started: the stores that follow do not each start one.
         assert_eq!(after_store(&store, u64::MAX, age), None);
         assert_eq!(after_store(&store, u64::MAX, None), None);
+    }
+
+    #[test]
+    fn an_older_formats_dir_makes_a_gc_due() {
+        let (_dir, store) = store_of(b"0123456789");
+        assert_eq!(after_store(&store, u64::MAX, None), None);
+        std::fs::create_dir_all(store.layout.root.join("v1/blobs")).unwrap();
+        assert_eq!(after_store(&store, u64::MAX, None), Some(Due::OlderFormat));
+        std::fs::create_dir_all(store.layout.root.join("v99")).unwrap();
+        std::fs::remove_dir_all(store.layout.root.join("v1")).unwrap();
+        assert_eq!(
+            after_store(&store, u64::MAX, None),
+            None,
+            "a newer format is not ours"
+        );
     }
 }
