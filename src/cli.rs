@@ -53,6 +53,15 @@ pub enum Command {
         #[arg(long)]
         zero: bool,
     },
+    /// Why a unit missed: the nearest earlier record of it and exactly what differs. With no
+    /// unit, every unit of the last build that did not hit, grouped by root cause.
+    Explain {
+        /// A crate name, a C source path as given, or a package (its build-script run).
+        unit: Option<String>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the effective settings and where each came from.
     Config,
     /// Re-hash every blob and check every entry's references.
@@ -226,6 +235,10 @@ pub fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Config) => {
             commands::config::show(&config);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Explain { unit, json }) => {
+            commands::explain::run(&config, unit.as_deref(), json)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Verify { repair }) => commands::verify::run(&config, repair),

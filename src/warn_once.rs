@@ -52,6 +52,14 @@ fn markers_dir() -> PathBuf {
     std::env::temp_dir().join(format!("rcache-warned-{euid}"))
 }
 
+/// The build this process belongs to, as a number: a hash of [`parent_identity`] (0 when it
+/// cannot be read). The explain history groups records by it.
+pub fn build_id() -> u64 {
+    let mut hasher = DefaultHasher::new();
+    parent_identity().hash(&mut hasher);
+    hasher.finish()
+}
+
 /// The parent's pid and start time (field 22 of `/proc/<pid>/stat`), which together name one
 /// process even when pids are reused.
 fn parent_identity() -> Option<(u32, u64)> {

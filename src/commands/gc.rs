@@ -17,7 +17,7 @@ use crate::store::gc::auto::{self, count_fault, target_bytes};
 use crate::store::gc::sweep::{Swept, sweep};
 use crate::store::gc::{Limits, Plan, Trimmed, plan, trim};
 use crate::store::index::Freed;
-use crate::store::layout::{GC_GRACE_SECS, GC_LOCK_TIMEOUT_MS, Layout};
+use crate::store::layout::{GC_GRACE_SECS, GC_LOCK_TIMEOUT_MS, HISTORY_MAX_AGE_MS, Layout};
 use crate::store::state::StateUpdate;
 
 /// How many times the automatic gc checks the size again after releasing its lock, before it
@@ -52,7 +52,17 @@ pub fn gc(
     report(&store, &plan, removed, max_bytes)?;
     let verb = if dry_run { "Would sweep" } else { "Swept" };
     println!("{verb} {}.", describe_swept(&swept));
+    if !dry_run {
+        trim_histories(&store)?;
+    }
     remove_older_formats(&store.layout, dry_run)
+}
+
+/// Drops the explain histories of units not seen for [`HISTORY_MAX_AGE_MS`].
+fn trim_histories(store: &Store) -> anyhow::Result<()> {
+    let cutoff = unix_ms(SystemTime::now()).saturating_sub(HISTORY_MAX_AGE_MS);
+    store.state.trim_histories(cutoff)?;
+    Ok(())
 }
 
 /// Removes the directories an older store format left (an upgrade starts a new `vN/`), and says
@@ -192,6 +202,7 @@ fn auto_rounds(store: &Store, config: &Config) -> anyhow::Result<()> {
                 false,
                 lock_timeout(),
             )?;
+            trim_histories(store)?;
             swept = true;
         }
         update.count("auto_gc_runs", 1);

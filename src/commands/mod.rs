@@ -3,6 +3,7 @@
 
 pub(crate) mod clear;
 pub(crate) mod config;
+pub(crate) mod explain;
 pub(crate) mod gc;
 pub(crate) mod remote;
 pub(crate) mod stats;

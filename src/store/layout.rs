@@ -45,6 +45,9 @@ pub const GC_LOCK_TIMEOUT_MS: u64 = 30_000;
 /// younger (see store-format/README.md, "gc").
 pub const GC_GRACE_SECS: u64 = 3600;
 
+/// A unit's explain history is dropped by gc when its newest record is older than this: 30 days.
+pub const HISTORY_MAX_AGE_MS: u64 = 30 * 24 * 3600 * 1000;
+
 /// Automatic gc trims to this share of the size limit, so that it does not run again after
 /// every store.
 pub const AUTO_GC_TARGET_PERCENT: u64 = 90;
@@ -75,7 +78,9 @@ pub(crate) mod state_db {
     pub const FILE_HASHES: &str = "file_hashes";
     /// compiler memo key -> compiler identity.
     pub const COMPILERS: &str = "compilers";
-    pub const ALL: [&str; 4] = [COUNTERS, LAST_USE, FILE_HASHES, COMPILERS];
+    /// unit id -> the unit's explain history (`store::history`).
+    pub const UNIT_HISTORY: &str = "unit_history";
+    pub const ALL: [&str; 5] = [COUNTERS, LAST_USE, FILE_HASHES, COMPILERS, UNIT_HISTORY];
 }
 
 /// Keys of the index `meta` database.

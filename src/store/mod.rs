@@ -16,6 +16,7 @@
 pub mod blob;
 pub mod entry;
 pub mod gc;
+pub mod history;
 pub mod index;
 pub mod layout;
 pub mod linked_blob;

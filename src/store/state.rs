@@ -13,6 +13,7 @@ use std::fs;
 use heed::{EnvFlags, RoTxn, WithoutTls};
 
 use super::StoreError;
+use super::history::{UnitHistory, UnitRecord};
 use super::layout::{Layout, STATE_MAP_SIZE, state_db};
 use super::lmdb::{self, Db, LmdbEnv};
 use crate::hash::Key;
@@ -29,6 +30,7 @@ pub struct State {
     last_use: Db,
     file_hashes: Db,
     compilers: Db,
+    unit_history: Db,
 }
 
 /// Changes one invocation makes to the state env, applied in one transaction at its end.
@@ -38,6 +40,8 @@ pub struct StateUpdate {
     pub last_use: Vec<(Key, u64)>,
     pub file_hashes: Vec<(Key, Key)>,
     pub compilers: Vec<(Key, Vec<u8>)>,
+    /// Records for the explain history, by unit id (`store::history`).
+    pub unit_records: Vec<(Key, UnitRecord)>,
 }
 
 impl StateUpdate {
@@ -50,12 +54,14 @@ impl StateUpdate {
         self.last_use.append(&mut other.last_use);
         self.file_hashes.append(&mut other.file_hashes);
         self.compilers.append(&mut other.compilers);
+        self.unit_records.append(&mut other.unit_records);
     }
     pub fn is_empty(&self) -> bool {
         self.counters.is_empty()
             && self.last_use.is_empty()
             && self.file_hashes.is_empty()
             && self.compilers.is_empty()
+            && self.unit_records.is_empty()
     }
 }
 
@@ -84,7 +90,7 @@ impl State {
             source,
         })?;
         let env = lmdb::open_env(&dir, STATE_MAP_SIZE, EnvFlags::NO_SYNC)?;
-        let [counters, last_use, file_hashes, compilers] =
+        let [counters, last_use, file_hashes, compilers, unit_history] =
             lmdb::open_databases(env, state_db::ALL)?;
         let state = State {
             env,
@@ -92,6 +98,7 @@ impl State {
             last_use,
             file_hashes,
             compilers,
+            unit_history,
         };
         state.check_after_reboot(layout)?;
         Ok(state)
@@ -195,8 +202,53 @@ impl State {
         for (memo_key, identity) in &update.compilers {
             self.compilers.put(&mut wtxn, memo_key, identity)?;
         }
+        for (unit, record) in &update.unit_records {
+            // An undecodable history (another version's, or damaged) starts afresh.
+            let mut history: UnitHistory = self
+                .unit_history
+                .get(&wtxn, unit)?
+                .and_then(|bytes| crate::store::entry::decode(bytes).ok())
+                .unwrap_or_default();
+            history.push(record.clone());
+            self.unit_history
+                .put(&mut wtxn, unit, &crate::store::entry::encode(&history))?;
+        }
         wtxn.commit()?;
         Ok(())
+    }
+
+    /// Drops the explain histories whose newest record is older than `cutoff_ms` (or that do not
+    /// decode); returns how many.
+    pub fn trim_histories(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
+        let mut wtxn = self.env.write_txn()?;
+        let mut stale: Vec<Vec<u8>> = Vec::new();
+        for item in self.unit_history.iter(&wtxn)? {
+            let (key, bytes) = item?;
+            let newest = crate::store::entry::decode::<UnitHistory>(bytes)
+                .ok()
+                .and_then(|history| history.records.first().map(|record| record.ts_ms));
+            if newest.is_none_or(|ts_ms| ts_ms < cutoff_ms) {
+                stale.push(key.to_vec());
+            }
+        }
+        for key in &stale {
+            self.unit_history.delete(&mut wtxn, key)?;
+        }
+        wtxn.commit()?;
+        Ok(stale.len())
+    }
+
+    /// Every unit's explain history that decodes.
+    pub fn unit_histories(&self) -> Result<Vec<UnitHistory>, StoreError> {
+        let rtxn = self.read_txn()?;
+        let mut all = Vec::new();
+        for item in self.unit_history.iter(&rtxn)? {
+            let (_, bytes) = item?;
+            if let Ok(history) = crate::store::entry::decode::<UnitHistory>(bytes) {
+                all.push(history);
+            }
+        }
+        Ok(all)
     }
 
     /// Every last-use time, by result key (for gc).
@@ -313,6 +365,7 @@ impl State {
         self.file_hashes.clear(&mut wtxn)?;
         self.compilers.clear(&mut wtxn)?;
         self.last_use.clear(&mut wtxn)?;
+        self.unit_history.clear(&mut wtxn)?;
         wtxn.commit()?;
         Ok(())
     }
@@ -369,5 +422,43 @@ mod tests {
         assert_eq!(state.counters().unwrap(), vec![("hits".to_string(), 5)]);
         state.zero_counters().unwrap();
         assert!(state.counters().unwrap().is_empty());
+    }
+
+    #[test]
+    fn histories_keep_their_newest_records_and_gc_drops_old_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let state = State::open(&layout).unwrap();
+        let record = |name: &str, ts_ms: u64| UnitRecord {
+            ts_ms,
+            build: 1,
+            kind: "rustc".into(),
+            name: name.into(),
+            crate_types: vec![],
+            outcome: "miss".into(),
+            reason: None,
+            facts: vec![],
+            inputs: vec![],
+            env_deps: vec![],
+        };
+        let mut update = StateUpdate::default();
+        update.unit_records.push(([1; 32], record("old", 1_000)));
+        update.unit_records.push(([2; 32], record("new", 2_000)));
+        update.unit_records.push(([2; 32], record("new", 9_000)));
+        state.apply(&update).unwrap();
+        let histories = state.unit_histories().unwrap();
+        assert_eq!(histories.len(), 2);
+        let new = histories
+            .iter()
+            .find(|h| h.records[0].name == "new")
+            .unwrap();
+        assert_eq!(
+            new.records.iter().map(|r| r.ts_ms).collect::<Vec<_>>(),
+            [9_000, 2_000]
+        );
+        assert_eq!(state.trim_histories(5_000).unwrap(), 1);
+        let left = state.unit_histories().unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].records[0].name, "new");
     }
 }

@@ -246,7 +246,8 @@ pub struct WorkspaceWrapper {
     pub path: PathBuf,
 }
 
-/// Gathers everything that goes into the invocation key and computes it.
+/// Gathers everything that goes into the invocation key and computes it. Also returns the
+/// `--extern` content hashes it keyed (moved out, not copied), for the explain history.
 #[allow(clippy::too_many_arguments)]
 pub fn invocation_key(
     hasher: &mut MemoHasher,
@@ -257,7 +258,7 @@ pub fn invocation_key(
     cwd: &Path,
     bases: &BaseDirs,
     update: &mut StateUpdate,
-) -> Result<Key, KeyError> {
+) -> Result<(Key, Vec<(String, Key)>), KeyError> {
     let extern_paths: Vec<(String, PathBuf)> = invocation
         .externs
         .iter()
@@ -319,7 +320,8 @@ pub fn invocation_key(
         native_cpu: native,
         linker,
     };
-    Ok(key::invocation_key(&facts))
+    let key = key::invocation_key(&facts);
+    Ok((key, facts.extern_hashes))
 }
 
 /// The linker program rustc will run: `-C linker`, else `cc` found on PATH. PATH entries that

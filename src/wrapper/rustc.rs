@@ -90,6 +90,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         path_independent,
         bases: BaseDirs::none(),
         path_bound: None,
+        keyed: None,
         invocation,
         compiler_path,
         wrapper,
@@ -131,6 +132,15 @@ struct RustcJob {
     bases: BaseDirs,
     /// Why this unit is keyed with its real paths, when it is.
     path_bound: Option<PathBound>,
+    /// What keying learned that the explain history records after a miss.
+    keyed: Option<Keyed>,
+}
+
+/// The facts of a rustc key that cannot be read again from the invocation after the run.
+struct Keyed {
+    compiler: Key,
+    /// Each `--extern` name with the content hash keyed.
+    extern_hashes: Vec<(String, Key)>,
 }
 
 impl Job for RustcJob {
@@ -153,7 +163,7 @@ impl Job for RustcJob {
                 Err(reason) => self.path_bound = Some(reason),
             }
         }
-        keying::invocation_key(
+        let (key, extern_hashes) = keying::invocation_key(
             hasher,
             &self.invocation,
             &self.compiler_path,
@@ -162,7 +172,49 @@ impl Job for RustcJob {
             &self.cwd,
             &self.bases,
             update,
-        )
+        )?;
+        self.keyed = Some(Keyed {
+            compiler: identity.id,
+            extern_hashes,
+        });
+        Ok(key)
+    }
+
+    fn explain_facts(&self) -> Vec<(String, String)> {
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let bases = &self.bases;
+        let mut facts = Vec::new();
+        if let Some(keyed) = &self.keyed {
+            facts.push(("compiler".into(), crate::hash::hex(&keyed.compiler)));
+        }
+        // The key's arguments, one fact per option with its value.
+        let mut args = self.invocation.key_args.iter().peekable();
+        while let Some(arg) = args.next() {
+            let takes_value = arg.starts_with('-') || arg == "input";
+            let value = args.next_if(|next| takes_value && !next.starts_with('-'));
+            let arg = match value {
+                Some(value) => format!("{arg} {value}"),
+                None => arg.clone(),
+            };
+            facts.push(("arg".into(), text(&bases.template(arg.as_bytes()))));
+        }
+        facts.push((
+            "cwd".into(),
+            text(&bases.normalize(self.cwd.as_os_str().as_bytes())),
+        ));
+        for (name, value) in crate::key::allowlisted_env() {
+            let value = value.map_or("(unset)".into(), |value| {
+                text(&bases.template(value.as_bytes()))
+            });
+            facts.push(("env".into(), format!("{name}={value}")));
+        }
+        for (name, hash) in self.keyed.iter().flat_map(|keyed| &keyed.extern_hashes) {
+            facts.push((
+                "extern".into(),
+                format!("{name}={}", crate::hash::hex(hash)),
+            ));
+        }
+        facts
     }
 
     fn candidate_matches(&self, Keying { hasher, update }: Keying, candidate: &Candidate) -> bool {

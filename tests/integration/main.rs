@@ -17,6 +17,7 @@
 //! - [`paths`]: hits that do not depend on paths: a second checkout, a git worktree, another
 //!   target dir, `cargo install` twice, another machine with other paths through Redis; outputs
 //!   a plain build's given the same remapping; the traps that must stay path-bound or miss.
+//! - [`explain`]: `rcache explain` names the edited file, env value or flag, and the cascade.
 //! - [`passthrough`]: what rcache does not cache goes to rustc with its reason
 //!   (`RCACHE_DISABLE`, unknown arguments).
 //! - [`build_scripts`]: build-script runs restored from the cache, rerun on exactly the inputs
@@ -56,6 +57,7 @@ mod cli;
 mod concurrency;
 mod crash;
 mod dev_profile;
+mod explain;
 mod gc;
 mod invalidation;
 mod one_flow;

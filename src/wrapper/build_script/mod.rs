@@ -80,6 +80,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
         path_independent: cx.config.path_independent.value,
         bases: BaseDirs::none(),
         path_bound: None,
+        keyed: None,
         real: PathBuf::from(real),
         args: script_args.to_vec(),
         cwd,
@@ -190,6 +191,16 @@ impl RunEnv {
     }
 }
 
+/// The facts of a run's key, kept (moved, not copied) for the explain history.
+struct RunKeyed {
+    script_hash: Key,
+    rustc_id: Option<Key>,
+    /// The keyed environment, templated.
+    env: Vec<(OsString, OsString)>,
+    /// Upstream `OUT_DIR`s (templated) with their trees' fingerprints.
+    upstream: Vec<(Vec<u8>, Key)>,
+}
+
 /// A cacheable build-script run.
 struct ScriptJob {
     /// `RCACHE_PATH_INDEPENDENT`: runs hit in other checkouts, target dirs and `CARGO_HOME`s.
@@ -198,6 +209,8 @@ struct ScriptJob {
     bases: BaseDirs,
     /// Why this run is keyed with its real paths, when it is.
     path_bound: Option<PathBound>,
+    /// What keying learned that the explain history records after a run.
+    keyed: Option<RunKeyed>,
     /// The real script binary.
     real: PathBuf,
     /// The script's arguments: keyed.
@@ -257,15 +270,48 @@ impl Job for ScriptJob {
                 (name.clone(), value)
             })
             .collect();
-        Ok(run_invocation_key(&RunFacts {
+        let rustc_id = rustc.map(|identity| identity.id);
+        let key = run_invocation_key(&RunFacts {
             base_roles: &bases.roles(),
             script_hash,
-            rustc_id: rustc.map(|identity| identity.id),
+            rustc_id,
             args: &self.args,
             cwd: &bases.normalize(self.cwd.as_os_str().as_bytes()),
             env: &templated_env,
             upstream: &upstream,
-        }))
+        });
+        self.keyed = Some(RunKeyed {
+            script_hash,
+            rustc_id,
+            env: templated_env,
+            upstream,
+        });
+        Ok(key)
+    }
+
+    fn explain_facts(&self) -> Vec<(String, String)> {
+        let Some(keyed) = &self.keyed else {
+            return Vec::new();
+        };
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let mut facts = vec![("script".to_string(), crate::hash::hex(&keyed.script_hash))];
+        if let Some(id) = &keyed.rustc_id {
+            facts.push(("compiler".into(), crate::hash::hex(id)));
+        }
+        for arg in &self.args {
+            facts.push(("arg".into(), text(arg.as_bytes())));
+        }
+        let cwd = self.bases.normalize(self.cwd.as_os_str().as_bytes());
+        facts.push(("cwd".into(), text(&cwd)));
+        for (name, value) in &keyed.env {
+            let fact = format!("{}={}", text(name.as_bytes()), text(value.as_bytes()));
+            facts.push(("env".into(), fact));
+        }
+        for (dir, tree) in &keyed.upstream {
+            let fact = format!("{}={}", text(dir), crate::hash::hex(tree));
+            facts.push(("upstream".into(), fact));
+        }
+        facts
     }
 
     fn candidate_matches(&self, Keying { hasher, update }: Keying, candidate: &Candidate) -> bool {

@@ -19,6 +19,7 @@ mod store;
 use std::borrow::Cow;
 use std::ffi::OsString;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::SystemTime;
@@ -87,6 +88,7 @@ pub fn run(program: OsString, args: Vec<OsString>) -> i32 {
         path_independent: cx.config.path_independent.value,
         bases: BaseDirs::none(),
         path_bound: None,
+        keyed: None,
         invocation,
         real,
         cwd,
@@ -139,6 +141,8 @@ struct CcJob {
     bases: BaseDirs,
     /// Why this compile is keyed with its real paths, when it is.
     path_bound: Option<PathBound>,
+    /// The compiler's identity and the source's content hash keyed, for the explain history.
+    keyed: Option<(Key, Key)>,
     invocation: CcInvocation,
     /// The real compiler.
     real: PathBuf,
@@ -197,7 +201,31 @@ impl Job for CcJob {
             env: key::cc_env(),
             native,
         };
-        Ok(key::invocation_key(&facts))
+        let key = key::invocation_key(&facts);
+        self.keyed = Some((identity.id, source_hash));
+        Ok(key)
+    }
+
+    fn explain_facts(&self) -> Vec<(String, String)> {
+        let Some((compiler, source)) = &self.keyed else {
+            return Vec::new();
+        };
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        let bases = &self.bases;
+        let mut facts = vec![("compiler".to_string(), crate::hash::hex(compiler))];
+        for arg in &self.invocation.key_args {
+            facts.push(("arg".into(), text(&bases.template(arg.as_bytes()))));
+        }
+        facts.push((
+            "cwd".into(),
+            text(&bases.normalize(self.cwd.as_os_str().as_bytes())),
+        ));
+        for (name, value) in key::cc_env() {
+            let value = value.map_or("(unset)".into(), |v| text(&bases.template(v.as_bytes())));
+            facts.push(("env".into(), format!("{name}={value}")));
+        }
+        facts.push(("source".into(), crate::hash::hex(source)));
+        facts
     }
 
     fn candidate_matches(&self, Keying { hasher, update }: Keying, candidate: &Candidate) -> bool {

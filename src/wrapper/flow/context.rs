@@ -12,6 +12,8 @@ use super::EXIT_CANNOT_RUN;
 use crate::config::Config;
 use crate::remote::fetch::RemoteOutcome;
 use crate::stats::{self, Event, Outcome, PassthroughReason};
+use crate::store::entry::{EnvRecord, InputRecord};
+use crate::store::history::{UnitRecord, unit_id};
 use crate::store::state::{State, StateUpdate};
 use crate::store::{Store, StoreError};
 
@@ -21,6 +23,15 @@ use crate::store::{Store, StoreError};
 pub enum Counting {
     Compile { language: &'static str },
     BuildScriptRun,
+}
+
+/// What an invocation that did not hit knew, for its explain history: the key's facts
+/// ([`super::Job::explain_facts`]) and the inputs its record held.
+#[derive(Debug, Default)]
+pub struct RanFacts {
+    pub facts: Vec<(String, String)>,
+    pub inputs: Vec<InputRecord>,
+    pub env_deps: Vec<EnvRecord>,
 }
 
 /// What the stats and the events log know of one invocation.
@@ -75,7 +86,9 @@ impl Context {
             detail = reason.detail(),
             "passthrough"
         );
-        self.finish(store, unit, &Outcome::Passthrough { reason });
+        let outcome = Outcome::Passthrough { reason };
+        self.record_history(unit, &outcome, RanFacts::default());
+        self.finish(store, unit, &outcome);
         exec(program)
     }
 
@@ -107,6 +120,28 @@ impl Context {
         };
         self.finish(Some(store), unit, &outcome);
         exec(program)
+    }
+
+    /// Adds the invocation to its unit's explain history (`store::history`), applied with the
+    /// outcome's counters. Only invocations that did not hit, and units with a name.
+    pub fn record_history(&mut self, unit: &Unit, outcome: &Outcome, ran: RanFacts) {
+        let Some(name) = unit.name.as_deref() else {
+            return;
+        };
+        let record = UnitRecord {
+            ts_ms: crate::clock::unix_ms(SystemTime::now()),
+            build: crate::warn_once::build_id(),
+            kind: unit.kind.to_string(),
+            name: name.to_string(),
+            crate_types: unit.crate_types.to_vec(),
+            outcome: outcome.name().to_string(),
+            reason: outcome.reason().map(str::to_string),
+            facts: ran.facts,
+            inputs: ran.inputs,
+            env_deps: ran.env_deps,
+        };
+        let id = unit_id(unit.kind, name, &unit.crate_types);
+        self.update.unit_records.push((id, record));
     }
 
     /// Counts the outcome (one unsynced state transaction) and writes the event line.

@@ -35,7 +35,7 @@ use crate::store::state::StateUpdate;
 mod context;
 mod record;
 
-pub use context::{Context, Counting, Unit};
+pub use context::{Context, Counting, RanFacts, Unit};
 pub use record::{NotStored, Recorded, Recording};
 
 /// The exit code when the real program cannot be started at all (the shell's "command not
@@ -53,6 +53,12 @@ pub trait Job {
 
     /// Whether a candidate's recorded inputs and env values are as they are here now.
     fn candidate_matches(&self, keying: Keying, candidate: &Candidate) -> bool;
+
+    /// What went into the invocation key, as `(field, value)` text for the explain history
+    /// (`store::history`): read only after the program ran, never on a hit.
+    fn explain_facts(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 
     /// The unit's real base dirs, which a path-bound candidate's result key adds
     /// (`key::base_dirs`); none for a job that normalizes no path.
@@ -210,6 +216,10 @@ fn run_and_record<'s>(
         return cx.pass_through(Some(store), &job.unit(), program, reason);
     }
     let succeeded = ran.status.success();
+    let mut ran_facts = RanFacts {
+        facts: job.explain_facts(),
+        ..RanFacts::default()
+    };
     let outcome = if !succeeded {
         Outcome::Miss {
             not_stored: Some(job.failed_run_reason()),
@@ -223,9 +233,11 @@ fn run_and_record<'s>(
             started_fs_ns,
             update: &mut cx.update,
         };
-        let committed = job
-            .record(&mut recording)
-            .and_then(|recorded| commit(store, invocation_key, recorded, &ran, &mut cx.update));
+        let committed = job.record(&mut recording).and_then(|recorded| {
+            ran_facts.inputs = recorded.candidate.inputs.clone();
+            ran_facts.env_deps = recorded.candidate.env_deps.clone();
+            commit(store, invocation_key, recorded, &ran, &mut cx.update)
+        });
         match committed {
             Ok(result_key) => {
                 after_store(
@@ -245,6 +257,7 @@ fn run_and_record<'s>(
         Some(reason) => Outcome::Error { reason },
         None => outcome,
     };
+    cx.record_history(&job.unit(), &outcome, ran_facts);
     cx.finish(Some(store), &job.unit(), &outcome);
     run::exit_code(ran.status)
 }
