@@ -87,13 +87,18 @@ impl Leaf {
 }
 
 /// The files of an out dir by name, the `.d` file's mentions of the dir replaced by `<out>`,
-/// and how many temp files of restores (`<name>.rcache-<pid>`) it holds beside them.
+/// and how many temp files of restores (`<name>.rcache-<pid>`) it holds beside them. A
+/// directory is rustc's own temporary (`rmetaXXXXXX`, left when a walk kills rustc itself, as
+/// it would be without rcache): not an output, not rcache's leftover.
 pub fn outputs_of(dir: &Path) -> (BTreeMap<String, Vec<u8>>, usize) {
     let mut files = BTreeMap::new();
     let mut leftovers = 0;
     for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())) {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            continue;
+        }
         if name.contains(".rcache-") {
             leftovers += 1;
             continue;
