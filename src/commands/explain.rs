@@ -227,30 +227,42 @@ fn fact_causes(old: &UnitRecord, new: &UnitRecord) -> Vec<Cause> {
         of(old, "arg").into_iter().collect(),
         of(new, "arg").into_iter().collect(),
     );
-    // Cargo derives `-C metadata` and `-C extra-filename` from the unit's other settings: named
-    // only when nothing else differs.
-    let derived = |argument: &&String| {
+    // Cargo derives `-C metadata`, `-C extra-filename` and the hash in `OUT_DIR` from the unit's
+    // other settings: they are named only when nothing else differs.
+    let mut derived = Vec::new();
+    let is_derived = |argument: &str| {
         argument.starts_with("-C metadata=") || argument.starts_with("-C extra-filename=")
     };
-    let added: Vec<&String> = new_args.difference(&old_args).collect();
-    let removed: Vec<&String> = old_args.difference(&new_args).collect();
-    let only_derived = added.iter().chain(&removed).all(derived);
-    for argument in added.into_iter().filter(|a| only_derived || !derived(a)) {
-        found.push(Cause::ArgumentAdded {
+    for argument in new_args.difference(&old_args) {
+        let cause = Cause::ArgumentAdded {
             argument: argument.clone(),
-        });
+        };
+        if is_derived(argument) {
+            &mut derived
+        } else {
+            &mut found
+        }
+        .push(cause);
     }
-    for argument in removed.into_iter().filter(|a| only_derived || !derived(a)) {
-        found.push(Cause::ArgumentRemoved {
+    for argument in old_args.difference(&new_args) {
+        let cause = Cause::ArgumentRemoved {
             argument: argument.clone(),
-        });
+        };
+        if is_derived(argument) {
+            &mut derived
+        } else {
+            &mut found
+        }
+        .push(cause);
     }
     for (name, old_value, new_value) in changed_pairs(&of(old, "env"), &of(new, "env")) {
-        found.push(Cause::Env {
-            old: masked(&name, old_value),
-            new: masked(&name, new_value),
+        let out_dir = name == "OUT_DIR";
+        let cause = Cause::Env {
+            old: masked(&name, shown(old_value.as_bytes())),
+            new: masked(&name, shown(new_value.as_bytes())),
             name,
-        });
+        };
+        if out_dir { &mut derived } else { &mut found }.push(cause);
     }
     if let (Some(old_cwd), Some(new_cwd)) = (of(old, "cwd").pop(), of(new, "cwd").pop())
         && old_cwd != new_cwd
@@ -267,6 +279,9 @@ fn fact_causes(old: &UnitRecord, new: &UnitRecord) -> Vec<Cause> {
         found.push(Cause::UpstreamOutDir {
             dir: shown(dir.as_bytes()),
         });
+    }
+    if found.is_empty() {
+        found = derived;
     }
     found
 }

@@ -149,3 +149,36 @@ fn a_scripts_env_value_and_a_c_header_are_named() {
         "{causes:#?}"
     );
 }
+
+#[test]
+fn a_feature_change_is_named_as_its_cfg_and_its_scripts_variable() {
+    let sb = Sandbox::with_fixture("scripts_ws");
+    let log = sb.root.join("runs.log");
+    sb.cargo(&["build"]).env("BS_RUN_LOG", &log).ok();
+    sb.cargo(&["build", "--features", "bs_nothing/extra"])
+        .env("BS_RUN_LOG", &log)
+        .ok();
+    let explained = explain(&sb, Some("bs_nothing"));
+    let lib = explained
+        .iter()
+        .find(|e| e["kind"] == "rustc" && e["crate_types"] == serde_json::json!(["lib"]))
+        .unwrap_or_else(|| panic!("no lib of bs_nothing: {explained:#?}"));
+    assert_eq!(
+        lib["causes"],
+        serde_json::json!([{"cause": "argument_added", "argument": "--cfg feature=\"extra\""}])
+    );
+    let run = explained
+        .iter()
+        .find(|e| e["kind"] == "build_script_run")
+        .unwrap_or_else(|| panic!("no run of bs_nothing: {explained:#?}"));
+    // The script is compiled with the feature too, and cargo tells it in two variables; the
+    // `OUT_DIR` whose hash cargo derives from the features is left out.
+    assert_eq!(
+        run["causes"],
+        serde_json::json!([
+            {"cause": "changed", "what": "the build script's binary"},
+            {"cause": "env", "name": "CARGO_CFG_FEATURE", "old": "", "new": "extra"},
+            {"cause": "env", "name": "CARGO_FEATURE_EXTRA", "old": "(none)", "new": "1"}
+        ])
+    );
+}
