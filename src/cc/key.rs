@@ -73,16 +73,7 @@ pub fn invocation_key(facts: &CcKeyFacts) -> Key {
     }
     key.field("cwd", &bases.normalize(facts.cwd.as_os_str().as_bytes()));
     key.field("source-hash", &facts.source_hash);
-    for (name, value) in &facts.env {
-        key.str_field("env", name);
-        key.opt_field(
-            "env-value",
-            value
-                .as_ref()
-                .map(|value| bases.template(value.as_bytes()))
-                .as_deref(),
-        );
-    }
+    crate::key::env_fields(&mut key, &facts.env, bases);
     key.opt_field("native-cpu", facts.native.as_deref());
     key.finish()
 }

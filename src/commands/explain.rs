@@ -233,27 +233,24 @@ fn fact_causes(old: &UnitRecord, new: &UnitRecord) -> Vec<Cause> {
     let is_derived = |argument: &str| {
         argument.starts_with("-C metadata=") || argument.starts_with("-C extra-filename=")
     };
-    for argument in new_args.difference(&old_args) {
+    let added = new_args.difference(&old_args).map(|argument| {
         let cause = Cause::ArgumentAdded {
             argument: argument.clone(),
         };
-        if is_derived(argument) {
-            &mut derived
-        } else {
-            &mut found
-        }
-        .push(cause);
-    }
-    for argument in old_args.difference(&new_args) {
+        (argument, cause)
+    });
+    let removed = old_args.difference(&new_args).map(|argument| {
         let cause = Cause::ArgumentRemoved {
             argument: argument.clone(),
         };
+        (argument, cause)
+    });
+    for (argument, cause) in added.chain(removed) {
         if is_derived(argument) {
-            &mut derived
+            derived.push(cause);
         } else {
-            &mut found
+            found.push(cause);
         }
-        .push(cause);
     }
     for (name, old_value, new_value) in changed_pairs(&of(old, "env"), &of(new, "env")) {
         let out_dir = name == "OUT_DIR";
@@ -262,7 +259,11 @@ fn fact_causes(old: &UnitRecord, new: &UnitRecord) -> Vec<Cause> {
             new: masked(&name, shown(new_value.as_bytes())),
             name,
         };
-        if out_dir { &mut derived } else { &mut found }.push(cause);
+        if out_dir {
+            derived.push(cause);
+        } else {
+            found.push(cause);
+        }
     }
     if let (Some(old_cwd), Some(new_cwd)) = (of(old, "cwd").pop(), of(new, "cwd").pop())
         && old_cwd != new_cwd

@@ -150,16 +150,7 @@ pub fn invocation_key(facts: &InvocationFacts) -> Key {
         "target-json",
         facts.target_json_hash.as_ref().map(|h| h.as_slice()),
     );
-    for (name, value) in &facts.env {
-        key.str_field("env", name);
-        key.opt_field(
-            "env-value",
-            value
-                .as_ref()
-                .map(|value| bases.template(value.as_bytes()))
-                .as_deref(),
-        );
-    }
+    env_fields(&mut key, &facts.env, bases);
     key.opt_field("native-cpu", facts.native_cpu.as_deref());
     match &facts.linker {
         Some(linker) => {
@@ -177,6 +168,16 @@ pub fn invocation_key(facts: &InvocationFacts) -> Key {
         }
     }
     key.finish()
+}
+
+/// Keys an environment, each variable as `env` then `env-value` (or `env-value:unset`), the
+/// value templated by the unit's base dirs (rustc's and C/C++ keys alike).
+pub fn env_fields(key: &mut KeyHasher, env: &[(String, Option<OsString>)], bases: &BaseDirs) {
+    for (name, value) in env {
+        key.str_field("env", name);
+        let value = value.as_ref().map(|value| bases.template(value.as_bytes()));
+        key.opt_field("env-value", value.as_deref());
+    }
 }
 
 /// The result key of a candidate: inputs sorted by path, env-deps in dep-info order (sorted),

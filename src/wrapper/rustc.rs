@@ -25,7 +25,6 @@ use super::run::{self, Compiled, CompilerChain, Program};
 use crate::hash::Key;
 use crate::key::BaseDirs;
 use crate::key::base_dirs::{self, PathBound, Role};
-use crate::key::compiler::CompilerIdentity;
 use crate::key::input_paths::InputDirs;
 use crate::rustc::outputs::expected_outputs;
 use crate::rustc::{self, Invocation, Passthrough};
@@ -77,7 +76,13 @@ pub fn run(args: Vec<OsString>) -> i32 {
         }
     };
     let path_independent = cx.config.path_independent.value;
-    if path_independent && let Ok(bases) = unit_base_dirs(&invocation, &cwd, None) {
+    // Found once: the flags here, and the key's base dirs (with the sysroot) while keying.
+    let base_candidates = if path_independent {
+        base_dir_candidates(&invocation, &cwd)
+    } else {
+        Vec::new()
+    };
+    if path_independent && let Ok(bases) = BaseDirs::new(base_candidates.clone()) {
         // Every run of a cacheable compile gets rcache's remapping, a fallback after a fault
         // too: its outputs are always a plain build's given these flags. rcache's come first:
         // rustc lets a later `--remap-path-prefix` win, so the user's own keep theirs.
@@ -88,6 +93,7 @@ pub fn run(args: Vec<OsString>) -> i32 {
     let mut job = RustcJob {
         launcher_wanted: build_script::cc_env::launcher_wanted(&cx.config),
         path_independent,
+        base_candidates,
         bases: BaseDirs::none(),
         path_bound: None,
         keyed: None,
@@ -127,6 +133,11 @@ struct RustcJob {
     linker_dep_info: Option<PathBuf>,
     /// `RCACHE_PATH_INDEPENDENT`: hits in other checkouts, target dirs and `CARGO_HOME`s.
     path_independent: bool,
+    /// The base dirs known before keying (cwd, `CARGO_HOME`, target dir); the sysroot joins
+    /// them once the compiler is identified. A dir rcache cannot template makes the unit
+    /// path-bound (`--remap-path-scope`, which would scope rcache's remapping too, is not
+    /// cached at all: `unknown_argument`).
+    base_candidates: Vec<(Role, PathBuf)>,
     /// The unit's base dirs, found while keying (none when path independence is off or the
     /// unit is path-bound from the start).
     bases: BaseDirs,
@@ -158,7 +169,12 @@ impl Job for RustcJob {
     fn invocation_key(&mut self, Keying { hasher, update }: Keying) -> Result<Key, KeyError> {
         let identity = keying::compiler_identity(hasher.store(), &self.compiler_path, update)?;
         if self.path_independent {
-            match unit_base_dirs(&self.invocation, &self.cwd, Some(&identity)) {
+            let mut candidates = self.base_candidates.clone();
+            if !identity.sysroot.is_empty() {
+                let sysroot = std::ffi::OsStr::from_bytes(&identity.sysroot);
+                candidates.push((Role::Sysroot, PathBuf::from(sysroot)));
+            }
+            match BaseDirs::new(candidates) {
                 Ok(bases) => self.bases = bases,
                 Err(reason) => self.path_bound = Some(reason),
             }
@@ -367,15 +383,9 @@ impl RustcJob {
     }
 }
 
-/// A unit's base dirs (`key::base_dirs`): its cwd, `CARGO_HOME`, the target dir above its
-/// `-L dependency=` dir, and (once the compiler is identified) the sysroot, which is keyed but
-/// not remapped. A unit with a dir rcache cannot template is path-bound. (`--remap-path-scope`,
-/// which would scope rcache's remapping too, is not cached at all: `unknown_argument`.)
-fn unit_base_dirs(
-    invocation: &Invocation,
-    cwd: &Path,
-    identity: Option<&CompilerIdentity>,
-) -> Result<BaseDirs, PathBound> {
+/// A unit's base dirs before its compiler is known (`key::base_dirs`): its cwd, `CARGO_HOME`
+/// and the target dir above its `-L dependency=` dir.
+fn base_dir_candidates(invocation: &Invocation, cwd: &Path) -> Vec<(Role, PathBuf)> {
     let mut candidates = vec![(Role::Cwd, cwd.to_path_buf())];
     if let Some(home) = base_dirs::cargo_home() {
         candidates.push((Role::CargoHome, home));
@@ -390,11 +400,7 @@ fn unit_base_dirs(
     if let Some(target_dir) = base_dirs::cargo_target_dir(&dependency_dirs, target) {
         candidates.push((Role::Target, target_dir));
     }
-    if let Some(identity) = identity.filter(|identity| !identity.sysroot.is_empty()) {
-        let sysroot = std::ffi::OsStr::from_bytes(&identity.sysroot);
-        candidates.push((Role::Sysroot, PathBuf::from(sysroot)));
-    }
-    BaseDirs::new(candidates)
+    candidates
 }
 
 /// Appends `flag<path>` to `args` for a file rustc or the linker writes on rcache's behalf, at a
