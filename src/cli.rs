@@ -62,6 +62,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What the last build got from the cache: each unit's outcome, reason and time, the
+    /// totals, and the misses by root cause.
+    Report {
+        /// Another build than the last (its id, from --list).
+        #[arg(long)]
+        build: Option<String>,
+        /// List the builds kept, newest first.
+        #[arg(long, conflicts_with_all = ["build", "html"])]
+        list: bool,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Write the report as one self-contained HTML page, with a timeline.
+        #[arg(long, value_name = "FILE")]
+        html: Option<std::path::PathBuf>,
+    },
     /// Show the effective settings and where each came from.
     Config,
     /// Re-hash every blob and check every entry's references.
@@ -239,6 +255,21 @@ pub fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Explain { unit, json }) => {
             commands::explain::run(&config, unit.as_deref(), json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Report {
+            build,
+            list,
+            json,
+            html,
+        }) => {
+            let request = commands::report::ReportRequest {
+                build: build.as_deref(),
+                list,
+                json,
+                html: html.as_deref(),
+            };
+            commands::report::run(&config, &request)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Verify { repair }) => commands::verify::run(&config, repair),

@@ -52,12 +52,29 @@ fn markers_dir() -> PathBuf {
     std::env::temp_dir().join(format!("rcache-warned-{euid}"))
 }
 
-/// The build this process belongs to, as a number: a hash of [`parent_identity`] (0 when it
-/// cannot be read). The explain history groups records by it.
+/// The variable naming the build a process belongs to: set by rcache for the build scripts it
+/// runs, so that their C/C++ compiles (children of the script, not of cargo) join cargo's build;
+/// a user may set it to group builds as they choose.
+pub const BUILD_ID_VAR: &str = "RCACHE_BUILD_ID";
+
+/// The build this process belongs to, as a number: [`BUILD_ID_VAR`] when it holds one (16 hex
+/// digits), else a hash of [`parent_identity`] (cargo's pid and start time). The explain history
+/// and the build log group records by it.
 pub fn build_id() -> u64 {
+    if let Some(id) = std::env::var(BUILD_ID_VAR)
+        .ok()
+        .and_then(|value| u64::from_str_radix(value.trim(), 16).ok())
+    {
+        return id;
+    }
     let mut hasher = DefaultHasher::new();
     parent_identity().hash(&mut hasher);
     hasher.finish()
+}
+
+/// [`build_id`] as [`BUILD_ID_VAR`] holds it.
+pub fn build_id_text(id: u64) -> String {
+    format!("{id:016x}")
 }
 
 /// The parent's pid and start time (field 22 of `/proc/<pid>/stat`), which together name one

@@ -16,7 +16,6 @@
 //! With no unit, every unit of the newest build that did not hit, grouped by root cause.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 
 use serde::Serialize;
 
@@ -32,6 +31,7 @@ const MAX_CASCADE: usize = 32;
 pub struct Explanation {
     pub kind: String,
     pub name: String,
+    pub package: Option<String>,
     pub crate_types: Vec<String>,
     pub outcome: String,
     pub reason: Option<String>,
@@ -97,87 +97,92 @@ pub fn run(config: &Config, unit: Option<&str>, json: bool) -> anyhow::Result<()
     let histories = store.state.unit_histories()?;
     let explanations: Vec<Explanation> = match unit {
         Some(name) => {
-            // Every unit of that name (a package's lib and its build-script run) whose newest
-            // record is in the newest build among them.
+            // Every unit of that name, or of that package (its crates, build script, run and
+            // C/C++ compiles), whose newest record is in the newest build among them.
             let named: Vec<&UnitHistory> = histories
                 .iter()
-                .filter(|history| history.records[0].name == name)
+                .filter(|history| {
+                    let newest = &history.records[0];
+                    newest.name == name || newest.package.as_deref() == Some(name)
+                })
                 .collect();
             let newest = named
                 .iter()
                 .max_by_key(|history| history.records[0].ts_ms)
                 .ok_or_else(|| anyhow::anyhow!("no miss of {name} is recorded"))?;
             let build = newest.records[0].build;
-            let mut units: Vec<&UnitHistory> = named
+            let mut units: Vec<&[UnitRecord]> = named
                 .into_iter()
-                .filter(|history| history.records[0].build == build)
+                .filter_map(|history| in_build(history, build))
                 .collect();
-            units.sort_by_key(|history| history.records[0].ts_ms);
+            units.sort_by_key(|records| records[0].ts_ms);
             units
                 .into_iter()
-                .map(|history| explain(history, &histories))
+                .map(|records| explain(records, &histories))
                 .collect()
         }
-        None => last_build(&histories)
-            .into_iter()
-            .map(|history| explain(history, &histories))
-            .collect(),
+        None => match super::report::last_build(&store)? {
+            Some(build) => explain_build(&histories, build),
+            None => Vec::new(),
+        },
     };
-    let mut out = if json {
+    let out = if json {
         serde_json::to_string_pretty(&explanations)? + "\n"
     } else {
         text(&explanations)
     };
-    // A closed pipe (`| head`) is no error worth a panic.
-    let _ = std::io::stdout().write_all(std::mem::take(&mut out).as_bytes());
+    super::stats::print_all(&out);
     Ok(())
 }
 
-/// The units of the newest build (the build of the newest record) that did not hit.
-fn last_build(histories: &[UnitHistory]) -> Vec<&UnitHistory> {
-    let Some(newest) = histories
+/// Why each unit of `build` that did not hit missed, in start order.
+pub fn explain_build(histories: &[UnitHistory], build: u64) -> Vec<Explanation> {
+    let mut units: Vec<&[UnitRecord]> = histories
         .iter()
-        .map(|h| &h.records[0])
-        .max_by_key(|r| r.ts_ms)
-    else {
-        return Vec::new();
-    };
-    let mut units: Vec<&UnitHistory> = histories
-        .iter()
-        .filter(|history| history.records[0].build == newest.build)
+        .filter_map(|history| in_build(history, build))
         .collect();
-    units.sort_by_key(|history| history.records[0].ts_ms);
+    units.sort_by_key(|records| records[0].ts_ms);
     units
+        .into_iter()
+        .map(|records| explain(records, histories))
+        .collect()
 }
 
-/// Why `history`'s newest record did not hit.
-pub fn explain(history: &UnitHistory, all: &[UnitHistory]) -> Explanation {
-    let latest = &history.records[0];
+/// A unit's records from its newest one in `build` on (that record, then the earlier ones).
+fn in_build(history: &UnitHistory, build: u64) -> Option<&[UnitRecord]> {
+    let at = history.records.iter().position(|r| r.build == build)?;
+    Some(&history.records[at..])
+}
+
+/// Why `records[0]` did not hit; `records[1..]` are the unit's earlier records.
+pub fn explain(records: &[UnitRecord], all: &[UnitHistory]) -> Explanation {
+    let latest = &records[0];
     Explanation {
         kind: latest.kind.clone(),
         name: latest.name.clone(),
+        package: latest.package.clone(),
         crate_types: latest.crate_types.clone(),
         outcome: latest.outcome.clone(),
         reason: latest.reason.clone(),
-        causes: causes(history, all, 0),
+        causes: causes(records, all, 0),
     }
 }
 
-fn causes(history: &UnitHistory, all: &[UnitHistory], depth: usize) -> Vec<Cause> {
-    let latest = &history.records[0];
+fn causes(records: &[UnitRecord], all: &[UnitHistory], depth: usize) -> Vec<Cause> {
+    let latest = &records[0];
     if latest.outcome == "passthrough" {
         let reason = latest.reason.clone().unwrap_or_default();
         return vec![Cause::Passthrough { reason }];
     }
     // The nearest earlier record that knew its key (a passthrough knows none).
-    let Some(previous) = history.records[1..].iter().find(|r| !r.facts.is_empty()) else {
+    let Some(previous) = records[1..].iter().find(|r| !r.facts.is_empty()) else {
         return vec![Cause::NoEarlierRecord];
     };
     let mut found = fact_causes(previous, latest);
     for cause in &mut found {
         if let Cause::Upstream { name, root } = cause
             && depth < MAX_CASCADE
-            && let Some(upstream) = upstream_history(all, name, latest.build)
+            && let Some(upstream) = upstream_records(all, name, latest.build)
         {
             *root = causes(upstream, all, depth + 1);
         }
@@ -191,14 +196,17 @@ fn causes(history: &UnitHistory, all: &[UnitHistory], depth: usize) -> Vec<Cause
     found
 }
 
-/// The newest rustc history of crate `name` in `build` (an `--extern` names a crate).
-fn upstream_history<'a>(all: &'a [UnitHistory], name: &str, build: u64) -> Option<&'a UnitHistory> {
+/// The records of crate `name`'s rustc compile from its newest one in `build` on (an `--extern`
+/// names a crate).
+fn upstream_records<'a>(
+    all: &'a [UnitHistory],
+    name: &str,
+    build: u64,
+) -> Option<&'a [UnitRecord]> {
     all.iter()
-        .filter(|h| {
-            let r = &h.records[0];
-            r.kind == "rustc" && r.name == name && r.build == build
-        })
-        .max_by_key(|h| h.records[0].ts_ms)
+        .filter(|h| h.records[0].kind == "rustc" && h.records[0].name == name)
+        .filter_map(|history| in_build(history, build))
+        .max_by_key(|records| records[0].ts_ms)
 }
 
 /// The differences between two records' key facts.
@@ -426,13 +434,9 @@ fn masked(name: &str, value: String) -> String {
     }
 }
 
-fn text(explanations: &[Explanation]) -> String {
-    let mut out = String::new();
-    if explanations.is_empty() {
-        out.push_str("Nothing to explain: no unit of the last build missed.\n");
-        return out;
-    }
-    // Grouped by root cause: one edited file explains every crate it cascades to.
+/// The explanations grouped by root cause (the causes at the end of every cascade), so that
+/// one edited file explains every crate it cascades to.
+pub(super) fn by_root_cause(explanations: &[Explanation]) -> BTreeMap<String, Vec<&Explanation>> {
     let mut groups: BTreeMap<String, Vec<&Explanation>> = BTreeMap::new();
     for explanation in explanations {
         let root = explanation
@@ -444,24 +448,45 @@ fn text(explanations: &[Explanation]) -> String {
             .join("; ");
         groups.entry(root).or_default().push(explanation);
     }
-    for (root, group) in groups {
+    groups
+}
+
+pub(super) fn text(explanations: &[Explanation]) -> String {
+    let mut out = String::new();
+    if explanations.is_empty() {
+        out.push_str("Nothing to explain: no unit of the last build missed.\n");
+        return out;
+    }
+    for (root, group) in by_root_cause(explanations) {
         out.push_str(&format!("{root}:\n"));
         for explanation in group {
-            let types = explanation.crate_types.join(",");
-            let reason = explanation
-                .reason
-                .as_deref()
-                .map_or(String::new(), |reason| format!(" ({reason})"));
-            out.push_str(&format!(
-                "  {} ({} {types}): {}{reason}\n",
-                explanation.name, explanation.kind, explanation.outcome
-            ));
+            out.push_str(&format!("  {}\n", unit_line(explanation)));
             for cause in &explanation.causes {
                 cause_text(cause, 2, &mut out);
             }
         }
     }
     out
+}
+
+/// `name (kind types): outcome (reason)`.
+pub(super) fn unit_line(explanation: &Explanation) -> String {
+    let types = match explanation.crate_types.as_slice() {
+        [] => String::new(),
+        types => format!(" {}", types.join(",")),
+    };
+    let reason = explanation
+        .reason
+        .as_deref()
+        .map_or(String::new(), |reason| format!(" ({reason})"));
+    let package = match &explanation.package {
+        Some(package) if *package != explanation.name => format!(" [{package}]"),
+        _ => String::new(),
+    };
+    format!(
+        "{}{package} ({}{types}): {}{reason}",
+        explanation.name, explanation.kind, explanation.outcome
+    )
 }
 
 fn cause_text(cause: &Cause, indent: usize, out: &mut String) {
@@ -483,7 +508,7 @@ fn root_causes(cause: &Cause) -> Vec<&Cause> {
     }
 }
 
-fn describe(cause: &Cause) -> String {
+pub(super) fn describe(cause: &Cause) -> String {
     match cause {
         Cause::Passthrough { reason } => format!("not cacheable: {reason}"),
         Cause::NoEarlierRecord => {

@@ -1,5 +1,8 @@
 //! `rcache stats [--json] [--zero]`: counters from the state env, totals from the index.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
+
 use anyhow::Context;
 
 use crate::config::{Config, format_size};
@@ -49,9 +52,10 @@ pub fn open(config: &Config) -> anyhow::Result<Store> {
 pub fn show(config: &Config, json: bool) -> anyhow::Result<()> {
     let report = report(config)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        print_all(&(serde_json::to_string_pretty(&report)? + "\n"));
         return Ok(());
     }
+    let mut out = String::new();
     let compiles = &report.compiles;
     let scripts = &report.build_scripts;
     let rate = |counts: &Counts| {
@@ -129,12 +133,16 @@ pub fn show(config: &Config, json: bool) -> anyhow::Result<()> {
     }
     let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
     for (label, value) in rows {
-        println!("{label:<width$}  {value}");
+        let _ = writeln!(out, "{label:<width$}  {value}");
     }
     if !report.languages.is_empty() {
-        println!("\nBy language (requests / hits / misses / passthrough / errors):");
+        let _ = writeln!(
+            out,
+            "\nBy language (requests / hits / misses / passthrough / errors):"
+        );
         for (language, counts) in &report.languages {
-            println!(
+            let _ = writeln!(
+                out,
                 "  {language:<width$}{} / {} / {} / {} / {}",
                 counts.requests,
                 counts.hits,
@@ -166,12 +174,18 @@ pub fn show(config: &Config, json: bool) -> anyhow::Result<()> {
         if reasons.is_empty() {
             continue;
         }
-        println!("\n{title}:");
+        let _ = writeln!(out, "\n{title}:");
         for (reason, count) in reasons {
-            println!("  {reason:<width$}{count}", width = width);
+            let _ = writeln!(out, "  {reason:<width$}{count}", width = width);
         }
     }
+    print_all(&out);
     Ok(())
+}
+
+/// Writes a command's output; a closed pipe (`| head`) is no error worth a panic.
+pub(super) fn print_all(out: &str) {
+    let _ = std::io::stdout().write_all(out.as_bytes());
 }
 
 pub fn zero(config: &Config) -> anyhow::Result<()> {

@@ -216,6 +216,43 @@ impl Counts {
         }
     }
 
+    /// Adds one invocation as the build log recorded it (`store::builds`): the same fields
+    /// [`Outcome::count`] increments, so a build's report adds up to the counters' growth.
+    pub fn add(
+        &mut self,
+        outcome: &str,
+        reason: Option<&str>,
+        saved_ms: u64,
+        path_bound: Option<&str>,
+    ) {
+        self.requests += 1;
+        let reasons = match outcome {
+            "hit" => {
+                self.hits += 1;
+                self.time_saved_ms += saved_ms;
+                None
+            }
+            "miss" => {
+                self.misses += 1;
+                Some(&mut self.not_stored)
+            }
+            "passthrough" => {
+                self.passthrough += 1;
+                Some(&mut self.passthrough_reasons)
+            }
+            _ => {
+                self.errors += 1;
+                Some(&mut self.error_reasons)
+            }
+        };
+        if let (Some(reasons), Some(reason)) = (reasons, reason) {
+            *reasons.entry(reason.to_string()).or_default() += 1;
+        }
+        if let Some(path_bound) = path_bound {
+            *self.path_bound.entry(path_bound.to_string()).or_default() += 1;
+        }
+    }
+
     /// Hits as a share of cacheable requests (hits + misses + errors).
     pub fn hit_rate(&self) -> Option<f64> {
         let cacheable = self.hits + self.misses + self.errors;

@@ -22,6 +22,9 @@ pub struct UnitRecord {
     /// `rustc`, `cc` or `build_script_run`.
     pub kind: String,
     pub name: String,
+    /// The package cargo names (`CARGO_PKG_NAME`): tells every package's `build_script_build`
+    /// apart, and a C source from the package whose build script compiled it.
+    pub package: Option<String>,
     pub crate_types: Vec<String>,
     /// `miss` or `passthrough` (or `error`, when the program ran after a fault).
     pub outcome: String,
@@ -49,10 +52,11 @@ impl UnitHistory {
     }
 }
 
-/// The key of a unit's history: its kind, name and crate types.
-pub fn unit_id(kind: &str, name: &str, crate_types: &[String]) -> Key {
-    let mut key = KeyHasher::new("unit-history", 1);
+/// The key of a unit's history: its kind, package, name and crate types.
+pub fn unit_id(kind: &str, package: Option<&str>, name: &str, crate_types: &[String]) -> Key {
+    let mut key = KeyHasher::new("unit-history", 2);
     key.str_field("kind", kind);
+    key.opt_field("package", package.map(str::as_bytes));
     key.str_field("name", name);
     for crate_type in crate_types {
         key.str_field("crate-type", crate_type);
@@ -70,6 +74,7 @@ mod tests {
             build: 1,
             kind: "rustc".into(),
             name: "demo".into(),
+            package: Some("demo".into()),
             crate_types: vec!["lib".into()],
             outcome: "miss".into(),
             reason: None,

@@ -80,7 +80,19 @@ pub(crate) mod state_db {
     pub const COMPILERS: &str = "compilers";
     /// unit id -> the unit's explain history (`store::history`).
     pub const UNIT_HISTORY: &str = "unit_history";
-    pub const ALL: [&str; 5] = [COUNTERS, LAST_USE, FILE_HASHES, COMPILERS, UNIT_HISTORY];
+    /// build id -> the build's extent (`store::builds`).
+    pub const BUILDS: &str = "builds";
+    /// build id ++ start ms ++ pid -> one invocation of that build (`store::builds`).
+    pub const BUILD_UNITS: &str = "build_units";
+    pub const ALL: [&str; 7] = [
+        COUNTERS,
+        LAST_USE,
+        FILE_HASHES,
+        COMPILERS,
+        UNIT_HISTORY,
+        BUILDS,
+        BUILD_UNITS,
+    ];
 }
 
 /// Keys of the index `meta` database.

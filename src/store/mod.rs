@@ -14,6 +14,7 @@
 //! that points at nothing.
 
 pub mod blob;
+pub mod builds;
 pub mod entry;
 pub mod gc;
 pub mod history;

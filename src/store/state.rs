@@ -13,6 +13,7 @@ use std::fs;
 use heed::{EnvFlags, RoTxn, WithoutTls};
 
 use super::StoreError;
+use super::builds::{BuildLog, BuildSummary, BuildUnit};
 use super::history::{UnitHistory, UnitRecord};
 use super::layout::{Layout, STATE_MAP_SIZE, state_db};
 use super::lmdb::{self, Db, LmdbEnv};
@@ -31,6 +32,7 @@ pub struct State {
     file_hashes: Db,
     compilers: Db,
     unit_history: Db,
+    build_log: BuildLog,
 }
 
 /// Changes one invocation makes to the state env, applied in one transaction at its end.
@@ -42,6 +44,8 @@ pub struct StateUpdate {
     pub compilers: Vec<(Key, Vec<u8>)>,
     /// Records for the explain history, by unit id (`store::history`).
     pub unit_records: Vec<(Key, UnitRecord)>,
+    /// This invocation, for the build log (`store::builds`), with its build's id.
+    pub build_unit: Option<(u64, BuildUnit)>,
 }
 
 impl StateUpdate {
@@ -55,6 +59,9 @@ impl StateUpdate {
         self.file_hashes.append(&mut other.file_hashes);
         self.compilers.append(&mut other.compilers);
         self.unit_records.append(&mut other.unit_records);
+        if other.build_unit.is_some() {
+            self.build_unit = other.build_unit;
+        }
     }
     pub fn is_empty(&self) -> bool {
         self.counters.is_empty()
@@ -62,6 +69,7 @@ impl StateUpdate {
             && self.file_hashes.is_empty()
             && self.compilers.is_empty()
             && self.unit_records.is_empty()
+            && self.build_unit.is_none()
     }
 }
 
@@ -90,8 +98,15 @@ impl State {
             source,
         })?;
         let env = lmdb::open_env(&dir, STATE_MAP_SIZE, EnvFlags::NO_SYNC)?;
-        let [counters, last_use, file_hashes, compilers, unit_history] =
-            lmdb::open_databases(env, state_db::ALL)?;
+        let [
+            counters,
+            last_use,
+            file_hashes,
+            compilers,
+            unit_history,
+            builds,
+            build_units,
+        ] = lmdb::open_databases(env, state_db::ALL)?;
         let state = State {
             env,
             counters,
@@ -99,6 +114,10 @@ impl State {
             file_hashes,
             compilers,
             unit_history,
+            build_log: BuildLog {
+                builds,
+                units: build_units,
+            },
         };
         state.check_after_reboot(layout)?;
         Ok(state)
@@ -139,6 +158,9 @@ impl State {
             self.last_use,
             self.file_hashes,
             self.compilers,
+            self.unit_history,
+            self.build_log.builds,
+            self.build_log.units,
         ] {
             for item in db.iter(&wtxn)? {
                 item?;
@@ -213,6 +235,9 @@ impl State {
             self.unit_history
                 .put(&mut wtxn, unit, &crate::store::entry::encode(&history))?;
         }
+        if let Some((build, unit)) = &update.build_unit {
+            self.build_log.add(&mut wtxn, *build, unit)?;
+        }
         wtxn.commit()?;
         Ok(())
     }
@@ -249,6 +274,16 @@ impl State {
             }
         }
         Ok(all)
+    }
+
+    /// Every build the build log keeps, with its extent.
+    pub fn builds(&self) -> Result<Vec<(u64, BuildSummary)>, StoreError> {
+        self.build_log.summaries(&self.read_txn()?)
+    }
+
+    /// One build's units, in start order.
+    pub fn build_units(&self, build: u64) -> Result<Vec<BuildUnit>, StoreError> {
+        self.build_log.units(&self.read_txn()?, build)
     }
 
     /// Every last-use time, by result key (for gc).
@@ -366,6 +401,7 @@ impl State {
         self.compilers.clear(&mut wtxn)?;
         self.last_use.clear(&mut wtxn)?;
         self.unit_history.clear(&mut wtxn)?;
+        self.build_log.clear(&mut wtxn)?;
         wtxn.commit()?;
         Ok(())
     }
@@ -434,6 +470,7 @@ mod tests {
             build: 1,
             kind: "rustc".into(),
             name: name.into(),
+            package: None,
             crate_types: vec![],
             outcome: "miss".into(),
             reason: None,

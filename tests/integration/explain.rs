@@ -1,5 +1,5 @@
 //! `rcache explain` (issue 16, step 1): after each kind of change (a source, an `include_str!`
-//! data file, an `env!` value, a `--cfg`, a build script's `rerun-if-env-changed` variable, a C
+//! data file, an `env!` value, an `option_env!` variable set, a `--cfg`, a build script's `rerun-if-env-changed` variable, a C
 //! header, a dependency's source), it names exactly that cause, and the cascade names the edited
 //! crate for every dependent; `--json` field by field; a unit with no earlier record and a
 //! passthrough say so.
@@ -78,6 +78,17 @@ fn a_data_file_an_env_value_and_a_cfg_are_named() {
         of(&explain(&sb, Some("demo_lib")), "demo_lib")["causes"],
         serde_json::json!([{"cause": "env_dep", "name": "DEMO_GREETING", "old": "hello",
             "new": "bonjour"}])
+    );
+
+    sb.cargo(&["build"])
+        .env("DEMO_GREETING", "bonjour")
+        .env("DEMO_OPTIONAL", "on")
+        .ok();
+    assert_eq!(
+        of(&explain(&sb, Some("demo_leaf")), "demo_leaf")["causes"],
+        serde_json::json!([{"cause": "env_dep", "name": "DEMO_OPTIONAL", "old": "(unset)",
+            "new": "on"}]),
+        "an option_env! variable that was unset"
     );
 
     sb.cargo(&["build"])

@@ -64,6 +64,7 @@ mod one_flow;
 mod passthrough;
 mod paths;
 mod remote;
+mod report;
 mod rust_compiles;
 mod store_faults;
 mod verify;

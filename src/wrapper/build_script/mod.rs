@@ -55,6 +55,12 @@ pub fn run(args: Vec<OsString>) -> i32 {
         return 2;
     };
     let mut program = Program::plain(real.clone(), script_args.to_vec());
+    // The script's C/C++ compiles are its children, not cargo's: they join cargo's build.
+    let build = crate::warn_once::build_id_text(crate::warn_once::build_id());
+    program
+        .chain
+        .env
+        .push((crate::warn_once::BUILD_ID_VAR.into(), build.into()));
     let cwd = std::env::current_dir().unwrap_or_default();
     let passthrough = if cx.config.disable.value {
         Some(RunPassthrough::Disabled)

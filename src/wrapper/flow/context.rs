@@ -12,6 +12,7 @@ use super::EXIT_CANNOT_RUN;
 use crate::config::Config;
 use crate::remote::fetch::RemoteOutcome;
 use crate::stats::{self, Event, Outcome, PassthroughReason};
+use crate::store::builds::BuildUnit;
 use crate::store::entry::{EnvRecord, InputRecord};
 use crate::store::history::{UnitRecord, unit_id};
 use crate::store::state::{State, StateUpdate};
@@ -52,6 +53,11 @@ pub struct Unit<'a> {
 pub struct Context {
     pub config: Config,
     clock: Instant,
+    /// When the invocation started, unix ms (the build log's timeline).
+    started_ms: u64,
+    /// The package cargo names (`CARGO_PKG_NAME`): cargo sets it for compiles and runs, and a
+    /// build script's C/C++ compiles inherit it.
+    package: Option<String>,
     pub update: StateUpdate,
     pub(super) remote_outcome: Option<RemoteOutcome>,
 }
@@ -64,6 +70,8 @@ impl Context {
         Context {
             config,
             clock: Instant::now(),
+            started_ms: crate::clock::unix_ms(SystemTime::now()),
+            package: std::env::var("CARGO_PKG_NAME").ok(),
             update: StateUpdate::default(),
             remote_outcome: None,
         }
@@ -86,8 +94,15 @@ impl Context {
             detail = reason.detail(),
             "passthrough"
         );
+        // Cargo's `rustc -vV` and `--print` probes are not units a user asks about.
+        let probe = matches!(
+            reason,
+            PassthroughReason::Rustc(crate::rustc::Passthrough::Probe)
+        );
         let outcome = Outcome::Passthrough { reason };
-        self.record_history(unit, &outcome, RanFacts::default());
+        if !probe {
+            self.record_history(unit, &outcome, RanFacts::default());
+        }
         self.finish(store, unit, &outcome);
         exec(program)
     }
@@ -133,6 +148,7 @@ impl Context {
             build: crate::warn_once::build_id(),
             kind: unit.kind.to_string(),
             name: name.to_string(),
+            package: self.package.clone(),
             crate_types: unit.crate_types.to_vec(),
             outcome: outcome.name().to_string(),
             reason: outcome.reason().map(str::to_string),
@@ -140,7 +156,7 @@ impl Context {
             inputs: ran.inputs,
             env_deps: ran.env_deps,
         };
-        let id = unit_id(unit.kind, name, &unit.crate_types);
+        let id = unit_id(unit.kind, self.package.as_deref(), name, &unit.crate_types);
         self.update.unit_records.push((id, record));
     }
 
@@ -160,8 +176,13 @@ impl Context {
             };
             self.update.count(format!("{prefix}path_bound.{reason}"), 1);
         }
+        let elapsed = self.clock.elapsed();
+        self.update.build_unit = Some((
+            crate::warn_once::build_id(),
+            self.build_unit(unit, outcome, elapsed.as_micros() as u64),
+        ));
         apply_state_update(store, &self.config.dir.value, &self.update);
-        let duration_ms = self.clock.elapsed().as_secs_f64() * 1000.0;
+        let duration_ms = elapsed.as_secs_f64() * 1000.0;
         tracing::debug!(
             outcome = outcome.name(),
             reason = outcome.reason(),
@@ -186,6 +207,31 @@ impl Context {
                     path_bound: unit.path_bound,
                 },
             );
+        }
+    }
+}
+
+impl Context {
+    /// This invocation as the build log (`store::builds`) keeps it.
+    fn build_unit(&self, unit: &Unit, outcome: &Outcome, duration_us: u64) -> BuildUnit {
+        BuildUnit {
+            start_ms: self.started_ms,
+            duration_us,
+            pid: std::process::id(),
+            kind: unit.kind.to_string(),
+            name: unit.name.as_deref().map(str::to_string),
+            package: self.package.clone(),
+            crate_types: unit.crate_types.to_vec(),
+            outcome: outcome.name().to_string(),
+            reason: outcome.reason().map(str::to_string),
+            build_script_run: matches!(unit.counting, Counting::BuildScriptRun),
+            saved_ms: match outcome {
+                Outcome::Hit { saved_ms } => *saved_ms,
+                _ => 0,
+            },
+            remote: self.remote_outcome.map(|r| r.name().to_string()),
+            path_bound: unit.path_bound.map(str::to_string),
+            cwd: unit.cwd.to_string_lossy().into_owned(),
         }
     }
 }
