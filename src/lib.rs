@@ -15,7 +15,8 @@
 //!
 //! The modules, top to bottom:
 //! - [`cli`]: the command line; dispatches to the wrapper or a command.
-//! - [`commands`]: `stats`, `config`, `verify`, `clear`, `gc` (and `prune`), `remote`.
+//! - [`commands`]: `stats`, `config`, `explain`, `report`, `verify`, `clear`, `gc` (and
+//!   `prune`), `remote`.
 //! - [`wrapper`]: the cache flow and the three jobs; starts the detached gc and uploader.
 //! - [`remote`]: the shared second level behind the store (S3, Redis).
 //! - [`stats`]: outcomes, their typed reasons, counters and the events log.

@@ -237,17 +237,24 @@ fn text(report: &BuildReport) -> String {
         .max()
         .unwrap_or(4)
         .clamp(4, 48);
-    out.push_str(&format!(
-        "\n{:>8} {:>9}  {:<5} {:<width$}  {:<36} {:>8}\n",
+    let outcome_width = report
+        .units
+        .iter()
+        .map(|unit| outcome_label(unit).chars().count())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    let mut table = format!(
+        "{:>8} {:>9}  {:<5} {:<width$}  {:<outcome_width$} {:>8}\n",
         "start", "wrapper", "kind", "unit", "outcome", "saved"
-    ));
+    );
     for unit in &report.units {
         let saved = match unit.outcome.as_str() {
             "hit" => format!("{:.2} s", unit.saved_ms as f64 / 1000.0),
             _ => String::new(),
         };
-        out.push_str(&format!(
-            "{:>6.2} s {:>6.0} ms  {:<5} {:<width$}  {:<36} {:>8}\n",
+        table.push_str(&format!(
+            "{:>6.2} s {:>6.0} ms  {:<5} {:<width$}  {:<outcome_width$} {:>8}\n",
             unit.start_ms.saturating_sub(report.first_ms) as f64 / 1000.0,
             unit.duration_us as f64 / 1000.0,
             kind_label(unit),
@@ -255,6 +262,11 @@ fn text(report: &BuildReport) -> String {
             outcome_label(unit),
             saved,
         ));
+    }
+    out.push('\n');
+    for line in table.lines() {
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     if report.dropped > 0 {
         out.push_str(&format!("... and {} more units\n", report.dropped));

@@ -183,13 +183,20 @@ fn timeline(out: &mut String, report: &BuildReport) {
         w = TIMELINE_WIDTH + 2.0
     );
     let step = tick_step(wall_ms);
+    // Enough decimals that no two ticks read the same.
+    let decimals = match step {
+        1000.0.. => 0,
+        100.0.. => 1,
+        10.0.. => 2,
+        _ => 3,
+    };
     let mut tick = 0.0;
     while tick <= wall_ms {
         let x = tick * scale;
         let _ = writeln!(
             out,
             "<line x1=\"{x:.1}\" y1=\"{AXIS_HEIGHT}\" x2=\"{x:.1}\" y2=\"{height}\"/>\
-             <text class=\"axis\" x=\"{x:.1}\" y=\"14\">{:.1} s</text>",
+             <text class=\"axis\" x=\"{x:.1}\" y=\"14\">{:.decimals$} s</text>",
             tick / 1000.0
         );
         tick += step;

@@ -52,16 +52,47 @@ impl UnitHistory {
     }
 }
 
-/// The key of a unit's history: its kind, package, name and crate types.
-pub fn unit_id(kind: &str, package: Option<&str>, name: &str, crate_types: &[String]) -> Key {
+/// Who a unit is: its kind, package (name and semver-compatible line, see [`version_line`]),
+/// name and crate types.
+pub struct UnitIdentity<'a> {
+    pub kind: &'a str,
+    pub package: Option<&'a str>,
+    pub version_line: Option<&'a str>,
+    pub name: &'a str,
+    pub crate_types: &'a [String],
+}
+
+/// The key of a unit's history.
+pub fn unit_id(unit: &UnitIdentity) -> Key {
     let mut key = KeyHasher::new("unit-history", 2);
-    key.str_field("kind", kind);
-    key.opt_field("package", package.map(str::as_bytes));
+    key.str_field("kind", unit.kind);
+    key.opt_field("package", unit.package.map(str::as_bytes));
+    key.opt_field("version-line", unit.version_line.map(str::as_bytes));
+    let (name, crate_types) = (unit.name, unit.crate_types);
     key.str_field("name", name);
     for crate_type in crate_types {
         key.str_field("crate-type", crate_type);
     }
     key.finish()
+}
+
+/// The semver-compatible line of a package version (`CARGO_PKG_VERSION`): `2` for 2.0.119, `0.3`
+/// for 0.3.7, `0.0.5` for 0.0.5. Two versions of a package in one build are always on different
+/// lines (cargo unifies compatible ones), so they are two units; an upgrade within a line is the
+/// same unit, whose explanation names the version that changed.
+pub fn version_line(version: &str) -> String {
+    let numbers: Vec<&str> = version
+        .split(['-', '+'])
+        .next()
+        .unwrap_or_default()
+        .split('.')
+        .collect();
+    match numbers.as_slice() {
+        ["0", "0", patch, ..] => format!("0.0.{patch}"),
+        ["0", minor, ..] => format!("0.{minor}"),
+        [major, ..] => (*major).to_string(),
+        [] => String::new(),
+    }
 }
 
 #[cfg(test)]
@@ -82,6 +113,15 @@ mod tests {
             inputs: vec![],
             env_deps: vec![],
         }
+    }
+
+    #[test]
+    fn versions_on_one_semver_line_are_one_unit() {
+        assert_eq!(version_line("2.0.119"), "2");
+        assert_eq!(version_line("3.0.10"), "3");
+        assert_eq!(version_line("0.3.7"), "0.3");
+        assert_eq!(version_line("0.0.5"), "0.0.5");
+        assert_eq!(version_line("1.0.0-beta.2"), "1");
     }
 
     #[test]

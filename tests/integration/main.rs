@@ -18,6 +18,8 @@
 //!   target dir, `cargo install` twice, another machine with other paths through Redis; outputs
 //!   a plain build's given the same remapping; the traps that must stay path-bound or miss.
 //! - [`explain`]: `rcache explain` names the edited file, env value or flag, and the cascade.
+//! - [`report`]: `rcache report`: totals equal to the stats' growth, concurrent builds apart,
+//!   the `--html` page in headless Chromium.
 //! - [`passthrough`]: what rcache does not cache goes to rustc with its reason
 //!   (`RCACHE_DISABLE`, unknown arguments).
 //! - [`build_scripts`]: build-script runs restored from the cache, rerun on exactly the inputs

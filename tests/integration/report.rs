@@ -9,6 +9,8 @@ use serde_json::Value;
 
 use crate::harness::Sandbox;
 
+mod browser;
+
 /// `rcache report <args> --json`, parsed.
 #[track_caller]
 pub(crate) fn report(sb: &Sandbox, args: &[&str]) -> Value {

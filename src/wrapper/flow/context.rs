@@ -14,7 +14,7 @@ use crate::remote::fetch::RemoteOutcome;
 use crate::stats::{self, Event, Outcome, PassthroughReason};
 use crate::store::builds::BuildUnit;
 use crate::store::entry::{EnvRecord, InputRecord};
-use crate::store::history::{UnitRecord, unit_id};
+use crate::store::history::{UnitIdentity, UnitRecord, unit_id, version_line};
 use crate::store::state::{State, StateUpdate};
 use crate::store::{Store, StoreError};
 
@@ -58,6 +58,8 @@ pub struct Context {
     /// The package cargo names (`CARGO_PKG_NAME`): cargo sets it for compiles and runs, and a
     /// build script's C/C++ compiles inherit it.
     package: Option<String>,
+    /// The semver line of its version (`store::history::version_line`).
+    version_line: Option<String>,
     pub update: StateUpdate,
     pub(super) remote_outcome: Option<RemoteOutcome>,
 }
@@ -72,6 +74,9 @@ impl Context {
             clock: Instant::now(),
             started_ms: crate::clock::unix_ms(SystemTime::now()),
             package: std::env::var("CARGO_PKG_NAME").ok(),
+            version_line: std::env::var("CARGO_PKG_VERSION")
+                .ok()
+                .map(|version| version_line(&version)),
             update: StateUpdate::default(),
             remote_outcome: None,
         }
@@ -156,7 +161,13 @@ impl Context {
             inputs: ran.inputs,
             env_deps: ran.env_deps,
         };
-        let id = unit_id(unit.kind, self.package.as_deref(), name, &unit.crate_types);
+        let id = unit_id(&UnitIdentity {
+            kind: unit.kind,
+            package: self.package.as_deref(),
+            version_line: self.version_line.as_deref(),
+            name,
+            crate_types: &unit.crate_types,
+        });
         self.update.unit_records.push((id, record));
     }
 
