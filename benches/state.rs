@@ -58,7 +58,7 @@ fn bench_state_apply(c: &mut Criterion) {
     for build in 0..MAX_BUILDS as u64 {
         for at in 0..UNITS_PER_BUILD {
             let update = StateUpdate {
-                build_unit: Some((build, unit(build * 1000 + at, at as u32))),
+                build_units: vec![(build, unit(build * 1000 + at, at as u32))],
                 ..StateUpdate::default()
             };
             store.state.apply(&update).unwrap();
@@ -80,7 +80,7 @@ fn bench_state_apply(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             let mut update = hit_update(n);
-            update.build_unit = Some((current, unit(n, n as u32)));
+            update.build_units.push((current, unit(n, n as u32)));
             store.state.apply(black_box(&update)).unwrap();
         })
     });
@@ -88,7 +88,7 @@ fn bench_state_apply(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             let mut update = hit_update(n);
-            update.build_unit = Some((n, unit(n, 1)));
+            update.build_units.push((n, unit(n, 1)));
             store.state.apply(black_box(&update)).unwrap();
         })
     });

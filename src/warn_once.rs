@@ -58,18 +58,23 @@ fn markers_dir() -> PathBuf {
 pub const BUILD_ID_VAR: &str = "RCACHE_BUILD_ID";
 
 /// The build this process belongs to, as a number: [`BUILD_ID_VAR`] when it holds one (16 hex
-/// digits), else a hash of [`parent_identity`] (cargo's pid and start time). The explain history
-/// and the build log group records by it.
+/// digits), else a hash of [`parent_identity`] (cargo's pid and start time; the pid alone where
+/// `/proc` cannot tell the start time). The explain history and the build log group records by
+/// it. Worked out once per process.
 pub fn build_id() -> u64 {
-    if let Some(id) = std::env::var(BUILD_ID_VAR)
-        .ok()
-        .and_then(|value| u64::from_str_radix(value.trim(), 16).ok())
-    {
-        return id;
-    }
-    let mut hasher = DefaultHasher::new();
-    parent_identity().hash(&mut hasher);
-    hasher.finish()
+    static BUILD_ID: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BUILD_ID.get_or_init(|| {
+        if let Some(id) = std::env::var(BUILD_ID_VAR)
+            .ok()
+            .and_then(|value| u64::from_str_radix(value.trim(), 16).ok())
+        {
+            return id;
+        }
+        let parent = parent_identity().unwrap_or((std::os::unix::process::parent_id(), 0));
+        let mut hasher = DefaultHasher::new();
+        parent.hash(&mut hasher);
+        hasher.finish()
+    })
 }
 
 /// [`build_id`] as [`BUILD_ID_VAR`] holds it.

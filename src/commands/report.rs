@@ -33,7 +33,8 @@ pub struct BuildReport {
     pub dropped: u32,
     /// Builds that ran at the same time on this store, reported apart.
     pub concurrent: Vec<String>,
-    /// The build's compiles, as `rcache stats` counts them.
+    /// The build's compiles, as `rcache stats` counts them (the units listed: a build past the
+    /// log's bound counts its `dropped` units in the stats only).
     pub compiles: Counts,
     /// The build's build-script runs, counted apart as in `rcache stats`.
     pub build_scripts: Counts,

@@ -81,7 +81,7 @@ const SCRIPT: &str = r#"
 /// The whole page.
 pub fn page(report: &BuildReport) -> String {
     let mut out = String::new();
-    let all = report.compiles.requests + report.build_scripts.requests;
+    let all = report.units.len() as u64 + u64::from(report.dropped);
     let hits = report.compiles.hits + report.build_scripts.hits;
     let saved = report.compiles.time_saved_ms + report.build_scripts.time_saved_ms;
     let _ = write!(
@@ -281,7 +281,7 @@ fn units_table(out: &mut String, report: &BuildReport) {
              <td>{}</td><td>{}</td><td><i class=\"{}\">&nbsp;&nbsp;</i> {}</td>\
              <td class=\"num\" data-value=\"{saved}\">{}</td></tr>",
             start as f64 / 1000.0,
-            report::kind_label(unit),
+            escape(report::kind_label(unit)),
             escape(&report::unit_label(unit)),
             outcome_class(unit),
             escape(&report::outcome_label(unit)),

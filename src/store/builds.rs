@@ -4,10 +4,10 @@
 //! it already makes to count its outcome, so the log costs a hit two puts and a get, no fsync.
 //!
 //! Two databases: `builds` (build id, 8 bytes big-endian -> [`BuildSummary`]) and `build_units`
-//! (build id ++ start ms ++ pid, all big-endian -> [`BuildUnit`]), so a build's units are one
-//! key range in start order. The first unit of a new build drops the least recently active
-//! build when [`MAX_BUILDS`] are kept; a build records at most [`MAX_UNITS_PER_BUILD`] units and
-//! counts the rest.
+//! (build id ++ start ms ++ pid ++ the unit's number in its build, all big-endian ->
+//! [`BuildUnit`]), so a build's units are one key range in start order. The first unit of a new
+//! build makes room when [`MAX_BUILDS`] are kept: builds of probes alone go first, then the least
+//! recently active. A build records at most [`MAX_UNITS_PER_BUILD`] units and counts the rest.
 
 use std::ops::Bound;
 
@@ -64,8 +64,8 @@ pub struct BuildSummary {
     pub last_ms: u64,
     /// Units recorded.
     pub units: u32,
-    /// Units with a name: compiles and runs, not cargo's `rustc -vV` probes. A build of probes
-    /// alone (`cargo metadata`) is not what a user calls their last build.
+    /// Units that compiled or ran something (a name, and not cargo's `rustc -vV` and `--print`
+    /// probes): a build of probes alone (`cargo metadata`) is not what a user calls a build.
     pub named_units: u32,
     /// Units beyond [`MAX_UNITS_PER_BUILD`], counted but not recorded.
     pub dropped: u32,
@@ -82,6 +82,8 @@ impl BuildLog {
     /// Adds `unit` to `build`, in the caller's write transaction.
     pub fn add(&self, wtxn: &mut RwTxn, build: u64, unit: &BuildUnit) -> Result<(), StoreError> {
         let id = build.to_be_bytes();
+        // A summary that does not decode starts the build afresh; its units stay in its range
+        // and are read with the new ones.
         let known = self.builds.get(wtxn, &id)?.and_then(|b| decode(b).ok());
         let mut summary = match known {
             Some(summary) => summary,
@@ -99,10 +101,10 @@ impl BuildLog {
         if summary.units >= MAX_UNITS_PER_BUILD {
             summary.dropped = summary.dropped.saturating_add(1);
         } else {
+            let key = unit_key(build, unit, summary.units);
             summary.units += 1;
-            summary.named_units += u32::from(unit.name.is_some());
-            self.units
-                .put(wtxn, &unit_key(build, unit), &encode(unit))?;
+            summary.named_units += u32::from(is_real(unit));
+            self.units.put(wtxn, &key, &encode(unit))?;
         }
         self.builds.put(wtxn, &id, &encode(&summary))?;
         Ok(())
@@ -114,7 +116,7 @@ impl BuildLog {
         if kept.len() < MAX_BUILDS {
             return Ok(());
         }
-        kept.sort_by_key(|(_, summary)| summary.last_ms);
+        kept.sort_by_key(|(_, summary)| (summary.named_units > 0, summary.last_ms));
         for (build, _) in &kept[..=kept.len() - MAX_BUILDS] {
             self.builds.delete(wtxn, &build.to_be_bytes())?;
             self.units
@@ -164,11 +166,19 @@ impl BuildLog {
     }
 }
 
-fn unit_key(build: u64, unit: &BuildUnit) -> [u8; 20] {
-    let mut key = [0u8; 20];
+/// A unit that compiled or ran something: it has a name and is not a probe.
+fn is_real(unit: &BuildUnit) -> bool {
+    unit.name.is_some() && unit.reason.as_deref() != Some("probe")
+}
+
+/// A unit's key; `number` (its place in the build) keeps two records of one process in one ms
+/// apart (an invocation that passes through by exec'ing rcache again).
+fn unit_key(build: u64, unit: &BuildUnit, number: u32) -> [u8; 24] {
+    let mut key = [0u8; 24];
     key[..8].copy_from_slice(&build.to_be_bytes());
     key[8..16].copy_from_slice(&unit.start_ms.to_be_bytes());
-    key[16..].copy_from_slice(&unit.pid.to_be_bytes());
+    key[16..20].copy_from_slice(&unit.pid.to_be_bytes());
+    key[20..].copy_from_slice(&number.to_be_bytes());
     key
 }
 
@@ -192,5 +202,103 @@ impl UnitRange {
             None => Bound::Unbounded,
         };
         (Bound::Included(&self.start[..]), end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use crate::store::state::StateUpdate;
+
+    fn unit(start_ms: u64, name: Option<&str>, reason: Option<&str>) -> BuildUnit {
+        BuildUnit {
+            start_ms,
+            duration_us: 1000,
+            pid: 7,
+            kind: "rustc".into(),
+            name: name.map(str::to_string),
+            package: None,
+            crate_types: vec![],
+            outcome: if reason.is_some() {
+                "passthrough"
+            } else {
+                "hit"
+            }
+            .into(),
+            reason: reason.map(str::to_string),
+            build_script_run: false,
+            saved_ms: 0,
+            remote: None,
+            path_bound: None,
+            cwd: "/ws".into(),
+        }
+    }
+
+    fn add(store: &Store, build: u64, unit: BuildUnit) {
+        let update = StateUpdate {
+            build_units: vec![(build, unit)],
+            ..StateUpdate::default()
+        };
+        store.state.apply(&update).unwrap();
+    }
+
+    fn kept(store: &Store) -> Vec<u64> {
+        store
+            .state
+            .builds()
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    #[test]
+    fn builds_are_key_ranges_of_their_own_up_to_the_edges_of_u64() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for build in [0, 1, u64::MAX - 1, u64::MAX] {
+            // Two records of one process in one ms stay two.
+            add(&store, build, unit(5, Some("a"), None));
+            add(&store, build, unit(5, Some("b"), None));
+        }
+        for build in [0, 1, u64::MAX - 1, u64::MAX] {
+            let units = store.state.build_units(build).unwrap();
+            let names: Vec<_> = units.iter().map(|u| u.name.clone().unwrap()).collect();
+            assert_eq!(names, ["a", "b"], "build {build}");
+        }
+    }
+
+    #[test]
+    fn a_new_build_evicts_probe_only_builds_first_then_the_least_recent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // Build 0 is the oldest and the only real build; the others are probes, more recent.
+        add(&store, 0, unit(1, Some("real"), None));
+        for build in 1..MAX_BUILDS as u64 {
+            add(&store, build, unit(100 + build, Some("___"), Some("probe")));
+        }
+        let summaries = store.state.builds().unwrap();
+        assert_eq!(summaries.len(), MAX_BUILDS);
+        assert!(
+            summaries
+                .iter()
+                .all(|(id, s)| s.named_units == u32::from(*id == 0))
+        );
+        add(&store, 1000, unit(1000, Some("new"), None));
+        let after = kept(&store);
+        assert_eq!(after.len(), MAX_BUILDS);
+        assert!(after.contains(&0) && after.contains(&1000) && !after.contains(&1));
+        assert!(
+            store.state.build_units(1).unwrap().is_empty(),
+            "its units go too"
+        );
+        // Once only real builds are kept, the least recently active goes first.
+        for build in 2000..2000 + MAX_BUILDS as u64 {
+            add(&store, build, unit(build, Some("x"), None));
+        }
+        let after = kept(&store);
+        assert_eq!(after.len(), MAX_BUILDS);
+        assert!(!after.contains(&0) && !after.contains(&1000));
     }
 }

@@ -44,8 +44,10 @@ pub struct StateUpdate {
     pub compilers: Vec<(Key, Vec<u8>)>,
     /// Records for the explain history, by unit id (`store::history`).
     pub unit_records: Vec<(Key, UnitRecord)>,
-    /// This invocation, for the build log (`store::builds`), with its build's id.
-    pub build_unit: Option<(u64, BuildUnit)>,
+    /// This invocation for the build log (`store::builds`), with its build's id; and a
+    /// build-script run counted without running through rcache (its launcher could not be put in
+    /// place), so that a build's log adds up to its counters.
+    pub build_units: Vec<(u64, BuildUnit)>,
 }
 
 impl StateUpdate {
@@ -59,9 +61,7 @@ impl StateUpdate {
         self.file_hashes.append(&mut other.file_hashes);
         self.compilers.append(&mut other.compilers);
         self.unit_records.append(&mut other.unit_records);
-        if other.build_unit.is_some() {
-            self.build_unit = other.build_unit;
-        }
+        self.build_units.append(&mut other.build_units);
     }
     pub fn is_empty(&self) -> bool {
         self.counters.is_empty()
@@ -69,7 +69,7 @@ impl StateUpdate {
             && self.file_hashes.is_empty()
             && self.compilers.is_empty()
             && self.unit_records.is_empty()
-            && self.build_unit.is_none()
+            && self.build_units.is_empty()
     }
 }
 
@@ -235,7 +235,7 @@ impl State {
             self.unit_history
                 .put(&mut wtxn, unit, &crate::store::entry::encode(&history))?;
         }
-        if let Some((build, unit)) = &update.build_unit {
+        for (build, unit) in &update.build_units {
             self.build_log.add(&mut wtxn, *build, unit)?;
         }
         wtxn.commit()?;

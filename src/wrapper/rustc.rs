@@ -378,7 +378,7 @@ impl RustcJob {
             });
         match installed {
             Ok(real) => hasher.remember_renamed(&binary, &real, update),
-            Err(outcome) => outcome.count_build_script_run(update),
+            Err(outcome) => super::flow::count_unlaunched_run(update, &outcome, &self.cwd),
         }
     }
 }

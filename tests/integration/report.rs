@@ -204,16 +204,16 @@ fn the_last_build_is_the_latest_that_compiled_and_an_unknown_build_is_an_error()
     );
     sb.clean();
     sb.build();
-    // A tool asking rustc for its version through the wrapper (an IDE does): a build of one
-    // probe, logged, but not what a user calls the last build.
+    // A tool asking rustc for its version through the wrapper (an IDE does), and `cargo
+    // metadata` into a new target dir (cargo's `--print` probes of the target, crate `___`):
+    // builds of probes, logged, but not what a user calls the last build.
     assert!(sb.rcache_rustc(&["-vV".to_string()], &[]).status.success());
+    sb.cargo(&["metadata", "--format-version", "1"])
+        .target_dir(&sb.root.join("metadata-target"))
+        .ok();
     let listed: Vec<Value> =
         serde_json::from_str(&sb.rcache_ok(&["report", "--list", "--json"])).unwrap();
-    assert_eq!(listed.len(), 3, "{listed:#?}");
-    assert_eq!(
-        listed[0]["units"], 1,
-        "the probe is the newest: {listed:#?}"
-    );
+    assert_eq!(listed.len(), 4, "both probe builds are logged: {listed:#?}");
     let last = report(&sb, &[]);
     assert_ne!(last["build"], first["build"]);
     assert_eq!(last["compiles"]["misses"], 0, "{last:#}");
@@ -228,4 +228,27 @@ fn the_last_build_is_the_latest_that_compiled_and_an_unknown_build_is_an_error()
         .unwrap();
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("not in the log"));
+}
+
+#[test]
+fn a_run_whose_launcher_is_missing_is_in_the_report() {
+    // rcache installed without its launcher beside it: the build scripts run uncached, each
+    // counted when its script was compiled.
+    let sb = Sandbox::with_fixture("scripts_ws");
+    let alone = sb.root.join("alone");
+    std::fs::create_dir_all(&alone).unwrap();
+    std::fs::copy(crate::harness::RCACHE, alone.join("rcache")).unwrap();
+    sb.cargo(&["build"])
+        .env("RUSTC_WRAPPER", alone.join("rcache"))
+        .ok();
+    let stats = sb.stats();
+    let missing = &stats["build_scripts"]["passthrough_reasons"]["launcher_missing"];
+    assert!(missing.as_u64().unwrap() > 0, "{stats:#}");
+    let report = report(&sb, &[]);
+    for field in COUNTED {
+        assert_eq!(
+            report["build_scripts"][field], stats["build_scripts"][field],
+            "build_scripts.{field}: report {report:#}"
+        );
+    }
 }

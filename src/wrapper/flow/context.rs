@@ -188,10 +188,15 @@ impl Context {
             self.update.count(format!("{prefix}path_bound.{reason}"), 1);
         }
         let elapsed = self.clock.elapsed();
-        self.update.build_unit = Some((
-            crate::warn_once::build_id(),
-            self.build_unit(unit, outcome, elapsed.as_micros() as u64),
-        ));
+        let logged = LoggedRun {
+            started_ms: self.started_ms,
+            duration_us: elapsed.as_micros() as u64,
+            package: self.package.clone(),
+            remote: self.remote_outcome.map(|r| r.name().to_string()),
+        };
+        self.update
+            .build_units
+            .push((crate::warn_once::build_id(), logged.unit(unit, outcome)));
         apply_state_update(store, &self.config.dir.value, &self.update);
         let duration_ms = elapsed.as_secs_f64() * 1000.0;
         tracing::debug!(
@@ -222,16 +227,24 @@ impl Context {
     }
 }
 
-impl Context {
-    /// This invocation as the build log (`store::builds`) keeps it.
-    fn build_unit(&self, unit: &Unit, outcome: &Outcome, duration_us: u64) -> BuildUnit {
+/// What the build log keeps of an invocation besides its unit and outcome.
+struct LoggedRun {
+    started_ms: u64,
+    duration_us: u64,
+    package: Option<String>,
+    remote: Option<String>,
+}
+
+impl LoggedRun {
+    /// The invocation as the build log (`store::builds`) keeps it.
+    fn unit(self, unit: &Unit, outcome: &Outcome) -> BuildUnit {
         BuildUnit {
             start_ms: self.started_ms,
-            duration_us,
+            duration_us: self.duration_us,
             pid: std::process::id(),
             kind: unit.kind.to_string(),
             name: unit.name.as_deref().map(str::to_string),
-            package: self.package.clone(),
+            package: self.package,
             crate_types: unit.crate_types.to_vec(),
             outcome: outcome.name().to_string(),
             reason: outcome.reason().map(str::to_string),
@@ -240,11 +253,36 @@ impl Context {
                 Outcome::Hit { saved_ms } => *saved_ms,
                 _ => 0,
             },
-            remote: self.remote_outcome.map(|r| r.name().to_string()),
+            remote: self.remote,
             path_bound: unit.path_bound.map(str::to_string),
             cwd: unit.cwd.to_string_lossy().into_owned(),
         }
     }
+}
+
+/// Counts a build-script run that will not come to rcache (its launcher could not be put in
+/// place, so cargo runs the script itself), and logs it in the build, so that the build's log
+/// adds up to its counters.
+pub fn count_unlaunched_run(update: &mut StateUpdate, outcome: &Outcome, cwd: &Path) {
+    outcome.count_build_script_run(update);
+    let package = std::env::var("CARGO_PKG_NAME").ok();
+    let unit = Unit {
+        kind: "build_script_run",
+        counting: Counting::BuildScriptRun,
+        name: package.clone().map(Cow::Owned),
+        crate_types: Cow::Borrowed(&[]),
+        cwd: Cow::Borrowed(cwd),
+        path_bound: None,
+    };
+    let logged = LoggedRun {
+        started_ms: crate::clock::unix_ms(SystemTime::now()),
+        duration_us: 0,
+        package,
+        remote: None,
+    };
+    update
+        .build_units
+        .push((crate::warn_once::build_id(), logged.unit(&unit, outcome)));
 }
 
 /// Replaces this process with the real program; returns only if that failed.

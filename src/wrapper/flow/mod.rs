@@ -35,7 +35,7 @@ use crate::store::state::StateUpdate;
 mod context;
 mod record;
 
-pub use context::{Context, Counting, RanFacts, Unit};
+pub use context::{Context, Counting, RanFacts, Unit, count_unlaunched_run};
 pub use record::{NotStored, Recorded, Recording};
 
 /// The exit code when the real program cannot be started at all (the shell's "command not
