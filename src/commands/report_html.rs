@@ -118,23 +118,29 @@ fn totals_table(out: &mut String, title: &str, counts: &Counts) {
     let rate = counts
         .hit_rate()
         .map_or("-".into(), |rate| format!("{:.1} %", rate * 100.0));
+    let rows = [
+        ("requests", counts.requests.to_string()),
+        ("hits", counts.hits.to_string()),
+        ("misses", counts.misses.to_string()),
+        ("passthrough", counts.passthrough.to_string()),
+        ("errors", counts.errors.to_string()),
+        ("hit rate", rate),
+        (
+            "time saved",
+            format!("{:.1} s", counts.time_saved_ms as f64 / 1000.0),
+        ),
+    ];
     let _ = write!(
         out,
-        "<table class=\"total\"><tr><th colspan=\"2\">{title}</th></tr>\
-         <tr><td>requests</td><td class=\"num\">{}</td></tr>\
-         <tr><td>hits</td><td class=\"num\">{}</td></tr>\
-         <tr><td>misses</td><td class=\"num\">{}</td></tr>\
-         <tr><td>passthrough</td><td class=\"num\">{}</td></tr>\
-         <tr><td>errors</td><td class=\"num\">{}</td></tr>\
-         <tr><td>hit rate</td><td class=\"num\">{rate}</td></tr>\
-         <tr><td>time saved</td><td class=\"num\">{:.1} s</td></tr></table>",
-        counts.requests,
-        counts.hits,
-        counts.misses,
-        counts.passthrough,
-        counts.errors,
-        counts.time_saved_ms as f64 / 1000.0
+        "<table class=\"total\"><tr><th colspan=\"2\">{title}</th></tr>"
     );
+    for (label, value) in rows {
+        let _ = write!(
+            out,
+            "<tr><td>{label}</td><td class=\"num\">{value}</td></tr>"
+        );
+    }
+    out.push_str("</table>");
 }
 
 fn legend(out: &mut String) {
