@@ -26,7 +26,7 @@ use super::{Remote, backoff, count, count_error};
 use crate::hash::Key;
 use crate::stats::reason::RemoteErrorReason;
 use crate::store::Store;
-use crate::store::blob::{self, NotAsExpected};
+use crate::store::blob::{self, Durability, NotAsExpected};
 use crate::store::entry::{Candidate, Entry};
 use crate::store::layout::{Layout, STORE_LOCK_TIMEOUT_MS};
 use crate::store::state::StateUpdate;
@@ -343,7 +343,17 @@ fn fetch_one(
     let hash = blake3::Hash::from_bytes(*blob);
     let kept = codec::decoder(&frame)
         .map_err(NotAsExpected::Source)
-        .and_then(|mut decoder| blob::put_expected(layout, &mut decoder, &hash, size, update));
+        .and_then(|mut decoder| {
+            // Fetchable again: not synced (store-format/README.md §9.4).
+            let expected = (&hash, size);
+            blob::put_expected(
+                layout,
+                &mut decoder,
+                expected,
+                Durability::Refetchable,
+                update,
+            )
+        });
     match kept {
         Ok(_) => Blob::Kept,
         Err(NotAsExpected::Source(_) | NotAsExpected::WrongHash) => {

@@ -60,8 +60,22 @@ pub fn put_file(
         Err(Copy::Write(err)) => return Err(io_failed("write to file", temp.path())(err)),
         Err(Copy::TooLong) => unreachable!("no limit was set"),
     };
-    persist(layout, temp, hash, update)?;
+    persist(layout, temp, hash, Durability::Synced, update)?;
     Ok(StoredBlob { hash, size })
+}
+
+/// Whether a blob is synced before it is renamed into place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Synced: an index entry committed afterwards never points at a blob whose content a crash
+    /// lost. Every blob the store makes from a compile's outputs.
+    Synced,
+    /// Not synced: a blob fetched from the remote, verified, and fetchable again. Its verified
+    /// memo is kept apart (`State::unsynced_verified`) and forgotten by the first process after
+    /// a reboot, so after a crash its next restore hashes it again; a blob the crash emptied,
+    /// cut short or lost is found there (or by `rcache verify`), removed, and compiled again
+    /// (store-format/README.md §9.4).
+    Refetchable,
 }
 
 /// Why [`put_expected`] kept nothing.
@@ -87,10 +101,11 @@ pub enum NotAsExpected {
 pub fn put_expected(
     layout: &Layout,
     source: &mut impl Read,
-    hash: &blake3::Hash,
-    size: u64,
+    expected: (&blake3::Hash, u64),
+    durability: Durability,
     update: &mut StateUpdate,
 ) -> Result<StoredBlob, NotAsExpected> {
+    let (hash, size) = expected;
     let mut temp = temp_file(layout).map_err(NotAsExpected::Store)?;
     let (actual, got) = match copy_hashing(source, &mut temp, Some(size)) {
         Ok(copied) => copied,
@@ -112,7 +127,7 @@ pub fn put_expected(
     if actual != *hash {
         return Err(NotAsExpected::WrongHash);
     }
-    persist(layout, temp, actual, update).map_err(NotAsExpected::Store)?;
+    persist(layout, temp, actual, durability, update).map_err(NotAsExpected::Store)?;
     Ok(StoredBlob { hash: actual, size })
 }
 
@@ -177,15 +192,18 @@ fn persist(
     layout: &Layout,
     temp: tempfile::NamedTempFile,
     hash: blake3::Hash,
+    durability: Durability,
     update: &mut StateUpdate,
 ) -> io::Result<()> {
     let destination = layout.blob_path(&hash);
     if destination.exists() {
         return Ok(());
     }
-    temp.as_file()
-        .sync_data()
-        .map_err(io_failed("sync file", temp.path()))?;
+    if durability == Durability::Synced {
+        temp.as_file()
+            .sync_data()
+            .map_err(io_failed("sync file", temp.path()))?;
+    }
     temp.as_file()
         .set_permissions(fs::Permissions::from_mode(BLOB_MODE))
         .map_err(io_failed("set permissions for file", temp.path()))?;
@@ -195,9 +213,11 @@ fn persist(
         .persist(&destination)
         .map_err(|err| io_failed_between("rename", &temp_path, &destination)(err.error))?;
     if let Ok(meta) = file.metadata() {
-        update
-            .file_hashes
-            .push((verified_memo_key(&hash, &meta), *hash.as_bytes()));
+        let memo = (verified_memo_key(&hash, &meta), *hash.as_bytes());
+        match durability {
+            Durability::Synced => update.file_hashes.push(memo),
+            Durability::Refetchable => update.unsynced_verified.push(memo),
+        }
     }
     Ok(())
 }
@@ -268,10 +288,15 @@ fn remove_if_damaged(layout: &Layout, hash: &blake3::Hash) {
     }
 }
 
+/// True if the state env remembers this very file as verified: a synced blob's memo, or an
+/// unsynced (fetched) blob's memo written in this boot.
 fn remembered_as_verified(store: &Store, memo_key: &Key, hash: &blake3::Hash) -> bool {
     let remembered = || -> Result<Option<Key>, StoreError> {
         let rtxn = store.state.read_txn()?;
-        store.state.file_hash(&rtxn, memo_key)
+        match store.state.file_hash(&rtxn, memo_key)? {
+            Some(known) => Ok(Some(known)),
+            None => store.state.unsynced_verified(&rtxn, memo_key),
+        }
     };
     matches!(remembered(), Ok(Some(known)) if known == *hash.as_bytes())
 }
@@ -475,8 +500,8 @@ mod tests {
         let err = put_expected(
             &layout,
             &mut &b"x"[..],
-            &hash,
-            1,
+            (&hash, 1),
+            Durability::Refetchable,
             &mut StateUpdate::default(),
         );
         let Err(NotAsExpected::Store(err)) = err else {
@@ -499,7 +524,13 @@ mod tests {
         let size = content.len() as u64;
         let temps = || fs::read_dir(layout.tmp_dir()).unwrap().count();
         let put = |source: &mut dyn Read, update: &mut StateUpdate| {
-            put_expected(&layout, &mut &mut *source, &hash, size, update)
+            put_expected(
+                &layout,
+                &mut &mut *source,
+                (&hash, size),
+                Durability::Refetchable,
+                update,
+            )
         };
 
         // One byte more, one byte less, other bytes of the same size: nothing is kept.
@@ -555,8 +586,8 @@ mod tests {
         let err = put_expected(
             &layout,
             &mut source,
-            &hash,
-            1000,
+            (&hash, 1000),
+            Durability::Refetchable,
             &mut StateUpdate::default(),
         );
         assert!(matches!(

@@ -84,7 +84,10 @@ pub(crate) mod state_db {
     pub const BUILDS: &str = "builds";
     /// build id ++ start ms ++ pid -> one invocation of that build (`store::builds`).
     pub const BUILD_UNITS: &str = "build_units";
-    pub const ALL: [&str; 7] = [
+    /// blob verified-memo key -> blob hash, for blobs written without a sync (fetched from the
+    /// remote); cleared by the first process after a reboot.
+    pub const UNSYNCED_VERIFIED: &str = "unsynced_verified";
+    pub const ALL: [&str; 8] = [
         COUNTERS,
         LAST_USE,
         FILE_HASHES,
@@ -92,6 +95,7 @@ pub(crate) mod state_db {
         UNIT_HISTORY,
         BUILDS,
         BUILD_UNITS,
+        UNSYNCED_VERIFIED,
     ];
 }
 

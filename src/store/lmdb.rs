@@ -40,7 +40,7 @@ pub fn open_env(dir: &Path, map_size: usize, flags: EnvFlags) -> heed::Result<&'
     options
         .map_size(map_size)
         .max_readers(MAX_READERS)
-        .max_dbs(8);
+        .max_dbs(16);
     // SAFETY: the env is opened once per process (checked above), never on a network
     // filesystem by documentation, and the flags are the same in every process.
     let env = unsafe {

@@ -33,6 +33,7 @@ pub struct State {
     compilers: Db,
     unit_history: Db,
     build_log: BuildLog,
+    unsynced_verified: Db,
 }
 
 /// Changes one invocation makes to the state env, applied in one transaction at its end.
@@ -41,6 +42,9 @@ pub struct StateUpdate {
     pub counters: Vec<(String, u64)>,
     pub last_use: Vec<(Key, u64)>,
     pub file_hashes: Vec<(Key, Key)>,
+    /// Verified memos of blobs written without a sync (`blob::Durability::Refetchable`),
+    /// forgotten after a reboot.
+    pub unsynced_verified: Vec<(Key, Key)>,
     pub compilers: Vec<(Key, Vec<u8>)>,
     /// Records for the explain history, by unit id (`store::history`).
     pub unit_records: Vec<(Key, UnitRecord)>,
@@ -59,6 +63,7 @@ impl StateUpdate {
         self.counters.append(&mut other.counters);
         self.last_use.append(&mut other.last_use);
         self.file_hashes.append(&mut other.file_hashes);
+        self.unsynced_verified.append(&mut other.unsynced_verified);
         self.compilers.append(&mut other.compilers);
         self.unit_records.append(&mut other.unit_records);
         self.build_units.append(&mut other.build_units);
@@ -67,6 +72,7 @@ impl StateUpdate {
         self.counters.is_empty()
             && self.last_use.is_empty()
             && self.file_hashes.is_empty()
+            && self.unsynced_verified.is_empty()
             && self.compilers.is_empty()
             && self.unit_records.is_empty()
             && self.build_units.is_empty()
@@ -106,6 +112,7 @@ impl State {
             unit_history,
             builds,
             build_units,
+            unsynced_verified,
         ] = lmdb::open_databases(env, state_db::ALL)?;
         let state = State {
             env,
@@ -118,6 +125,7 @@ impl State {
                 builds,
                 units: build_units,
             },
+            unsynced_verified,
         };
         state.check_after_reboot(layout)?;
         Ok(state)
@@ -161,11 +169,15 @@ impl State {
             self.unit_history,
             self.build_log.builds,
             self.build_log.units,
+            self.unsynced_verified,
         ] {
             for item in db.iter(&wtxn)? {
                 item?;
             }
         }
+        // Blobs written without a sync may have lost their content in a crash: each is hashed
+        // again at its next restore.
+        self.unsynced_verified.clear(&mut wtxn)?;
         // Every record was read: the env is sound. A failure from here on (a full disk, an I/O
         // error in the commit or the sync) says nothing about corruption, so the marker goes
         // either way: the next process checks again rather than deleting the env.
@@ -189,6 +201,18 @@ impl State {
     ) -> Result<Option<Key>, StoreError> {
         Ok(self
             .file_hashes
+            .get(rtxn, memo_key)?
+            .and_then(|bytes| bytes.try_into().ok()))
+    }
+
+    /// The verified memo of a blob written without a sync, in this boot.
+    pub fn unsynced_verified(
+        &self,
+        rtxn: &RoTxn<WithoutTls>,
+        memo_key: &Key,
+    ) -> Result<Option<Key>, StoreError> {
+        Ok(self
+            .unsynced_verified
             .get(rtxn, memo_key)?
             .and_then(|bytes| bytes.try_into().ok()))
     }
@@ -220,6 +244,9 @@ impl State {
         }
         for (memo_key, hash) in &update.file_hashes {
             self.file_hashes.put(&mut wtxn, memo_key, hash)?;
+        }
+        for (memo_key, hash) in &update.unsynced_verified {
+            self.unsynced_verified.put(&mut wtxn, memo_key, hash)?;
         }
         for (memo_key, identity) in &update.compilers {
             self.compilers.put(&mut wtxn, memo_key, identity)?;
@@ -398,6 +425,7 @@ impl State {
     pub fn clear_memos(&self) -> Result<(), StoreError> {
         let mut wtxn = self.env.write_txn()?;
         self.file_hashes.clear(&mut wtxn)?;
+        self.unsynced_verified.clear(&mut wtxn)?;
         self.compilers.clear(&mut wtxn)?;
         self.last_use.clear(&mut wtxn)?;
         self.unit_history.clear(&mut wtxn)?;
@@ -497,5 +525,69 @@ mod tests {
         let left = state.unit_histories().unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].records[0].name, "new");
+    }
+
+    #[test]
+    fn a_fetched_blob_is_hashed_again_after_a_reboot() {
+        use crate::store::Store;
+        use crate::store::blob::{Durability, open_verified, put_expected};
+        use std::io::Write;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let content = vec![7u8; 64 * 1024];
+        let hash = blake3::hash(&content);
+        let size = content.len() as u64;
+        let mut update = StateUpdate::default();
+        let expected = (&hash, size);
+        put_expected(
+            &store.layout,
+            &mut &content[..],
+            expected,
+            Durability::Refetchable,
+            &mut update,
+        )
+        .unwrap();
+        assert!(
+            update.file_hashes.is_empty(),
+            "not memoized as a synced blob"
+        );
+        assert_eq!(update.unsynced_verified.len(), 1);
+        store.state.apply(&update).unwrap();
+
+        // What a crash can leave of a blob that was never synced: the file, its size and its
+        // mtime, but not its content (blocks never written read as zeros).
+        let path = store.layout.blob_path(&hash);
+        let mtime = fs::metadata(&path).unwrap().modified().unwrap();
+        let mut file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all(&vec![0u8; content.len()]).unwrap();
+        file.set_modified(mtime).unwrap();
+        drop(file);
+        // Within the boot that wrote it, the memo stands (only a crash loses written data).
+        assert!(open_verified(&store, &hash, size, &mut StateUpdate::default()).is_ok());
+
+        // The first process after a reboot forgets every unsynced memo, and only those.
+        let mut synced = StateUpdate::default();
+        synced.file_hashes.push(([9; 32], [8; 32]));
+        store.state.apply(&synced).unwrap();
+        let mut wtxn = store.state.env.write_txn().unwrap();
+        store
+            .state
+            .counters
+            .put(&mut wtxn, BOOT_ID_KEY, b"an earlier boot")
+            .unwrap();
+        wtxn.commit().unwrap();
+        store.state.check_after_reboot(&store.layout).unwrap();
+        let rtxn = store.state.read_txn().unwrap();
+        assert_eq!(
+            store.state.file_hash(&rtxn, &[9; 32]).unwrap(),
+            Some([8; 32])
+        );
+        drop(rtxn);
+
+        // So the restore hashes it, refuses it and removes it: the compile runs instead.
+        let err = open_verified(&store, &hash, size, &mut StateUpdate::default()).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(!path.exists(), "the damaged blob is removed");
     }
 }
