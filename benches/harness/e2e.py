@@ -11,7 +11,8 @@ all with CARGO_INCREMENTAL=0, LIBZ_SYS_STATIC=1 and a target dir of the workload
 - `none`: no wrapper;
 - `<tool>-cold`: the tool with a fresh, empty cache dir;
 - `<tool>-warm`: the cache the cold run of the same repetition left;
-- with `--remote redis|s3` (a server the harness starts on a loopback port, see remote.py):
+- with `--remote redis|s3` (a server the harness starts on a loopback port, see remote.py, or
+  with `--link 1gbit-5ms|100mbit-30ms` behind a shaped link of the run's own, see link.py):
   `rcache-remote-cold` (empty local store and empty remote, background upload, then
   `rcache remote flush` timed apart), `rcache-remote-cold-sync` (the same with synchronous
   upload), `rcache-remote-warm` (empty local store, the remote the cold mode before it filled);
@@ -43,6 +44,7 @@ from pathlib import Path
 sys.dont_write_bytecode = True  # keep __pycache__ out of the repo
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import link  # noqa: E402
 import measure  # noqa: E402
 import remote  # noqa: E402
 import report  # noqa: E402
@@ -80,6 +82,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--remote", choices=remote.BACKENDS,
                    help="start this server on a free loopback port for the run (redis-server, or "
                         "moto's S3 server) and run the rcache-remote-* modes against it")
+    p.add_argument("--link", choices=link.LINKS, default="loopback",
+                   help="the network to the --remote server: loopback (default), or a namespace "
+                        "behind a shaped veth pair (1gbit-5ms: 1 Gbit/s, 5 ms round trip; "
+                        "100mbit-30ms: 100 Mbit/s, 30 ms), measured at the start (link.py)")
     p.add_argument("--quick", action="store_true", help="CI mode: fixture, 1 rep, none and rcache "
                    "(and peers if present); fails unless every build passed and rcache-warm hit")
     p.add_argument("--json", type=Path, help="where to write the JSON record "
@@ -110,6 +116,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("a workload is required")
     if args.reps is None:
         args.reps = 1 if args.workload == "stylo" else 3
+    if args.link != "loopback" and not args.remote:
+        p.error("--link shapes the way to the remote: pass --remote redis or --remote s3")
     return args
 
 
@@ -195,6 +203,7 @@ class Bench:
         }
         self.runs: list[dict] = []
         self.server: remote.Server | None = None  # set by main() when a remote mode runs
+        self.link: link.Link | None = None  # the way to the server, idem
         self.copies: dict[str, second_copy.Copy] = {}  # set by prepare_copies()
         self.label_width = max([13, *(len(m) for m in modes)])
 
@@ -280,7 +289,7 @@ class Bench:
                 record["remote_before"] = self.server.usage()  # what the first copy's build left
             cache_dir.parent.mkdir(parents=True, exist_ok=True)
             tool.start(env, warm=(cls == "warm" and not is_remote))
-            server_before = self.server.cpu() if is_remote else None
+            server_before = (self.server.cpu(), self.link.cpu()) if is_remote else None
             started = record["started"] = time.time()
             result = measure.run_build(self.cargo_build_cmd(), src, env, Path(record["log"]))
             record.update(exit_code=result.exit_code, wall_s=result.wall_s, user_s=result.user_s,
@@ -303,13 +312,16 @@ class Bench:
         return record
 
     def _remote_after_build(self, record: dict, tool: tools.Rcache, env: dict[str, str],
-                            server_before: tuple[float, float]) -> None:
-        """The server's CPU during the build (taken out of `others`), the remote counters as the
-        build left them, then `rcache remote flush`, timed, and what the remote holds after it."""
-        server_user, server_sys = (a - b for a, b in zip(self.server.cpu(), server_before))
-        record.update(server_user_s=server_user, server_sys_s=server_sys)
+                            before: tuple[tuple[float, float], float]) -> None:
+        """The CPU of the server and of the link's delay process during the build (taken out of
+        `others`), the remote counters as the build left them, then `rcache remote flush`, timed,
+        and what the remote holds after it."""
+        server_user, server_sys = (a - b for a, b in zip(self.server.cpu(), before[0]))
+        link_cpu = self.link.cpu() - before[1]
+        record.update(server_user_s=server_user, server_sys_s=server_sys, link_cpu_s=link_cpu)
         if record["foreign_cpu_s"] is not None:
-            record["foreign_cpu_s"] = max(0.0, record["foreign_cpu_s"] - server_user - server_sys)
+            record["foreign_cpu_s"] = max(0.0, record["foreign_cpu_s"] - server_user - server_sys
+                                          - link_cpu)
         record["remote_at_build_end"] = (tool.stats(env) or {}).get("remote")
         start = time.monotonic()
         try:
@@ -461,6 +473,8 @@ def main(argv: list[str]) -> int:
         record = json.loads(args.show.read_text())
         print(f"{record['workload']['name']}, {record['date']}, {record['machine']['cores']} cores, "
               f"{record['machine']['memory_gib']} GiB, reps {record['settings']['reps']}")
+        if record["settings"].get("link"):
+            print(link.describe(record["settings"]["link"]))
         print_tables(record["runs"], record["settings"]["modes"], args.top)
         return 0
     if args.install_peers:
@@ -515,15 +529,19 @@ def main(argv: list[str]) -> int:
     try:
         if any(m in REMOTE_MODES for m in modes):
             server_env = {k: v for k, v in bench.base_env.items() if k != measure.MARKER_VAR}
+            bench.link = link.Link(args.link, bench.log_dir)
             try:
+                bench.link.open()
+                bench.link.measure()
+                print(bench.link.summary(), flush=True)
                 bench.server = remote.start(args.remote, bench.log_dir, server_env,
-                                            prefix=f"{workload.name}-{stamp}")
-            except remote.RemoteError as exc:
-                print(f"e2e: --remote {args.remote}: {exc}", file=sys.stderr)
+                                            prefix=f"{workload.name}-{stamp}", link=bench.link)
+            except (link.LinkError, remote.RemoteError) as exc:
+                print(f"e2e: --remote {args.remote} --link {args.link}: {exc}", file=sys.stderr)
                 return 2
             remote_info = {"backend": args.remote, "server": bench.server.version(),
                            "env": bench.server.env(), "log": str(bench.server.log)}
-            print(f"remote: {remote_info['server']} on 127.0.0.1:{bench.server.port} "
+            print(f"remote: {remote_info['server']} on {bench.server.host}:{bench.server.port} "
                   f"({remote_info['env']['RCACHE_REMOTE']})", flush=True)
         bench.run_all()
     except KeyboardInterrupt:
@@ -533,6 +551,8 @@ def main(argv: list[str]) -> int:
     finally:
         if bench.server is not None:
             bench.server.stop()
+        if bench.link is not None:
+            bench.link.close()  # after the server, which runs in its namespace
     rows = report.summarize(bench.runs, modes)
     json_path = args.json or RESULTS_DIR / f"{workload.name}-{stamp}.json"
     record = {
@@ -545,7 +565,7 @@ def main(argv: list[str]) -> int:
                              ("CARGO_INCREMENTAL", "LIBZ_SYS_STATIC", *workload.env,
                               *(item.split("=", 1)[0] for item in args.env))},
                      "rcache_env": args.rcache_env,
-                     "remote": remote_info,
+                     "remote": remote_info, "link": bench.link.info() if bench.link else None,
                      "rustflags": os.environ.get("RUSTFLAGS")},
         "tools": {name: {"path": str(t.binary) if t.binary else None, "version": t.version()}
                   for name, t in tool_set.items()},
@@ -557,6 +577,8 @@ def main(argv: list[str]) -> int:
     }
     report.write_json(json_path, record)
     print_tables(bench.runs, modes, args.top)
+    if bench.link is not None and bench.link.shaped:
+        print(f"\n{bench.link.summary()}")
     print(f"\nJSON: {json_path}\nlogs: {bench.log_dir}")
 
     failures = quick_failures(bench.runs, json_path) if args.quick else \

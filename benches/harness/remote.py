@@ -1,9 +1,10 @@
-"""Remote stores for the `rcache-remote-*` modes: a Redis or an S3 server on a loopback port.
+"""Remote stores for the `rcache-remote-*` modes: a Redis or an S3 server for the run.
 
 `--remote redis` starts Debian's `redis-server` (no persistence), `--remote s3` starts moto's S3
 server (`python3 -m moto.server`, from PyPI: `pip install 'moto[server]'`) and creates a bucket
 with a plain HTTP PUT (path style; moto takes any credentials). Each server:
-- runs on a free port of 127.0.0.1, for this harness run only, and is stopped at its end (also on
+- runs on a free port of 127.0.0.1 (or, with a shaped `--link`, in the link's network namespace
+  on its address there: link.py), for this harness run only, and is stopped at its end (also on
   Ctrl-C, an exception, and, through PR_SET_PDEATHSIG, when the harness itself is killed);
 - gives the variables that point rcache at it (`env`);
 - can be emptied (`empty`: FLUSHALL on Redis, every object under the prefix deleted on S3) and
@@ -47,7 +48,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the server's child process: get SIGTERM when the harness dies, however it dies."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -56,14 +57,16 @@ def _die_with_parent() -> None:
 
 
 class Server:
-    """A server process of our own, on a free loopback port."""
+    """A server process of our own, on a free port of the link's server address."""
 
     backend = ""
 
-    def __init__(self, log_dir: Path, env: dict[str, str]):
-        """Remember where its files go and the environment to start it with."""
-        self.log_dir, self.base_env = log_dir, env
-        self.port = free_port()
+    def __init__(self, log_dir: Path, env: dict[str, str], link):
+        """Remember where its files go, the environment to start it with, and the link (a
+        link.Link) whose address it listens on, on whose side it runs (`link.wrap`)."""
+        self.log_dir, self.base_env, self.link = log_dir, env, link
+        self.host = link.host
+        self.port = free_port()  # any port is free in a namespace of the run's own
         self.proc: subprocess.Popen | None = None
         self.log = log_dir / f"{self.backend}-server.log"
 
@@ -71,9 +74,9 @@ class Server:
         """Start the server, then wait (up to 30 s) until it answers."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(cmd, env=self.base_env, stdout=out, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(self.link.wrap(cmd), env=self.base_env, stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
-                                         preexec_fn=_die_with_parent)
+                                         preexec_fn=die_with_parent)
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:
@@ -138,15 +141,18 @@ class Redis(Server):
         if binary is None:
             raise RemoteError("redis-server not found: install it with `apt-get install redis-server`")
         self.binary = binary
-        self._spawn([binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+        # Protected mode refuses every client but loopback's when there is no password; behind a
+        # link the client is the namespace's only peer, our side of the veth pair.
+        protected = "yes" if self.host == "127.0.0.1" else "no"
+        self._spawn([binary, "--bind", self.host, "--port", str(self.port), "--save", "",
                      "--appendonly", "no", "--dir", str(self.log_dir), "--daemonize", "no",
-                     "--protected-mode", "yes"])
+                     "--protected-mode", protected])
 
     def command(self, *args: str) -> bytes | int | None:
         """Send one command and return its reply (simple or bulk string, or integer)."""
         wire = f"*{len(args)}\r\n".encode() + b"".join(
             f"${len(a.encode())}\r\n".encode() + a.encode() + b"\r\n" for a in args)
-        with socket.create_connection(("127.0.0.1", self.port), timeout=60) as sock:
+        with socket.create_connection((self.host, self.port), timeout=60) as sock:
             sock.sendall(wire)
             reader = sock.makefile("rb")
             line = reader.readline().rstrip(b"\r\n")
@@ -173,8 +179,8 @@ class Redis(Server):
         return None
 
     def env(self) -> dict[str, str]:
-        """RCACHE_REMOTE=redis://127.0.0.1:PORT/0."""
-        return {"RCACHE_REMOTE": f"redis://127.0.0.1:{self.port}/0"}
+        """RCACHE_REMOTE=redis://HOST:PORT/0."""
+        return {"RCACHE_REMOTE": f"redis://{self.host}:{self.port}/0"}
 
     def empty(self) -> None:
         """FLUSHALL."""
@@ -194,9 +200,9 @@ class S3(Server):
 
     backend = "s3"
 
-    def __init__(self, log_dir: Path, env: dict[str, str], prefix: str):
+    def __init__(self, log_dir: Path, env: dict[str, str], link, prefix: str):
         """The prefix (no slashes around it) rcache writes under, e.g. the run's time stamp."""
-        super().__init__(log_dir, env)
+        super().__init__(log_dir, env, link)
         self.prefix = prefix.strip("/")
 
     def start(self) -> None:
@@ -207,7 +213,7 @@ class S3(Server):
             why = (probe.stderr.strip().splitlines() or ["failed"])[-1]
             raise RemoteError(f"moto's S3 server cannot start ({sys.executable} -c 'import "
                               f"moto.server': {why}): install it with `pip install 'moto[server]'`")
-        self._spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)])
+        self._spawn([sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)])
         status, body = self.request("PUT", f"/{BUCKET}")
         if status != 200:
             raise RemoteError(f"creating bucket {BUCKET}: HTTP {status} {body[:300]!r}")
@@ -215,7 +221,7 @@ class S3(Server):
     def request(self, method: str, path: str, body: bytes = b"",
                 headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         """One unsigned HTTP request to the server (moto checks no signature)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
         try:
             conn.request(method, path, body=body, headers=headers or {})
             resp = conn.getresponse()
@@ -237,7 +243,7 @@ class S3(Server):
     def env(self) -> dict[str, str]:
         """s3://bucket/prefix at our endpoint, path style, dummy credentials, no profile."""
         return {"RCACHE_REMOTE": f"s3://{BUCKET}/{self.prefix}",
-                "RCACHE_S3_ENDPOINT": f"http://127.0.0.1:{self.port}",
+                "RCACHE_S3_ENDPOINT": f"http://{self.host}:{self.port}",
                 "RCACHE_S3_REGION": "us-east-1", "RCACHE_S3_PATH_STYLE": "1",
                 "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_EC2_METADATA_DISABLED": "true"}
@@ -286,8 +292,10 @@ def _xml_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def start(backend: str, log_dir: Path, env: dict[str, str], prefix: str) -> Server:
-    """Start the server of a backend; raises RemoteError with how to install what is missing."""
-    server: Server = Redis(log_dir, env) if backend == "redis" else S3(log_dir, env, prefix)
+def start(backend: str, log_dir: Path, env: dict[str, str], prefix: str, link) -> Server:
+    """Start the server of a backend on the link's server side (a link.Link, already open);
+    raises RemoteError with how to install what is missing."""
+    server: Server = Redis(log_dir, env, link) if backend == "redis" else \
+        S3(log_dir, env, link, prefix)
     server.start()
     return server
