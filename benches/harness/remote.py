@@ -74,9 +74,9 @@ class Server:
         """Start the server, then wait (up to 30 s) until it answers."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "wb") as out:
-            self.proc = subprocess.Popen(self.link.wrap(cmd), env=self.base_env, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                         preexec_fn=die_with_parent)
+            self.proc = subprocess.Popen(self.link.wrap(cmd), env=self.base_env, stdout=out,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True, preexec_fn=die_with_parent)
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:
