@@ -332,6 +332,7 @@ def probe(host: str, port: int, nbytes: int = PROBE_BYTES) -> dict:
     """Measure a sink at host:port: TCP connects, 1-byte echoes (TCP_NODELAY), then nbytes up
     (until the sink says it has them all) and nbytes down (until the sink closes)."""
     def connect(command: bytes) -> socket.socket:
+        """A connection to the sink that asked it for one of its services."""
         sock = socket.create_connection((host, port), timeout=120)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.sendall(command)
@@ -378,6 +379,7 @@ def _serve_sink(host: str) -> None:
     """`link.py sink HOST`: listen on a free port of HOST, print it, and serve the probe: `e`
     echoes bytes, `u` reads to EOF and answers the count, `d` + 8-byte length sends that many."""
     def serve(conn: socket.socket) -> None:
+        """One connection, on a thread of its own."""
         with conn:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             command = conn.recv(1)
