@@ -2,9 +2,10 @@
 //! whose inputs match the files here names an entry; its blobs are fetched, checked against
 //! their blake3 names and sizes, written into the local store, and the entry is committed
 //! locally with its candidate. The caller then restores it like any local hit, and the next
-//! lookup of the same compile is local. An entry's blobs are fetched a few at a time, each on a
-//! thread of its own that decompresses it ([`super::codec`]) straight into the store, bounded by
-//! the size the entry records, and checks it there before the store keeps it.
+//! lookup of the same compile is local. An entry's small blobs are fetched in one request, its
+//! large ones a few at a time, each on a thread of its own; each blob is decompressed
+//! ([`super::codec`]) straight into the store, bounded by the size the entry records, and checked
+//! there before the store keeps it.
 //!
 //! Result keys are recomputed here from each candidate (by the caller's `result_key_of`), never
 //! taken from the remote. Anything the remote lacks (an evicted entry or blob) is a miss; a
@@ -275,21 +276,31 @@ fn fetch_blobs(
     Ok(kept == missing.len())
 }
 
-/// Fetches and keeps each of `blobs` (name, size), on up to [`FETCH_THREADS`] threads; returns
-/// what became of each blob that was tried, with the counts it made. Once one blob fails, no
-/// other starts. A thread that cannot be started leaves its share to the others (and, if none
-/// started, to this thread).
+/// Blobs up to this size (uncompressed) are fetched together, in one request on the calling
+/// thread: most of an entry's blobs are small (a `.d`, an rmeta, a build script's outputs), and
+/// one request for all of them saves a round trip each, and the connection a thread of its own
+/// would open. Larger blobs get threads, so that their transfers and decompression overlap.
+const BATCHED_BLOB_MAX: u64 = 1 << 20;
+
+/// Fetches and keeps each of `blobs` (name, size): the small ones in one request on this thread,
+/// the others on up to [`FETCH_THREADS`] threads meanwhile; returns what became of each blob
+/// that was tried, with the counts it made. Once one blob fails, no other starts. A thread that
+/// cannot be started leaves its share to the others (and, if none started, to this thread).
 fn fetch_each(
     remote: &Remote,
     layout: &Layout,
     blobs: &[(Key, u64)],
 ) -> Vec<(Key, Blob, StateUpdate)> {
+    let (small, large): (Vec<_>, Vec<_>) = blobs
+        .iter()
+        .copied()
+        .partition(|(_, size)| *size <= BATCHED_BLOB_MAX);
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let work = || {
         let mut done = Vec::new();
         while !failed.load(Ordering::Relaxed) {
-            let Some(&(blob, size)) = blobs.get(next.fetch_add(1, Ordering::Relaxed)) else {
+            let Some(&(blob, size)) = large.get(next.fetch_add(1, Ordering::Relaxed)) else {
                 break;
             };
             let mut update = StateUpdate::default();
@@ -301,25 +312,70 @@ fn fetch_each(
         }
         done
     };
-    let threads = blobs.len().min(FETCH_THREADS);
-    if threads <= 1 {
-        return work();
+    let batch = || {
+        let done = fetch_batch(remote, layout, &small);
+        if done
+            .iter()
+            .any(|(_, result, _)| !matches!(result, Blob::Kept))
+        {
+            failed.store(true, Ordering::Relaxed);
+        }
+        done
+    };
+    let threads = large.len().min(FETCH_THREADS);
+    if threads == 0 {
+        return batch();
     }
     thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .filter_map(|_| thread::Builder::new().spawn_scoped(scope, work).ok())
             .collect();
-        let mut done = if handles.is_empty() {
-            work()
-        } else {
-            Vec::new()
-        };
+        let mut done = batch();
+        if handles.is_empty() {
+            done.extend(work());
+        }
         for handle in handles {
             // `work` does not panic; if it ever did, its blobs count as not kept (a miss).
             done.extend(handle.join().unwrap_or_default());
         }
         done
     })
+}
+
+/// Fetches `blobs` in one request and keeps each as [`fetch_one`] does; a remote failure is
+/// every blob's result.
+fn fetch_batch(
+    remote: &Remote,
+    layout: &Layout,
+    blobs: &[(Key, u64)],
+) -> Vec<(Key, Blob, StateUpdate)> {
+    if blobs.is_empty() {
+        return Vec::new();
+    }
+    let objects: Vec<Object> = blobs.iter().map(|(blob, _)| Object::Blob(*blob)).collect();
+    let largest = blobs.iter().map(|(_, size)| *size).max().unwrap_or(0);
+    let frames = match remote.backend().get_many(&objects, largest) {
+        Ok(frames) if frames.len() == blobs.len() => frames,
+        Ok(_) => {
+            let err = RemoteError::Other("a batch came back with another length".into());
+            return vec![(blobs[0].0, Blob::Remote(err), StateUpdate::default())];
+        }
+        Err(err) => return vec![(blobs[0].0, Blob::Remote(err), StateUpdate::default())],
+    };
+    let mut done = Vec::with_capacity(blobs.len());
+    for (&(blob, size), frame) in blobs.iter().zip(frames) {
+        let mut update = StateUpdate::default();
+        let result = match frame {
+            Some(frame) => keep_frame(layout, &blob, size, &frame, &mut update),
+            None => Blob::Evicted,
+        };
+        let stop = !matches!(result, Blob::Kept);
+        done.push((blob, result, update));
+        if stop {
+            break;
+        }
+    }
+    done
 }
 
 /// Fetches one blob, decompresses it into the local store, and keeps it only if it has the
@@ -332,16 +388,27 @@ fn fetch_one(
     update: &mut StateUpdate,
 ) -> Blob {
     // A frame is rarely larger than its content: the content's size bounds the transfer's time.
-    let frame = match remote.backend().get_many(&[Object::Blob(*blob)], size) {
+    match remote.backend().get_many(&[Object::Blob(*blob)], size) {
         Ok(mut fetched) => match fetched.pop().flatten() {
-            Some(frame) => frame,
-            None => return Blob::Evicted,
+            Some(frame) => keep_frame(layout, blob, size, &frame, update),
+            None => Blob::Evicted,
         },
-        Err(err) => return Blob::Remote(err),
-    };
+        Err(err) => Blob::Remote(err),
+    }
+}
+
+/// Decompresses a fetched frame into the local store and keeps it only if it has the size the
+/// entry records and the content its name says.
+fn keep_frame(
+    layout: &Layout,
+    blob: &Key,
+    size: u64,
+    frame: &[u8],
+    update: &mut StateUpdate,
+) -> Blob {
     count(update, "bytes_down", frame.len() as u64);
     let hash = blake3::Hash::from_bytes(*blob);
-    let kept = codec::decoder(&frame)
+    let kept = codec::decoder(frame)
         .map_err(NotAsExpected::Source)
         .and_then(|mut decoder| {
             // Fetchable again: not synced (store-format/README.md §9.4).

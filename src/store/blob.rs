@@ -565,7 +565,11 @@ mod tests {
         let kept = put(&mut &content[..], &mut update).unwrap();
         assert_eq!((kept.hash, kept.size), (hash, size));
         assert_eq!(fs::read(layout.blob_path(&hash)).unwrap(), content);
-        assert_eq!(update.unsynced_verified.len(), 1, "memoized as verified, unsynced");
+        assert_eq!(
+            update.unsynced_verified.len(),
+            1,
+            "memoized as verified, unsynced"
+        );
         assert_eq!(temps(), 0);
     }
 

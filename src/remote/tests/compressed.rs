@@ -179,10 +179,12 @@ fn damaged_frames_are_corrupt_blobs() {
 /// An entry with this many distinct blobs.
 const MANY: usize = 12;
 
-fn many_outputs() -> Vec<(String, Vec<u8>)> {
-    (0..MANY)
+/// `count` outputs of at least `size` bytes each, all different.
+fn many_outputs(count: usize, size: usize) -> Vec<(String, Vec<u8>)> {
+    (0..count)
         .map(|i| {
-            let content = format!("blob {i} ").repeat(1000 + i).into_bytes();
+            let line = format!("blob {i} ");
+            let content = line.repeat(size / line.len() + 1 + i).into_bytes();
             (format!("lib{i}.rlib"), content)
         })
         .collect()
@@ -197,10 +199,34 @@ fn store_many(store: &Store, files: &[(String, Vec<u8>)]) -> crate::hash::Key {
 }
 
 #[test]
-fn an_entrys_blobs_are_fetched_on_several_threads_at_once() {
+fn an_entrys_small_blobs_come_in_one_request() {
     let machines = machines();
     let memory = MemoryBackend::default();
-    let files = many_outputs();
+    let files = many_outputs(MANY, 8 * 1024);
+    let result_key = store_many(&machines.a, &files);
+    publish_unsigned(&memory, &machines.a, &result_key);
+    memory.0.lock().unwrap().gets = 0;
+
+    let mut update = StateUpdate::default();
+    let (fetched, outcome) = fetch_into(&remote(&memory, None), &machines.b, &mut update);
+    assert_eq!(outcome, RemoteOutcome::Hit);
+    assert_eq!(fetched.unwrap().entry.outputs.len(), MANY);
+    for (name, bytes) in &files {
+        let kept = machines.b.layout.blob_path(&blake3::hash(bytes));
+        assert_eq!(std::fs::read(kept).unwrap(), *bytes, "{name}");
+    }
+    // The entry, then its blobs: two requests, one thread.
+    let memory = memory.0.lock().unwrap();
+    assert_eq!(memory.gets, 2);
+    assert_eq!(memory.get_threads.len(), 1);
+}
+
+#[test]
+fn an_entrys_large_blobs_are_fetched_on_several_threads_at_once() {
+    let machines = machines();
+    let memory = MemoryBackend::default();
+    // Above the size fetched in one batch, so each gets a thread.
+    let files = many_outputs(6, (1 << 20) + 1);
     let result_key = store_many(&machines.a, &files);
     publish_unsigned(&memory, &machines.a, &result_key);
     // Every get takes a while, so that gets on several threads overlap.
@@ -209,7 +235,7 @@ fn an_entrys_blobs_are_fetched_on_several_threads_at_once() {
     let mut update = StateUpdate::default();
     let (fetched, outcome) = fetch_into(&remote(&memory, None), &machines.b, &mut update);
     assert_eq!(outcome, RemoteOutcome::Hit);
-    assert_eq!(fetched.unwrap().entry.outputs.len(), MANY);
+    assert_eq!(fetched.unwrap().entry.outputs.len(), 6);
     for (name, bytes) in &files {
         let kept = machines.b.layout.blob_path(&blake3::hash(bytes));
         assert_eq!(std::fs::read(kept).unwrap(), *bytes, "{name}");
@@ -238,7 +264,7 @@ fn an_entrys_blobs_are_fetched_on_several_threads_at_once() {
 fn one_evicted_blob_among_many_is_a_miss_and_nothing_is_committed() {
     let machines = machines();
     let memory = MemoryBackend::default();
-    let files = many_outputs();
+    let files = many_outputs(MANY, 8 * 1024);
     let result_key = store_many(&machines.a, &files);
     publish_unsigned(&memory, &machines.a, &result_key);
     memory

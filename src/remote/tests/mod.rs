@@ -36,6 +36,8 @@ struct Memory {
     /// them.
     gets_in_flight: usize,
     most_gets_in_flight: usize,
+    /// `get_many` calls made.
+    gets: usize,
     get_threads: HashSet<std::thread::ThreadId>,
 }
 
@@ -57,6 +59,7 @@ impl Backend for MemoryBackend {
         let delay = {
             let mut memory = self.check()?;
             memory.gets_in_flight += 1;
+            memory.gets += 1;
             memory.most_gets_in_flight = memory.most_gets_in_flight.max(memory.gets_in_flight);
             memory.get_threads.insert(std::thread::current().id());
             memory.get_delay
