@@ -15,7 +15,8 @@ all with CARGO_INCREMENTAL=0, LIBZ_SYS_STATIC=1 and a target dir of the workload
   with `--link 1gbit-5ms|100mbit-30ms` behind a shaped link of the run's own, see link.py):
   `rcache-remote-cold` (empty local store and empty remote, background upload, then
   `rcache remote flush` timed apart), `rcache-remote-cold-sync` (the same with synchronous
-  upload), `rcache-remote-warm` (empty local store, the remote the cold mode before it filled);
+  upload), `rcache-remote-warm` (empty local store, the remote the cold mode before it filled),
+  and the peers' `sccache-remote-cold|warm`, `kache-remote-cold|warm` alike (peer_remote.py);
 - `rcache-second-copy` (and `rcache-second-copy-home`, with a CARGO_HOME of its own too): a warm
   build of a copy of the workload at another path, with its own target dir, from the store that
   `rcache-cold` filled from the first copy; compared with `rcache-warm`, which it brings along,
@@ -46,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import link  # noqa: E402
 import measure  # noqa: E402
+import peer_remote  # noqa: E402
 import remote  # noqa: E402
 import report  # noqa: E402
 import second_copy  # noqa: E402
@@ -76,12 +78,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    "rcache-remote-cold, rcache-remote-cold-sync, rcache-remote-warm, "
                    "rcache-remote-second-copy-home, and rcache-second-copy, "
                    "rcache-second-copy-home (the second-copy ones bring rcache-warm along); "
-                   "a bare tool name means its cold and warm modes, `rcache-remote` the four "
-                   "remote ones. "
+                   "sccache-remote-cold|warm, kache-remote-cold|warm (s3); a bare tool name "
+                   "means its cold and warm modes, `<tool>-remote` its remote ones. "
                    "Default: none, rcache (and rcache-remote with --remote) and every peer found")
     p.add_argument("--remote", choices=remote.BACKENDS,
                    help="start this server on a free loopback port for the run (redis-server, or "
-                        "moto's S3 server) and run the rcache-remote-* modes against it")
+                        "moto's S3 server) and run the remote modes against it")
     p.add_argument("--link", choices=link.LINKS, default="loopback",
                    help="the network to the --remote server: loopback (default), or a namespace "
                         "behind a shaped veth pair (1gbit-5ms: 1 Gbit/s, 5 ms round trip; "
@@ -127,27 +129,31 @@ def select_modes(args: argparse.Namespace, peers: dict[str, Path]) -> list[str]:
         wanted = []
         for item in args.modes:
             for name in filter(None, item.split(",")):
-                if name == "rcache-remote":
-                    wanted += REMOTE_MODES
+                if name.endswith("-remote"):
+                    wanted += REMOTE_MODES if name == "rcache-remote" else \
+                        peer_remote.modes(name[:-7]) or [name]
                 else:
                     wanted += [f"{name}-cold", f"{name}-warm"] if name in TOOL_ORDER[1:] else [name]
     else:
         wanted = ["none", "rcache-cold", "rcache-warm",
                   *(DEFAULT_REMOTE_MODES if args.remote else ())]
         for peer in peers:
-            wanted += [f"{peer}-cold", f"{peer}-warm"]
+            wanted += [f"{peer}-cold", f"{peer}-warm",
+                       *peer_remote.default_modes(peer, args.remote)]
     if any(m in second_copy.MODES for m in wanted):
         wanted.append(second_copy.COMPARED_WITH)  # each second-copy build is compared with it
     order = []
     for t in TOOL_ORDER:
         order += [t] if t == "none" else [f"{t}-cold", f"{t}-warm"]
-        order += [*second_copy.LOCAL, *REMOTE_MODES] if t == "rcache" else []
+        order += [*second_copy.LOCAL, *REMOTE_MODES] if t == "rcache" else peer_remote.modes(t)
     for mode in wanted:
         tool = mode.split("-")[0]
         if mode not in order:
             sys.exit(f"e2e: unknown mode {mode!r}")
-        if mode in REMOTE_MODES and not args.remote:
+        if (mode in REMOTE_MODES or mode in peer_remote.MODES) and not args.remote:
             sys.exit(f"e2e: {mode} needs a remote: pass --remote redis or --remote s3")
+        if peer_remote.unsupported(mode, args.remote):
+            sys.exit(f"e2e: {peer_remote.unsupported(mode, args.remote)}")
         if tool in tools.PEERS and tool not in peers:
             sys.exit(f"e2e: {tool} not found on PATH or in {args.peer_root}/bin "
                      f"(use --install-peers)")
@@ -259,12 +265,13 @@ class Bench:
         tool_name = mode.split("-")[0]
         tool = self.tools[tool_name]
         cls = report.mode_class(mode)
-        is_remote = mode in REMOTE_MODES
+        is_remote = mode in REMOTE_MODES or mode in peer_remote.MODES
         cache_dir = second_copy.store_dir(mode, self.cache_root)
         src, target_dir, where_env = self.where(mode)
         env = {**self.base_env, **where_env, **tool.env(cache_dir)}
-        if is_remote:
+        if mode in REMOTE_MODES:
             env.update(self.server.env(), RCACHE_REMOTE_UPLOAD=UPLOAD.get(mode, "background"))
+        env.update(peer_remote.env(mode, self.server) if is_remote else {})
         stem = f"rep{rep}-{mode}" + ("-primer" if primer else "")
         events_path = self.log_dir / f"{stem}.events.jsonl"
         if tool_name == "rcache":
@@ -276,7 +283,7 @@ class Bench:
                   "started": None, "exit_code": None, "error": None,
                   "log": str(self.log_dir / f"{stem}.log")}
         if is_remote:
-            record.update(remote_upload=env["RCACHE_REMOTE_UPLOAD"], filled_by=filled_by)
+            record.update(remote_upload=env.get("RCACHE_REMOTE_UPLOAD"), filled_by=filled_by)
         try:
             subprocess.run(["cargo", "clean"], cwd=src, env={**self.base_env, **where_env},
                            capture_output=True, check=False)
@@ -284,19 +291,20 @@ class Bench:
             if cls == "cold" or is_remote:
                 tool.reset(env, cache_dir)
             if cls == "cold" and is_remote:
-                self.server.empty()
+                peer_remote.scope(self.server, mode).empty()
             if mode == second_copy.REMOTE:
                 record["remote_before"] = self.server.usage()  # what the first copy's build left
             cache_dir.parent.mkdir(parents=True, exist_ok=True)
             tool.start(env, warm=(cls == "warm" and not is_remote))
-            server_before = (self.server.cpu(), self.link.cpu()) if is_remote else None
+            server_before = (self.server.cpu(), self.link.cpu(),
+                             peer_remote.wire(self.server, self.link)) if is_remote else None
             started = record["started"] = time.time()
             result = measure.run_build(self.cargo_build_cmd(), src, env, Path(record["log"]))
             record.update(exit_code=result.exit_code, wall_s=result.wall_s, user_s=result.user_s,
                           sys_s=result.sys_s, daemon_user_s=result.daemon_user_s,
                           daemon_sys_s=result.daemon_sys_s, foreign_cpu_s=result.foreign_cpu_s)
             if is_remote:
-                self._remote_after_build(record, tool, env, server_before)
+                self._remote_after_build(record, tool, env, server_before, cache_dir)
             record["stats"] = tool.stats(env)
             record["stats_summary"] = tool.summarize(record["stats"], env, started)
         except Exception as exc:  # a tool that fails to start is a failed mode, not a crash
@@ -311,17 +319,20 @@ class Bench:
         self._print_progress(record)
         return record
 
-    def _remote_after_build(self, record: dict, tool: tools.Rcache, env: dict[str, str],
-                            before: tuple[tuple[float, float], float]) -> None:
+    def _remote_after_build(self, record: dict, tool: tools.Tool, env: dict[str, str],
+                            before: tuple, cache_dir: Path) -> None:
         """The CPU of the server and of the link's delay process during the build (taken out of
         `others`), the remote counters as the build left them, then `rcache remote flush`, timed,
-        and what the remote holds after it."""
+        what the remote holds after it and the bytes on the wire (a peer: peer_remote.py)."""
         server_user, server_sys = (a - b for a, b in zip(self.server.cpu(), before[0]))
         link_cpu = self.link.cpu() - before[1]
         record.update(server_user_s=server_user, server_sys_s=server_sys, link_cpu_s=link_cpu)
         if record["foreign_cpu_s"] is not None:
             record["foreign_cpu_s"] = max(0.0, record["foreign_cpu_s"] - server_user - server_sys
                                           - link_cpu)
+        if tool.name != "rcache":
+            return peer_remote.after_build(record, tool, env, self.server, self.link, before[2],
+                                           cache_dir)
         record["remote_at_build_end"] = (tool.stats(env) or {}).get("remote")
         start = time.monotonic()
         try:
@@ -333,6 +344,7 @@ class Bench:
             record.update(flush_exit=None, flush_output="timed out after 900 s")
         record["flush_s"] = time.monotonic() - start
         record["remote_usage"] = self.server.usage()
+        record["wire"] = peer_remote.wire(self.server, self.link, before[2])
 
     def _add_units(self, record: dict, is_rcache: bool, events_path: Path,
                    target_dir: Path) -> list[dict] | None:
@@ -427,17 +439,6 @@ def _raise_interrupt(signum: int, frame) -> None:
     raise KeyboardInterrupt
 
 
-def repo_state() -> dict:
-    """The repo's commit and whether the work tree differs from it: which rcache was measured."""
-    def git(*argv: str) -> str:
-        """Run git in the repo; empty output when git or the repo is missing."""
-        proc = subprocess.run(["git", *argv], cwd=workloads.REPO_ROOT, capture_output=True, text=True)
-        return proc.stdout.strip() if proc.returncode == 0 else ""
-
-    return {"commit": git("rev-parse", "HEAD") or None,
-            "dirty": bool(git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"))}
-
-
 def print_tables(runs: list[dict], modes: list[str], top: int) -> None:
     """The summary table, then the slowest units of the last repetition of each warm mode."""
     print()
@@ -446,6 +447,7 @@ def print_tables(runs: list[dict], modes: list[str], top: int) -> None:
     if any(r.get("remote") is not None for r in rows):
         print("\nremote (medians; rcache stats' `remote` object after the flush):")
         print(report.remote_table(rows))
+    peer_remote.print_table(runs, modes)
     copy_rows = second_copy.summarize(runs, modes)
     if copy_rows:
         print("\nsecond copy at another path (medians; x rcache-warm: median over the reps of "
@@ -527,7 +529,7 @@ def main(argv: list[str]) -> int:
     interrupted = False
     remote_info = None
     try:
-        if any(m in REMOTE_MODES for m in modes):
+        if any(m in REMOTE_MODES or m in peer_remote.MODES for m in modes):
             server_env = {k: v for k, v in bench.base_env.items() if k != measure.MARKER_VAR}
             bench.link = link.Link(args.link, bench.log_dir)
             try:
@@ -569,7 +571,7 @@ def main(argv: list[str]) -> int:
                      "rustflags": os.environ.get("RUSTFLAGS")},
         "tools": {name: {"path": str(t.binary) if t.binary else None, "version": t.version()}
                   for name, t in tool_set.items()},
-        "repo": repo_state(),
+        "repo": report.repo_state(workloads.REPO_ROOT),
         "interrupted": interrupted,
         "summary": rows,
         "second_copy": second_copy.summarize(bench.runs, modes) or None,
@@ -583,7 +585,7 @@ def main(argv: list[str]) -> int:
 
     failures = quick_failures(bench.runs, json_path) if args.quick else \
         [f"{r['mode']} rep {r['rep']} failed" for r in bench.runs if r["exit_code"] != 0]
-    failures += remote_failures(bench.runs)
+    failures += remote_failures(bench.runs) + peer_remote.failures(bench.runs)
     failures += second_copy.failures(bench.runs)
     if interrupted:
         failures.append("interrupted before every build ran")

@@ -1,4 +1,5 @@
-"""Remote stores for the `rcache-remote-*` modes: a Redis or an S3 server for the run.
+"""Remote stores for the `rcache-remote-*` modes (and the peers', peer_remote.py): a Redis or an S3
+server for the run.
 
 `--remote redis` starts Debian's `redis-server` (no persistence), `--remote s3` starts moto's S3
 server (`python3 -m moto.server`, from PyPI: `pip install 'moto[server]'`) and creates a bucket

@@ -4,7 +4,8 @@ The table is Markdown, so it can be pasted into benches/README.md as it is print
 - wall, user, sys: medians over the repetitions (user and sys include a peer daemon's CPU);
 - x none: median wall / median wall of `none`;
 - x best peer: median wall / the best (lowest) median wall of a peer in the same class, cold
-  against cold and warm against warm, naming that peer;
+  against cold and warm against warm, a remote mode against the peers' remote modes, a local one
+  against their local ones, naming that peer;
 - hit rate: hits / (hits + misses) from the tool's own stats, median over the repetitions;
 - others: the CPU the rest of the machine used during the build, in cores (other users' load,
   i.e. noise), median over the repetitions.
@@ -70,10 +71,27 @@ def machine_info() -> dict:
             "cpu": model, "kernel": platform.release(), "rustc": rustc}
 
 
+def repo_state(root: Path) -> dict:
+    """The repo's commit and whether the work tree differs from it: which rcache was measured."""
+    def git(*argv: str) -> str:
+        """Run git in the repo; empty output when git or the repo is missing."""
+        proc = subprocess.run(["git", *argv], cwd=root, capture_output=True, text=True)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
+    return {"commit": git("rev-parse", "HEAD") or None,
+            "dirty": bool(git("status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock"))}
+
+
 def _median(values: list) -> float | None:
     """Median of the values that are not None, or None."""
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
+
+
+def _peer_class(mode: str) -> tuple[str, bool]:
+    """What `x best peer` compares a mode with: the peers' modes of its class, over a remote
+    (`sccache-remote-warm` for `rcache-remote-warm`) or not."""
+    return mode_class(mode), "remote" in mode.split("-")
 
 
 def summarize(runs: list[dict], modes: list[str]) -> list[dict]:
@@ -97,17 +115,17 @@ def summarize(runs: list[dict], modes: list[str]) -> list[dict]:
             rows[-1]["remote"] = _remote_medians(ok)
     by_mode = {row["mode"]: row for row in rows}
     base = (by_mode.get("none") or {}).get("wall_s")
-    best: dict[str, tuple[float, str]] = {}
+    best: dict[tuple[str, bool], tuple[float, str]] = {}
     for row in rows:
         tool = row["mode"].split("-")[0]
         if tool in PEERS and row["wall_s"] is not None:
-            cls = mode_class(row["mode"])
+            cls = _peer_class(row["mode"])
             if cls not in best or row["wall_s"] < best[cls][0]:
                 best[cls] = (row["wall_s"], row["mode"])
     for row in rows:
         wall = row["wall_s"]
         row["ratio_none"] = wall / base if wall is not None and base else None
-        peer = best.get(mode_class(row["mode"]))
+        peer = best.get(_peer_class(row["mode"]))
         row["best_peer"] = peer[1] if peer and row["mode"] != "none" else None
         row["ratio_best_peer"] = wall / peer[0] if peer and wall is not None and row["best_peer"] else None
     return rows

@@ -195,8 +195,17 @@ class Sccache(Tool):
             """Sum a per-language counter."""
             return sum((s.get(key) or {}).get("counts", {}).values())
 
+        # With a remote backend (peer_remote.py) every hit is a remote hit: no local cache then.
         return _summary(s.get("compile_requests"), total("cache_hits"), total("cache_misses"),
-                        not_cacheable=s.get("requests_not_cacheable"))
+                        not_cacheable=s.get("requests_not_cacheable"),
+                        cache_location=stats.get("cache_location"), writes=s.get("cache_writes"),
+                        errors=total("cache_errors"), read_errors=s.get("cache_read_errors"),
+                        write_errors=s.get("cache_write_errors"), timeouts=s.get("cache_timeouts"))
+
+
+KACHE_REMOTE_FIELDS = {"KACHE_S3_BUCKET": "bucket", "KACHE_S3_ENDPOINT": "endpoint",
+                       "KACHE_S3_REGION": "region", "KACHE_S3_PREFIX": "prefix"}
+"""kache's S3 variables and the `[cache.remote]` fields they stand for (peer_remote.py)."""
 
 
 class Kache(Tool):
@@ -218,9 +227,12 @@ class Kache(Tool):
                 "KACHE_AUTO_RECOVER_MIN_FREE_BYTES": "0"}
 
     def start(self, env: dict[str, str], warm: bool) -> None:
-        """Write the empty config and start the daemon."""
+        """Write the config (empty, or only the S3 remote of the KACHE_S3_* variables, which a
+        daemon kache starts drops from its environment) and start the daemon."""
         Path(env["KACHE_CONFIG"]).parent.mkdir(parents=True, exist_ok=True)
-        Path(env["KACHE_CONFIG"]).write_text("")
+        remote = "".join(f"{field} = {json.dumps(value)}\n" for var, field in
+                         KACHE_REMOTE_FIELDS.items() if (value := env.get(var)))
+        Path(env["KACHE_CONFIG"]).write_text(remote and '[cache.remote]\ntype = "s3"\n' + remote)
         self.stop(env)
         _run([str(self.binary), "daemon", "start"], env)
         self._started = time.time()
@@ -274,12 +286,15 @@ def find_peer(name: str, peer_root: Path) -> Path | None:
 def install_peers(peer_root: Path) -> list[str]:
     """Install sccache and kache into peer_root with `cargo install`; return what failed.
 
-    sccache without its default (remote storage) features. Each is tried with --locked first, and
-    again without it when the registry no longer has a version that the crate's lock names.
+    sccache with only the remote backends the harness serves (`redis`, `s3`: the
+    `sccache-remote-*` modes), not its default `all` (GCS, Azure, GHA, dist client ...). Each is
+    tried with --locked first, and again without it when the registry no longer has a version that
+    the crate's lock names.
     """
     failed = []
     commands = {
-        "sccache": ["cargo", "install", "sccache", "--no-default-features"],
+        "sccache": ["cargo", "install", "sccache", "--no-default-features",
+                    "--features", "redis,s3"],
         "kache": ["cargo", "install", "kache"],
     }
     for name, cmd in commands.items():
