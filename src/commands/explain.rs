@@ -111,15 +111,7 @@ pub fn run(config: &Config, unit: Option<&str>, json: bool) -> anyhow::Result<()
                 .max_by_key(|history| history.records[0].ts_ms)
                 .ok_or_else(|| anyhow::anyhow!("no miss of {name} is recorded"))?;
             let build = newest.records[0].build;
-            let mut units: Vec<&[UnitRecord]> = named
-                .into_iter()
-                .filter_map(|history| in_build(history, build))
-                .collect();
-            units.sort_by_key(|records| records[0].ts_ms);
-            units
-                .into_iter()
-                .map(|records| explain(records, &histories))
-                .collect()
+            explain_in_build(named.into_iter(), build, &histories)
         }
         None => match super::report::last_build(&store)? {
             Some(build) => explain_build(&histories, build),
@@ -137,14 +129,23 @@ pub fn run(config: &Config, unit: Option<&str>, json: bool) -> anyhow::Result<()
 
 /// Why each unit of `build` that did not hit missed, in start order.
 pub fn explain_build(histories: &[UnitHistory], build: u64) -> Vec<Explanation> {
-    let mut units: Vec<&[UnitRecord]> = histories
-        .iter()
+    explain_in_build(histories.iter(), build, histories)
+}
+
+/// Why each of `units` that has a record in `build` missed there, in start order; `all` is
+/// every history (the cascade follows upstream crates through it).
+fn explain_in_build<'a>(
+    units: impl Iterator<Item = &'a UnitHistory>,
+    build: u64,
+    all: &[UnitHistory],
+) -> Vec<Explanation> {
+    let mut records: Vec<&[UnitRecord]> = units
         .filter_map(|history| in_build(history, build))
         .collect();
-    units.sort_by_key(|records| records[0].ts_ms);
-    units
+    records.sort_by_key(|records| records[0].ts_ms);
+    records
         .into_iter()
-        .map(|records| explain(records, histories))
+        .map(|records| explain(records, all))
         .collect()
 }
 
