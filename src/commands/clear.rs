@@ -34,6 +34,13 @@ fn clear_open_store(store: &Store) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         std::fs::create_dir_all(&dir)?;
     }
+    // Kept incremental sessions go with their entries.
+    match std::fs::remove_dir_all(store.layout.sessions_dir()) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            return Err(err).context("removing the kept incremental sessions");
+        }
+        _ => {}
+    }
     // Queued uploads name entries that are gone now.
     remove_queue(&store.layout)
 }
@@ -54,6 +61,7 @@ fn remove_store_files(layout: &Layout) -> anyhow::Result<()> {
         layout.blobs_dir(),
         layout.tmp_dir(),
         layout.remote_queue_dir(),
+        layout.sessions_dir(),
     ] {
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}

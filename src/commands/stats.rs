@@ -107,6 +107,13 @@ pub fn show(config: &Config, json: bool) -> anyhow::Result<()> {
             format!("{} ({} faults)", report.auto_gc_runs, report.auto_gc_faults),
         ),
         ("Index file size", format_size(report.index_bytes)),
+        (
+            "Incremental sessions kept / restored",
+            format!(
+                "{} / {}",
+                report.incremental.kept, report.incremental.restored
+            ),
+        ),
     ];
     let remote = &report.remote;
     if let Some(url) = &remote.url {
@@ -169,6 +176,14 @@ pub fn show(config: &Config, json: bool) -> anyhow::Result<()> {
         ("Build-script runs, error reasons", &scripts.error_reasons),
         ("Build-script runs, path-bound", &scripts.path_bound),
         ("Remote error reasons", &remote.error_reasons),
+        (
+            "Incremental sessions not kept",
+            &report.incremental.not_kept,
+        ),
+        (
+            "Incremental sessions not restored",
+            &report.incremental.not_restored,
+        ),
         ("Remote rejections", &remote.rejected_reasons),
     ] {
         if reasons.is_empty() {

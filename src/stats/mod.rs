@@ -335,6 +335,39 @@ impl RemoteCounts {
 /// Counter-name prefix of the remote's figures.
 const REMOTE_PREFIX: &str = "remote.";
 
+/// Counter-name prefix of the dev profile's incremental sessions (`wrapper::incremental`).
+pub const INCREMENTAL_PREFIX: &str = "incremental.";
+
+/// The incremental sessions kept with misses and put back on hits (`incremental.*` counters).
+#[derive(Debug, Default, Serialize)]
+pub struct IncrementalCounts {
+    /// Sessions kept with a stored incremental compile.
+    pub kept: u64,
+    /// Stored incremental compiles whose session was not kept, by reason.
+    pub not_kept: BTreeMap<String, u64>,
+    /// Hits that put a kept session back into an empty crate dir.
+    pub restored: u64,
+    /// Hits with a kept session that was not put back, by reason.
+    pub not_restored: BTreeMap<String, u64>,
+}
+
+impl IncrementalCounts {
+    fn set(&mut self, name: &str, value: u64) {
+        let reasons = [
+            ("not_kept", &mut self.not_kept),
+            ("not_restored", &mut self.not_restored),
+        ];
+        if set_reason(name, value, reasons) {
+            return;
+        }
+        match name {
+            "kept" => self.kept = value,
+            "restored" => self.restored = value,
+            _ => {}
+        }
+    }
+}
+
 /// `rcache stats --json`.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -363,6 +396,8 @@ pub struct Report {
     pub auto_gc_faults: u64,
     /// The remote cache (README.md "Remote storage").
     pub remote: RemoteCounts,
+    /// The dev profile's incremental sessions (docs/design.md §6d).
+    pub incremental: IncrementalCounts,
 }
 
 impl Report {
@@ -381,6 +416,10 @@ impl Report {
             }
             if let Some(name) = name.strip_prefix(REMOTE_PREFIX) {
                 self.remote.set(name, *value);
+                continue;
+            }
+            if let Some(name) = name.strip_prefix(INCREMENTAL_PREFIX) {
+                self.incremental.set(name, *value);
                 continue;
             }
             match name.as_str() {

@@ -171,6 +171,10 @@ impl Layout {
     pub fn gc_lock(&self) -> PathBuf {
         self.version_dir().join("gc.lock")
     }
+    /// Incremental sessions kept beside entries (`store::sessions`).
+    pub fn sessions_dir(&self) -> PathBuf {
+        self.version_dir().join("sessions")
+    }
     /// Entries waiting for the remote uploader, one empty file each (see `crate::remote::queue`).
     pub fn remote_queue_dir(&self) -> PathBuf {
         self.version_dir().join("remote-queue")

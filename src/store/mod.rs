@@ -7,6 +7,7 @@
 //! - [`index`]: the durable LMDB index (manifests, entries, blob reference counts).
 //! - [`state`]: the NO_SYNC env (counters, last-use times, memoized hashes).
 //! - [`lmdb`]: opening envs and databases safely.
+//! - [`sessions`]: incremental sessions kept beside entries (the dev profile).
 //! - [`gc`]: keeping the store within its limits, and sweeping what crashes left behind.
 //!
 //! Write order (docs/design.md §3): blobs first, then one index transaction that checks every blob
@@ -22,6 +23,7 @@ pub mod index;
 pub mod layout;
 pub mod linked_blob;
 pub mod lmdb;
+pub mod sessions;
 pub mod state;
 
 use std::fs::{self, DirBuilder, File};

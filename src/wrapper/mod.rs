@@ -15,12 +15,14 @@
 //! The shared pieces: [`keying`] (memoized file hashes, candidate lookup), [`input_hashes`]
 //! (inputs' hashes, templated for generated files that name base dirs), [`run`] (exec and the
 //! streamed run), [`restore`] (materializing outputs, replaying rustc's output), [`notice`] (the
-//! one warning per build for an unusable store).
+//! one warning per build for an unusable store), [`incremental`] (the dev profile's incremental
+//! sessions kept with entries and put back on hits).
 
 pub mod background;
 pub mod build_script;
 pub(crate) mod cc;
 pub(crate) mod flow;
+pub(crate) mod incremental;
 pub(crate) mod input_hashes;
 pub(crate) mod keying;
 pub(crate) mod notice;

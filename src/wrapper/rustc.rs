@@ -18,6 +18,7 @@ use std::time::SystemTime;
 
 use super::build_script;
 use super::flow::{Context, Counting, Job, NotStored, Recorded, Recording, Unit};
+use super::incremental::{Evidence, IncrementalCompile};
 use super::keying::{self, KeyError, Keying, MemoHasher, WorkspaceWrapper};
 use super::record::{self, Finished};
 use super::restore;
@@ -90,7 +91,16 @@ pub fn run(args: Vec<OsString>) -> i32 {
         args.append(&mut program.args);
         program.args = args;
     }
+    let incremental = invocation
+        .codegen_value("incremental")
+        .map(|dir| IncrementalCompile {
+            dir: cwd.join(dir),
+            crate_name: invocation.crate_name.clone(),
+            before: None,
+        });
     let mut job = RustcJob {
+        incremental,
+        stored_outputs: Vec::new(),
         launcher_wanted: build_script::cc_env::launcher_wanted(&cx.config),
         path_independent,
         base_candidates,
@@ -145,6 +155,10 @@ struct RustcJob {
     path_bound: Option<PathBound>,
     /// What keying learned that the explain history records after a miss.
     keyed: Option<Keyed>,
+    /// `-C incremental`: the session kept with a miss's entry and put back on a hit.
+    incremental: Option<IncrementalCompile>,
+    /// The blobs of the outputs a miss stored, which its kept session goes with.
+    stored_outputs: Vec<Key>,
 }
 
 /// The facts of a rustc key that cannot be read again from the invocation after the run.
@@ -290,6 +304,9 @@ impl Job for RustcJob {
                 &mut args,
             )
         });
+        if let Some(incremental) = &mut self.incremental {
+            incremental.note_before();
+        }
         let dropped = self.own_dep_info.clone();
         let bases = self.bases.clone();
         let remap_root = format!("{}/", base_dirs::REMAP_ROOT);
@@ -334,10 +351,43 @@ impl Job for RustcJob {
             bases: &self.bases,
         };
         let recorded = record::record(recording, &finished)?;
+        self.stored_outputs = recorded.outputs.iter().filter_map(|o| o.blob()).collect();
         if recorded.candidate.path_bound.is_some() {
             self.path_bound = Some(PathBound::OutputHoldsPath);
         }
         Ok(recorded)
+    }
+
+    fn restored(
+        &mut self,
+        store: &Store,
+        result_key: &Key,
+        entry: &Entry,
+        update: &mut StateUpdate,
+    ) {
+        if let Some(incremental) = &self.incremental {
+            incremental.put_back(store, result_key, entry, &self.layout(), update);
+        }
+    }
+
+    fn stored(&mut self, store: &Store, result_key: &Key, update: &mut StateUpdate) {
+        let Some(incremental) = &self.incremental else {
+            return;
+        };
+        let rmeta = expected_outputs(&self.invocation)
+            .into_iter()
+            .find(|output| output.kind == crate::store::entry::OutputKind::Rmeta)
+            .map(|output| {
+                self.cwd
+                    .join(&self.invocation.out_dir)
+                    .join(output.file_name)
+            });
+        let evidence = Evidence {
+            rmeta: rmeta.as_deref(),
+            linker_dep_info: self.linker_dep_info.as_deref(),
+        };
+        let outputs = std::mem::take(&mut self.stored_outputs);
+        incremental.keep(store, result_key, outputs, self.layout(), &evidence, update);
     }
 
     fn after_run(&mut self, Keying { hasher, update }: Keying, succeeded: bool) {
@@ -351,6 +401,14 @@ impl Job for RustcJob {
 }
 
 impl RustcJob {
+    /// The unit's real dirs, which a kept incremental session names: its base dirs and cwd.
+    fn layout(&self) -> Vec<u8> {
+        let mut layout = self.bases.verbatim();
+        layout.push(0);
+        layout.extend_from_slice(self.cwd.as_os_str().as_bytes());
+        layout
+    }
+
     /// For a build script rcache has just produced: puts the launcher in its place, so that
     /// cargo's runs of it come to rcache. A failure leaves the script as it was, to run
     /// uncached, and is counted under `build_scripts`.

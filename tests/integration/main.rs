@@ -14,6 +14,8 @@
 //!   linker); what is not in the key keeps hitting; a source edited mid-compile is not stored.
 //! - [`dev_profile`]: the default dev profile (`-C incremental`, no `CARGO_INCREMENTAL`): hits
 //!   after a clean, reverted edits served from the cache, incremental recompiles after restores.
+//! - [`dev_sessions`]: the incremental sessions kept with entries and put back after a clean, so
+//!   the first edit compiles incrementally; never changed, never elsewhere, never over rustc's.
 //! - [`paths`]: hits that do not depend on paths: a second checkout, a git worktree, another
 //!   target dir, `cargo install` twice, another machine with other paths through Redis; outputs
 //!   a plain build's given the same remapping; the traps that must stay path-bound or miss.
@@ -59,6 +61,7 @@ mod cli;
 mod concurrency;
 mod crash;
 mod dev_profile;
+mod dev_sessions;
 mod explain;
 mod gc;
 mod invalidation;

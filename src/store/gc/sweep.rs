@@ -6,6 +6,8 @@
 //! - A stale temp file is anything directly under `tmp/` (a blob being written, a dep-info file
 //!   rcache asked rustc for) that nothing has modified for the grace period.
 //!
+//! - An incremental session kept for an entry that is gone (`store::sessions`).
+//!
 //! Both are removed only when older than the grace period ([`GC_GRACE_SECS`] by default): a
 //! blob written for an entry that is not committed yet, or the temp file of a running compile,
 //! is younger. Orphan blobs are deleted inside an index write transaction that checks again
@@ -102,6 +104,13 @@ pub fn sweep(
         }
         swept.temp_files += files;
         swept.temp_bytes += bytes;
+    }
+    if !dry_run {
+        let rtxn = store.index.read_txn()?;
+        let mut has_entry = |key: &Key| !matches!(store.index.entry(&rtxn, key), Ok(None));
+        let sessions = store.layout.sessions_dir();
+        crate::store::sessions::sweep(&store.layout, &mut has_entry, cutoff)
+            .map_err(io_err(&sessions))?;
     }
     Ok(swept)
 }

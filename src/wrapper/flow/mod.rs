@@ -69,6 +69,17 @@ pub trait Job {
     /// Puts a found entry's outputs in place (and remembers the hashes of what it wrote).
     fn restore(&mut self, keying: Keying, entry: &Entry) -> io::Result<()>;
 
+    /// After a hit's restore, before its replay: what goes back with the entry found under
+    /// `result_key` besides its outputs (a rustc compile's incremental session).
+    fn restored(
+        &mut self,
+        _store: &Store,
+        _result_key: &Key,
+        _entry: &Entry,
+        _update: &mut StateUpdate,
+    ) {
+    }
+
     /// Writes a restored entry's output (diagnostics, directives) as the program would have.
     fn replay(&self, entry: &Entry);
 
@@ -89,6 +100,10 @@ pub trait Job {
 
     /// What the record of a successful run holds: its candidate and its outputs, in the store.
     fn record(&mut self, recording: &mut Recording) -> Result<Recorded, NotStored>;
+
+    /// After a miss's record is committed under `result_key`: what is kept beside the entry (a
+    /// rustc compile's incremental session).
+    fn stored(&mut self, _store: &Store, _result_key: &Key, _update: &mut StateUpdate) {}
 
     /// Work after a run, whatever its result: temp files removed, the build-script launcher.
     fn after_run(&mut self, _keying: Keying, _succeeded: bool) {}
@@ -146,6 +161,7 @@ pub fn run_cached(cx: &mut Context, store: &Store, program: &Program, job: &mut 
         match job.restore(keying, &found.entry) {
             Ok(()) => {
                 settle_hit(&mut cx.remote_outcome, None, &mut cx.update);
+                job.restored(store, &found.result_key, &found.entry, &mut cx.update);
                 job.replay(&found.entry);
                 let now = crate::clock::unix_ms(SystemTime::now());
                 cx.update.last_use.push((found.result_key, now));
@@ -240,6 +256,7 @@ fn run_and_record<'s>(
         });
         match committed {
             Ok(result_key) => {
+                job.stored(store, &result_key, &mut cx.update);
                 after_store(
                     store,
                     &cx.config,
