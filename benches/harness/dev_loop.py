@@ -638,7 +638,7 @@ def run_workload(args: argparse.Namespace, name: str, rcache: tools.Rcache, stam
                      "incremental_env": {k: v for k, v in env.items() if "INCREMENTAL" in k},
                      "rustflags": env.get("RUSTFLAGS"), "goal": GOAL},
         "tools": {"rcache": {"path": str(rcache.binary), "version": rcache.version()}},
-        "repo": e2e.repo_state(),
+        "repo": report.repo_state(workloads.REPO_ROOT),
         "interrupted": interrupted,
         "summary": summarize(bench.runs),
         "runs": bench.runs,
