@@ -141,8 +141,10 @@ fn clean_of_one_member_between_builds_hits_it() {
     assert_eq!(sb.run_bin(), expected_output(&[("data", "data-v2")]));
 }
 
-/// Twenty edit-and-build rounds through versions of two crates, reverts among them: a mix of
-/// hits and incremental recompiles, each giving the program of that round's sources.
+/// Twenty edit-and-build rounds through versions of two crates, reverts among them, and a
+/// `cargo clean` before every fifth: a mix of hits, incremental recompiles against rustc's own
+/// state and against sessions put back after the clean, each giving the program of that
+/// round's sources.
 #[test]
 fn twenty_rounds_of_edits_hits_and_incremental_recompiles() {
     let sb = Sandbox::new();
@@ -188,6 +190,9 @@ fn twenty_rounds_of_edits_hits_and_incremental_recompiles() {
             );
         }
         (leaf, data) = (next_leaf, next_data);
+        if round % 5 == 4 {
+            sb.clean();
+        }
         let run = dev(&sb, &["build"]).named(&format!("round {round}")).ok();
         for e in run.events.iter().filter(|e| e["kind"] == "rustc") {
             match e["outcome"].as_str() {
@@ -205,6 +210,8 @@ fn twenty_rounds_of_edits_hits_and_incremental_recompiles() {
     }
     assert!(hits >= 10, "{hits} hits in 20 rounds");
     assert!(misses >= 10, "{misses} misses in 20 rounds");
+    let restored = sb.stats()["incremental"]["restored"].as_u64().unwrap_or(0);
+    assert!(restored >= 3, "{restored} sessions put back after 4 cleans");
 }
 
 /// Incremental and non-incremental compiles of the same source do not serve each other: their

@@ -232,6 +232,7 @@ fn run_and_record<'s>(
         return cx.pass_through(Some(store), &job.unit(), program, reason);
     }
     let succeeded = ran.status.success();
+    tracing::debug!(succeeded, compile_ms = ran.duration_ms, "the program ran");
     let mut ran_facts = RanFacts {
         facts: job.explain_facts(),
         ..RanFacts::default()
@@ -250,13 +251,16 @@ fn run_and_record<'s>(
             update: &mut cx.update,
         };
         let committed = job.record(&mut recording).and_then(|recorded| {
+            tracing::debug!("recorded: outputs in the store");
             ran_facts.inputs = recorded.candidate.inputs.clone();
             ran_facts.env_deps = recorded.candidate.env_deps.clone();
             commit(store, invocation_key, recorded, &ran, &mut cx.update)
         });
         match committed {
             Ok(result_key) => {
+                tracing::debug!("committed");
                 job.stored(store, &result_key, &mut cx.update);
+                tracing::debug!("kept what goes with the entry");
                 after_store(
                     store,
                     &cx.config,
