@@ -148,8 +148,19 @@ pub fn publish(
             continue;
         }
         let path = store.layout.blob_path(&blake3::Hash::from_bytes(*blob));
+        // Checked against its name before it leaves: a blob stored without a sync (an output
+        // stored by link, a fetched blob) may have been damaged by a crash since.
         let frame = std::fs::read(&path)
-            .and_then(|bytes| codec::compress(&bytes))
+            .and_then(|bytes| {
+                if blake3::hash(&bytes).as_bytes() != blob {
+                    let _ = std::fs::remove_file(&path);
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "the blob does not hold the content its name says (removed)",
+                    ));
+                }
+                codec::compress(&bytes)
+            })
             .map_err(|source| PublishError::Blob {
                 path: path.clone(),
                 source,

@@ -10,6 +10,14 @@
 //! the blob's mtime, so the restore's check hashes it again, finds it changed and compiles
 //! instead (`store::blob::open_verified`); `rcache verify` finds it too.
 //!
+//! Not synced: the blob is the very inode the compiler wrote, which neither it nor cargo syncs,
+//! and on the dev loop's critical path an `fdatasync` of a fresh debug binary was most of a
+//! store's cost (140 MiB of dirty pages: about 0.1 s). Its verified memo goes to the state
+//! env's `unsynced_verified`, which the first process after a reboot forgets, so after a crash
+//! the blob is hashed again at its next restore (or publish), and one the crash damaged is
+//! removed and compiled again, never restored: as for fetched blobs
+//! ([`super::blob::Durability::Refetchable`]).
+//!
 //! Not for files written in place (a `.d`, a C object that build tools may edit): those are
 //! copied ([`super::blob::put_file`]).
 
@@ -35,10 +43,10 @@ pub enum Linked {
 }
 
 /// Hard-links `output` into the store's `tmp/`, hashes it through that link, and renames the link
-/// to its blob name unless the store holds that blob already. The blob is synced before the
-/// rename, as a copied one is; it keeps the output's mode (rustc writes owner-writable files,
-/// which a hard-linked restore needs: `store::blob` module docs). A blob stored here is memoized
-/// as verified in `update`.
+/// to its blob name unless the store holds that blob already. The blob is not synced (module
+/// docs); it keeps the output's mode (rustc writes owner-writable files, which a hard-linked
+/// restore needs: `store::blob` module docs). A blob stored here is memoized as verified, until
+/// the next reboot, in `update`.
 pub fn put_linked(layout: &Layout, output: &Path, update: &mut StateUpdate) -> io::Result<Linked> {
     let dir = layout.tmp_dir();
     let linked = tempfile::Builder::new()
@@ -76,15 +84,12 @@ pub fn put_linked(layout: &Layout, output: &Path, update: &mut StateUpdate) -> i
     if destination.exists() {
         return Ok(Linked::Stored { blob, mode });
     }
-    file.file()
-        .sync_data()
-        .map_err(io_failed("sync file", link.path()))?;
     create_fan_out_dir(&destination)?;
     let temp_path = link.path().to_path_buf();
     link.persist(&destination)
         .map_err(|err| super::io_failed_between("rename", &temp_path, &destination)(err.error))?;
     update
-        .file_hashes
+        .unsynced_verified
         .push((verified_memo_key(&hash, &meta), *hash.as_bytes()));
     Ok(Linked::Stored { blob, mode })
 }
@@ -117,7 +122,11 @@ mod tests {
             fs::metadata(&blob_path).unwrap().ino(),
             fs::metadata(&output).unwrap().ino()
         );
-        assert_eq!(update.file_hashes.len(), 1, "memoized as verified");
+        assert_eq!(
+            update.unsynced_verified.len(),
+            1,
+            "memoized as verified until a reboot"
+        );
         // The next compile replaces the output by rename, as rustc does.
         let next = dir.path().join("next.tmp");
         fs::write(&next, b"second compile").unwrap();

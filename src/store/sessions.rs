@@ -12,8 +12,10 @@
 //! Whether a session may be put back, and where, is the wrapper's (`wrapper::incremental`).
 //!
 //! Bounds: at most [`MAX_SESSIONS`] sessions and [`MAX_SESSION_BYTES`] of their files (sizes
-//! summed, though sessions share files), the least recently kept removed first; a session whose
-//! entry is gone is removed by gc's sweep; `rcache clear` removes them all.
+//! summed, though sessions share files), the least recently kept removed first. Keeping one
+//! only counts the dir's names (a miss of the dev loop must not read every record), and trims
+//! when over the count; gc's sweep trims by both bounds and removes a session whose entry is
+//! gone; `rcache clear` removes them all.
 
 use std::fs;
 use std::io;
@@ -27,7 +29,7 @@ use super::layout::Layout;
 use crate::hash::{Key, hex};
 
 /// Sessions kept at most; a new one removes the least recently kept.
-pub const MAX_SESSIONS: usize = 128;
+pub const MAX_SESSIONS: usize = 512;
 
 /// Bytes of session files kept at most (each session's sizes summed).
 pub const MAX_SESSION_BYTES: u64 = 4 << 30;
@@ -154,7 +156,11 @@ pub fn keep(
         let _ = fs::remove_dir_all(&temp);
         return Err(err);
     }
-    trim(layout, MAX_SESSIONS, MAX_SESSION_BYTES)
+    let count = fs::read_dir(&root)?.count();
+    if count > MAX_SESSIONS {
+        trim(layout, MAX_SESSIONS, MAX_SESSION_BYTES)?;
+    }
+    Ok(())
 }
 
 /// The session kept for `result_key`, if any (a record that does not decode counts as none).
@@ -235,7 +241,7 @@ pub fn trim(layout: &Layout, max_sessions: usize, max_bytes: u64) -> io::Result<
 }
 
 /// Removes every kept session whose entry `has_entry` says is gone, and `.keep-` dirs older than
-/// `cutoff`. Returns how many sessions went.
+/// `cutoff`, then trims to both bounds. Returns how many sessions went for a missing entry.
 pub fn sweep(
     layout: &Layout,
     has_entry: &mut dyn FnMut(&Key) -> bool,
@@ -263,6 +269,7 @@ pub fn sweep(
             }
         }
     }
+    trim(layout, MAX_SESSIONS, MAX_SESSION_BYTES)?;
     Ok(removed)
 }
 
