@@ -150,17 +150,8 @@ pub fn publish(
         let path = store.layout.blob_path(&blake3::Hash::from_bytes(*blob));
         // Checked against its name before it leaves: a blob stored without a sync (an output
         // stored by link, a fetched blob) may have been damaged by a crash since.
-        let frame = std::fs::read(&path)
-            .and_then(|bytes| {
-                if blake3::hash(&bytes).as_bytes() != blob {
-                    let _ = std::fs::remove_file(&path);
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "the blob does not hold the content its name says (removed)",
-                    ));
-                }
-                codec::compress(&bytes)
-            })
+        let frame = read_checked(&path, blob)
+            .and_then(|bytes| codec::compress(&bytes))
             .map_err(|source| PublishError::Blob {
                 path: path.clone(),
                 source,
@@ -175,6 +166,29 @@ pub fn publish(
     backend.put_many(vec![(Object::Entry(*result_key), sealed)])?;
     remote.add_candidate(invocation_key, &candidate)?;
     Ok(published)
+}
+
+/// A blob's bytes, checked against its name: one stored without a sync (an output stored by
+/// link, a fetched blob) may have been damaged by a crash since. A damaged one is removed (the
+/// file read, not one stored again under its name meanwhile) and is an `InvalidData` error.
+fn read_checked(path: &std::path::Path, blob: &Key) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+
+    let mut file = std::fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    if blake3::hash(&bytes).as_bytes() == blob {
+        return Ok(bytes);
+    }
+    let read = file.metadata()?;
+    if std::fs::metadata(path).is_ok_and(|now| (now.dev(), now.ino()) == (read.dev(), read.ino())) {
+        let _ = std::fs::remove_file(path);
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "the blob does not hold the content its name says (removed)",
+    ))
 }
 
 /// The entry and its candidate, from the local index; `None` if gc removed either.
@@ -205,4 +219,24 @@ pub fn entry_blobs(entry: &Entry) -> Vec<Key> {
     blobs.sort();
     blobs.dedup();
     blobs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blob_is_read_for_upload_only_when_it_is_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        std::fs::write(&path, b"content").unwrap();
+        let name = *blake3::hash(b"content").as_bytes();
+        assert_eq!(read_checked(&path, &name).unwrap(), b"content");
+
+        // What a crash can leave of an unsynced blob: its size, other bytes.
+        std::fs::write(&path, [0u8; 7]).unwrap();
+        let err = read_checked(&path, &name).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(!path.exists(), "the damaged blob is removed");
+    }
 }

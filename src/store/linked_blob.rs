@@ -84,13 +84,23 @@ pub fn put_linked(layout: &Layout, output: &Path, update: &mut StateUpdate) -> i
     if destination.exists() {
         return Ok(Linked::Stored { blob, mode });
     }
+    let unsynced = super::state::boot_id().is_some();
+    if !unsynced {
+        // No way to forget the memo after a reboot: made durable, as a copied blob is.
+        file.file()
+            .sync_data()
+            .map_err(io_failed("sync file", link.path()))?;
+    }
     create_fan_out_dir(&destination)?;
     let temp_path = link.path().to_path_buf();
     link.persist(&destination)
         .map_err(|err| super::io_failed_between("rename", &temp_path, &destination)(err.error))?;
-    update
-        .unsynced_verified
-        .push((verified_memo_key(&hash, &meta), *hash.as_bytes()));
+    let memo = (verified_memo_key(&hash, &meta), *hash.as_bytes());
+    if unsynced {
+        update.unsynced_verified.push(memo);
+    } else {
+        update.file_hashes.push(memo);
+    }
     Ok(Linked::Stored { blob, mode })
 }
 

@@ -453,7 +453,14 @@ fn is_corruption(err: &StoreError) -> bool {
 
 /// The kernel's id of this boot; constant when unavailable (non-Linux), which disables the check.
 fn current_boot_id() -> Vec<u8> {
-    fs::read("/proc/sys/kernel/random/boot_id").unwrap_or_else(|_| b"unknown".to_vec())
+    boot_id().unwrap_or_else(|| b"unknown".to_vec())
+}
+
+/// The kernel's id of this boot, if it says (`/proc/sys/kernel/random/boot_id`). Without it a
+/// reboot cannot be told apart, so nothing may rely on being forgotten after one: blobs stored by
+/// link are synced and no incremental session is kept.
+pub fn boot_id() -> Option<Vec<u8>> {
+    fs::read("/proc/sys/kernel/random/boot_id").ok()
 }
 
 #[cfg(test)]

@@ -51,6 +51,11 @@ pub struct Evidence<'a> {
 }
 
 impl IncrementalCompile {
+    /// Where the store keeps this crate's sessions.
+    fn group(&self) -> sessions::Crate {
+        sessions::Crate::new(&self.dir, &self.crate_name)
+    }
+
     /// Reads the crate's sessions before the run.
     pub fn note_before(&mut self) {
         self.before = Some(finalized_sessions(&self.dir, &self.crate_name));
@@ -69,6 +74,10 @@ impl IncrementalCompile {
         update: &mut StateUpdate,
     ) {
         let Some(before) = &self.before else { return };
+        let Some(boot_id) = crate::store::state::boot_id() else {
+            update.count(counter("not_kept.no_boot_id"), 1);
+            return;
+        };
         let after = finalized_sessions(&self.dir, &self.crate_name);
         let new: Vec<&(String, String)> = after.0.difference(&before.0).collect();
         let Some((crate_dir, session)) = self.this_compiles(&new, evidence) else {
@@ -81,11 +90,11 @@ impl IncrementalCompile {
             crate_dir: crate_dir.clone(),
             session: session.clone(),
             outputs,
-            boot_id: sessions::current_boot_id(),
+            boot_id,
             files: Vec::new(),
         };
         let source = self.dir.join(crate_dir).join(session);
-        match sessions::keep(&store.layout, result_key, record, &source) {
+        match sessions::keep(&store.layout, &self.group(), result_key, record, &source) {
             Ok(()) => update.count(counter("kept"), 1),
             Err(err) => {
                 tracing::debug!("incremental session {} not kept: {err}", source.display());
@@ -139,7 +148,7 @@ impl IncrementalCompile {
         layout: &[u8],
         update: &mut StateUpdate,
     ) {
-        let Some(kept) = sessions::find(&store.layout, result_key) else {
+        let Some(kept) = sessions::find(&store.layout, &self.group(), result_key) else {
             return;
         };
         let record = &kept.record;
@@ -158,7 +167,7 @@ impl IncrementalCompile {
         } else if crate_has_session(&self.dir.join(&record.crate_dir)) {
             Some("state_present")
         } else if !kept.intact() {
-            let _ = sessions::remove(&store.layout, result_key);
+            let _ = sessions::remove(&store.layout, &self.group(), result_key);
             Some("changed")
         } else {
             None
@@ -176,27 +185,38 @@ impl IncrementalCompile {
         update.count(counter(&name), 1);
     }
 
-    /// Links the kept files into a dir rustc ignores, creates the session's lock file, and
-    /// renames the dir to the session's name: rustc sees the whole session or none.
+    /// Links the kept files into a dir rustc ignores, checking each link is the file kept (a
+    /// concurrent keep of the same entry may have replaced the session since it was checked),
+    /// creates the session's lock file, and renames the dir to the session's name: rustc sees
+    /// the whole session or none.
     fn link_back(&self, kept: &sessions::KeptSession) -> io::Result<()> {
         let record = &kept.record;
         let crate_dir = self.dir.join(&record.crate_dir);
         fs::create_dir_all(&crate_dir)?;
+        remove_stale_restoring_dirs(&crate_dir);
         let temp = tempfile::Builder::new()
-            .prefix("rcache-restoring-")
+            .prefix(RESTORING_PREFIX)
             .tempdir_in(&crate_dir)?;
         for file in &record.files {
             if !plain_name(&file.name) {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, "a file name"));
             }
-            fs::hard_link(
-                kept.files_dir.join(&file.name),
-                temp.path().join(&file.name),
-            )?;
+            let link = temp.path().join(&file.name);
+            fs::hard_link(kept.files_dir.join(&file.name), &link)?;
+            if !file.is(&fs::symlink_metadata(&link)?) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the kept session changed while it was put back",
+                ));
+            }
         }
         let lock_name = lock_file_name(&record.session).expect("checked by the caller");
         let lock = crate_dir.join(lock_name);
-        fs::File::create(&lock)?;
+        // A lock file already there is another session's: no session of rcache's goes beside it.
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&lock)?;
         let session = crate_dir.join(&record.session);
         if let Err(err) = fs::rename(temp.path(), &session) {
             let _ = fs::remove_file(&lock);
@@ -204,6 +224,26 @@ impl IncrementalCompile {
         }
         let _ = temp.keep();
         Ok(())
+    }
+}
+
+/// Names of the dirs a session is put back in before it is renamed (rustc ignores them).
+const RESTORING_PREFIX: &str = "rcache-restoring-";
+
+/// Removes what a put-back killed before its rename left in a crate dir (its temp dir holds
+/// links to a whole session). Cargo's build lock keeps two builds out of one crate dir, so any
+/// such dir older than a minute is a leftover.
+fn remove_stale_restoring_dirs(crate_dir: &Path) {
+    let minute_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    for name in read_names(crate_dir) {
+        let path = crate_dir.join(&name);
+        let stale = name.starts_with(RESTORING_PREFIX)
+            && fs::symlink_metadata(&path)
+                .and_then(|meta| meta.modified())
+                .is_ok_and(|modified| modified < minute_ago);
+        if stale {
+            let _ = fs::remove_dir_all(&path);
+        }
     }
 }
 

@@ -199,7 +199,8 @@ fn persist(
     if destination.exists() {
         return Ok(());
     }
-    if durability == Durability::Synced {
+    // Without a boot id a reboot cannot be told apart, and an unsynced memo would outlive it.
+    if durability == Durability::Synced || super::state::boot_id().is_none() {
         temp.as_file()
             .sync_data()
             .map_err(io_failed("sync file", temp.path()))?;
@@ -272,7 +273,9 @@ pub fn open_verified(
         ));
     }
     if FileStamp::of(&meta) == digest.stamp {
-        update.file_hashes.push((memo_key, *hash.as_bytes()));
+        // Hashed from what may be unsynced pages (an output stored by link, a fetched blob):
+        // trusted until the next reboot only, when a crash may have lost them.
+        update.unsynced_verified.push((memo_key, *hash.as_bytes()));
     }
     Ok(file)
 }

@@ -100,9 +100,9 @@ fn an_unmemoized_blob_is_hashed_once_then_memoized() {
     let mut update = StateUpdate::default();
     assert!(open_verified(&store, &blob.hash, blob.size, &mut update).is_ok());
     assert_eq!(
-        update.file_hashes.len(),
+        update.unsynced_verified.len(),
         1,
-        "verified by hashing, then memoized"
+        "verified by hashing, then memoized until the next reboot"
     );
 }
 
