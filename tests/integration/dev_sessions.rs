@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::harness::{CargoCmd, Run, Sandbox, expected_output, run_command};
+use crate::harness::{CargoCmd, Run, Sandbox, expected_output};
 
 const LEAF_SRC: &str = "demo_leaf/src/lib.rs";
 
@@ -186,20 +186,12 @@ fn a_kept_session_that_changed_is_not_put_back_and_clear_removes_them() {
 #[test]
 fn a_git_worktree_hits_and_keeps_its_own_sessions() {
     let sb = sandbox_with_two_codegen_units();
-    let git = |args: &[&str]| {
-        let mut cmd = std::process::Command::new("git");
-        cmd.args(["-c", "user.name=t", "-c", "user.email=t@t"])
-            .args(args)
-            .current_dir(&sb.ws);
-        let (status, _, stderr) = run_command(&mut cmd, "git");
-        assert!(status.success(), "git {args:?}: {stderr}");
-    };
-    git(&["init", "-q"]);
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "fixture"]);
+    sb.git(&["init", "-q"]);
+    sb.git(&["add", "-A"]);
+    sb.git(&["commit", "-q", "-m", "fixture"]);
     dev_build(&sb);
     let second = sb.root.join("worktree");
-    git(&["worktree", "add", "-q", second.to_str().unwrap()]);
+    sb.git(&["worktree", "add", "-q", second.to_str().unwrap()]);
     let second_target = second.join("target");
     let build = || {
         dev(&sb, &["build"])

@@ -173,6 +173,17 @@ impl Sandbox {
         self.ws.join(rel)
     }
 
+    /// `git <args>` in the workspace (commits as a throwaway identity); panics unless it succeeds.
+    #[track_caller]
+    pub fn git(&self, args: &[&str]) {
+        let mut cmd = Command::new("git");
+        cmd.args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .current_dir(&self.ws);
+        let (status, _, stderr) = run_command(&mut cmd, "git");
+        assert!(status.success(), "git {args:?}: {stderr}");
+    }
+
     /// Replaces the one occurrence of `from` in a workspace file with `to`.
     #[track_caller]
     pub fn edit(&self, rel: &str, from: &str, to: &str) {

@@ -91,19 +91,11 @@ fn a_second_checkout_at_another_depth_hits_every_crate_with_its_own_paths() {
 #[test]
 fn a_git_worktree_hits_every_crate() {
     let sb = Sandbox::new();
-    let git = |args: &[&str]| {
-        let mut cmd = Command::new("git");
-        cmd.args(["-c", "user.name=t", "-c", "user.email=t@t"])
-            .args(args)
-            .current_dir(&sb.ws);
-        let (status, _, stderr) = run_command(&mut cmd, "git");
-        assert!(status.success(), "git {args:?}: {stderr}");
-    };
-    git(&["init", "-q"]);
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "fixture"]);
+    sb.git(&["init", "-q"]);
+    sb.git(&["add", "-A"]);
+    sb.git(&["commit", "-q", "-m", "fixture"]);
     let worktree = sb.root.join("wt");
-    git(&["worktree", "add", "-q", worktree.to_str().unwrap()]);
+    sb.git(&["worktree", "add", "-q", worktree.to_str().unwrap()]);
     sb.cold_build();
 
     let wt_target = worktree.join("target");
