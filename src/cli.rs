@@ -128,6 +128,17 @@ pub enum RemoteCommand {
     /// Publish the queue (the detached uploader that stores start).
     #[command(hide = true)]
     Upload,
+    /// Pull a build's group into the store while the build runs (the detached prefetcher that
+    /// a remote hit starts).
+    #[command(hide = true)]
+    Prefetch {
+        /// The group, 64 hex digits.
+        #[arg(long)]
+        group: String,
+        /// The build's process to watch, `<pid>:<start time>`.
+        #[arg(long)]
+        build: String,
+    },
 }
 
 fn parse_size_arg(text: &str) -> Result<u64, String> {
@@ -301,6 +312,9 @@ pub fn run_command(cli: Cli) -> anyhow::Result<ExitCode> {
             RemoteCommand::Check => commands::remote::check(&config),
             RemoteCommand::Flush => commands::remote::flush(&config),
             RemoteCommand::Upload => commands::remote::upload(&config),
+            RemoteCommand::Prefetch { group, build } => {
+                commands::remote::prefetch(&config, &group, &build)
+            }
         },
         None if cli.show_stats || cli.zero_stats => Ok(ExitCode::SUCCESS),
         None => {

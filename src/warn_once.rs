@@ -91,13 +91,19 @@ fn parent_identity() -> Option<(u32, u64)> {
 }
 
 /// Field 22 of a `/proc/<pid>/stat` line: when the process started, in clock ticks since boot.
-fn start_time(stat: &str) -> Option<u64> {
+pub(crate) fn start_time(stat: &str) -> Option<u64> {
     // The command name (field 2) is in parentheses and may hold spaces: count after its end.
     let after_name = &stat[stat.rfind(')')? + 1..];
     after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 fn remove_old_markers(dir: &Path) {
+    remove_files_older_than(dir, MARKER_MAX_AGE);
+}
+
+/// Removes the files of `dir` last modified more than `max_age` ago (markers left by processes
+/// that did not remove their own); faults are ignored.
+pub(crate) fn remove_files_older_than(dir: &Path, max_age: Duration) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
@@ -108,7 +114,7 @@ fn remove_old_markers(dir: &Path) {
             .and_then(|meta| meta.modified())
             .ok()
             .and_then(|modified| now.duration_since(modified).ok())
-            .is_some_and(|age| age > MARKER_MAX_AGE);
+            .is_some_and(|age| age > max_age);
         if old {
             let _ = fs::remove_file(entry.path());
         }

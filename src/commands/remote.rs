@@ -1,4 +1,5 @@
-//! `rcache remote check | flush`, and the detached uploader (`rcache remote upload`).
+//! `rcache remote check | flush`, the detached uploader (`rcache remote upload`) and the
+//! detached prefetcher (`rcache remote prefetch`).
 //!
 //! - `check` tells whether the remote is reachable and, unless read-only, writable: it reads,
 //!   then writes, reads back and deletes a scratch object. A check that passes ends a backoff
@@ -130,5 +131,21 @@ pub fn upload(config: &Config) -> anyhow::Result<ExitCode> {
     let result = uploader::run_uploader(&remote, &store, &mut update);
     let _ = store.state.apply(&update);
     result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The detached prefetcher (`crate::remote::prefetch`): bad arguments are an error; what the
+/// prefetch met is counted in the stats.
+pub fn prefetch(config: &Config, group: &str, build: &str) -> anyhow::Result<ExitCode> {
+    let group = blake3::Hash::from_hex(group)
+        .map(|hash| *hash.as_bytes())
+        .with_context(|| format!("--group {group:?} is not 64 hex digits"))?;
+    let build = crate::remote::group::ProcessIdentity::from_arg(build)
+        .with_context(|| format!("--build {build:?} is not <pid>:<start time>"))?;
+    let store = crate::commands::stats::open(config)?;
+    let Some(remote) = Remote::from_config(config)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    crate::remote::prefetch::run(&remote, &store, &group, build);
     Ok(ExitCode::SUCCESS)
 }

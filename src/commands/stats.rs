@@ -136,6 +136,14 @@ pub fn show(config: &Config, json: bool) -> anyhow::Result<()> {
                 ),
             ),
             ("  queued for upload", remote.pending_uploads.to_string()),
+            (
+                "  prefetched: entries used / unused",
+                format!(
+                    "{} / {}",
+                    prefetched(remote, "used"),
+                    prefetched(remote, "unused")
+                ),
+            ),
         ]);
     }
     let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
@@ -208,4 +216,9 @@ pub fn zero(config: &Config) -> anyhow::Result<()> {
     store.state.zero_counters()?;
     println!("Statistics zeroed.");
     Ok(())
+}
+
+/// A prefetcher figure (`remote.prefetch.<name>`), 0 when never counted.
+fn prefetched(remote: &crate::stats::RemoteCounts, name: &str) -> u64 {
+    remote.prefetch.get(name).copied().unwrap_or(0)
 }

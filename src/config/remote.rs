@@ -128,6 +128,8 @@ pub struct RemoteConfig {
     pub timeout: Setting<Duration>,
     pub backoff: Setting<Duration>,
     pub upload: Setting<UploadMode>,
+    /// Whether a remote hit starts the prefetcher (`crate::remote::prefetch`).
+    pub prefetch: Setting<bool>,
 }
 
 pub(crate) const REMOTE: Names = Names {
@@ -162,6 +164,10 @@ const REMOTE_BACKOFF: Names = Names {
     env: "RCACHE_REMOTE_BACKOFF",
     toml: "remote_backoff",
 };
+const REMOTE_PREFETCH: Names = Names {
+    env: "RCACHE_REMOTE_PREFETCH",
+    toml: "remote_prefetch",
+};
 const REMOTE_UPLOAD: Names = Names {
     env: "RCACHE_REMOTE_UPLOAD",
     toml: "remote_upload",
@@ -180,6 +186,7 @@ impl RemoteConfig {
             timeout: loader.or(&REMOTE_TIMEOUT, positive, DEFAULT_REMOTE_TIMEOUT),
             backoff: loader.or(&REMOTE_BACKOFF, duration, DEFAULT_REMOTE_BACKOFF),
             upload: loader.or(&REMOTE_UPLOAD, UploadMode::parse, UploadMode::Background),
+            prefetch: loader.flag(&REMOTE_PREFETCH, true),
         }
     }
 
@@ -224,6 +231,12 @@ impl RemoteConfig {
                 REMOTE_READONLY.toml,
                 self.readonly.value.to_string(),
                 &self.readonly.source,
+            ),
+            (
+                REMOTE_PREFETCH.env,
+                REMOTE_PREFETCH.toml,
+                self.prefetch.value.to_string(),
+                &self.prefetch.source,
             ),
             (
                 REMOTE_KEY.env,

@@ -73,6 +73,10 @@ pub trait Backend: Send + Sync {
         created_unix_ms: u64,
         encoded: Vec<u8>,
     ) -> Result<(), RemoteError>;
+    /// Appends one part to a group, without touching the others.
+    fn add_group_part(&self, group: &Key, part: Vec<u8>) -> Result<(), RemoteError>;
+    /// A group's parts, in the order they were added (empty when the remote has none).
+    fn group_parts(&self, group: &Key) -> Result<Vec<Vec<u8>>, RemoteError>;
 }
 
 /// Bytes per second a transfer is allowed on top of the request timeout: a large blob over a

@@ -61,6 +61,8 @@ impl RemoteOutcome {
 pub struct Fetched {
     pub result_key: Key,
     pub entry: Entry,
+    /// The group the entry was published with: what a prefetcher can pull next.
+    pub group: Option<Key>,
 }
 
 /// Counts a remote hit once its restore is known: a hit if the outputs were restored, else a
@@ -84,7 +86,7 @@ pub fn settle_hit(
 }
 
 /// Why a lookup stopped.
-enum Stop {
+pub(super) enum Stop {
     /// The remote failed: counted, and every process skips it for a while.
     Remote(RemoteError),
     /// Bad data, or a local fault while storing it: counted, no backoff.
@@ -166,7 +168,7 @@ fn look_up(
     );
     let mut rejected = None;
     for bytes in &encoded {
-        let Some(mut candidate) = decode_candidate(bytes) else {
+        let Some((mut candidate, group)) = decode_candidate(bytes) else {
             tracing::debug!("an undecodable remote candidate; skipped");
             continue;
         };
@@ -191,7 +193,14 @@ fn look_up(
         }
         candidate.result_key = result_key;
         commit(store, invocation_key, candidate, &entry);
-        return Ok((Some(Fetched { result_key, entry }), None));
+        return Ok((
+            Some(Fetched {
+                result_key,
+                entry,
+                group,
+            }),
+            None,
+        ));
     }
     Ok((None, rejected))
 }
@@ -223,7 +232,7 @@ enum Blob {
 /// False if the remote lacks one. The first blob that fails stops the others from starting.
 /// When several fail, a remote failure wins (it starts the backoff), then bad data (counted,
 /// and deleted from the remote), then a local fault, then an eviction (a plain miss).
-fn fetch_blobs(
+pub(super) fn fetch_blobs(
     remote: &Remote,
     store: &Store,
     entry: &Entry,
@@ -446,7 +455,12 @@ fn present_locally(store: &Store, blob: &Key, size: u64) -> bool {
 /// Commits the fetched entry into the local index. A failure (a busy or full store) is logged
 /// only: the blobs are on disk, so this compile still restores from them, and the next one
 /// asks the remote again.
-fn commit(store: &Store, invocation_key: &Key, candidate: Candidate, entry: &Entry) {
+pub(super) fn commit(
+    store: &Store,
+    invocation_key: &Key,
+    candidate: Candidate,
+    entry: &Entry,
+) -> bool {
     let committed = store
         .lock(Duration::from_millis(STORE_LOCK_TIMEOUT_MS))
         .and_then(|_lock| {
@@ -454,7 +468,11 @@ fn commit(store: &Store, invocation_key: &Key, candidate: Candidate, entry: &Ent
                 .index
                 .commit_compile(&store.layout, invocation_key, candidate, entry)
         });
-    if let Err(err) = committed {
-        tracing::warn!("could not keep a remote entry locally: {err}");
+    match committed {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::warn!("could not keep a remote entry locally: {err}");
+            false
+        }
     }
 }

@@ -7,7 +7,11 @@
 //! - entries, named by their result key, in an envelope that may carry an HMAC-SHA256 over the
 //!   result key and the encoded entry together;
 //! - candidates, filed under their invocation key, one object (S3) or one set member (Redis)
-//!   each, so that two machines adding candidates for one key at once never lose either.
+//!   each, so that two machines adding candidates for one key at once never lose either; each
+//!   names the group (the publishing build) it was published with;
+//! - groups: what one build published, in parts appended as it publishes (one object per part
+//!   on S3, one list element per part on Redis), read whole by the prefetcher
+//!   ([`super::prefetch`]).
 
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -16,11 +20,12 @@ use crate::hash::{Key, hex};
 use crate::stats::reason::RemoteErrorReason;
 use crate::store::entry::{self, Candidate, Entry};
 
-/// Version of the remote layout; names the `rcache-v3` prefix. A change to the meaning of any
+/// Version of the remote layout; names the `rcache-v4` prefix. A change to the meaning of any
 /// remote object bumps it, so that old and new clients never misread each other's objects: a
 /// client finds nothing under another version's names (a miss), and writes nothing there.
-/// Version 1 held blobs raw; version 2 holds them as zstd frames (store-format/README.md §8).
-pub const REMOTE_FORMAT_VERSION: u32 = 3;
+/// Version 1 held blobs raw; version 2 holds them as zstd frames; version 3 path-independent
+/// candidates; version 4 candidates that name their group, and groups (store-format/README.md §8).
+pub const REMOTE_FORMAT_VERSION: u32 = 4;
 
 /// How many candidates a lookup reads for one invocation key, newest first.
 pub const REMOTE_MAX_CANDIDATES: usize = 16;
@@ -30,8 +35,14 @@ pub const REDIS_KEPT_CANDIDATES: isize = 64;
 
 /// First bytes of an entry envelope.
 const ENTRY_MAGIC: &[u8; 4] = b"RCE1";
-/// First bytes of a candidate envelope.
-const CANDIDATE_MAGIC: &[u8; 4] = b"RCC1";
+/// First bytes of a candidate envelope; the group (32 bytes, zeros for none) follows.
+const CANDIDATE_MAGIC: &[u8; 4] = b"RCC2";
+/// First bytes of a group part.
+const GROUP_PART_MAGIC: &[u8; 4] = b"RCG1";
+/// The group of a candidate published outside any group.
+const NO_GROUP: Key = [0; 32];
+/// How long Redis keeps a group after its last part was added.
+pub const REDIS_GROUP_TTL_SECS: u64 = 30 * 24 * 3600;
 /// Entry envelope flag: no signature follows.
 const UNSIGNED: u8 = 0;
 /// Entry envelope flag: a 32-byte HMAC-SHA256 follows.
@@ -44,11 +55,17 @@ const SIGNATURE_CONTEXT: &[u8] = b"rcache remote entry v1\0";
 pub enum Object {
     Blob(Key),
     Entry(Key),
+    /// One part of a group (S3 only: Redis appends parts to one list, [`redis_group_key`]);
+    /// named so that the parts of a group list in the order they were added.
+    GroupPart {
+        group: Key,
+        name: String,
+    },
     /// A scratch object written and deleted by `rcache remote check`.
     Check(String),
 }
 
-/// The common prefix of every name: `rcache-v3`.
+/// The common prefix of every name: `rcache-v4`.
 pub fn version_prefix() -> String {
     format!("rcache-v{REMOTE_FORMAT_VERSION}")
 }
@@ -60,6 +77,7 @@ impl Object {
         match self {
             Object::Blob(hash) => format!("{root}/blobs/{}", hex(hash)),
             Object::Entry(key) => format!("{root}/entries/{}", hex(key)),
+            Object::GroupPart { group, name } => format!("{}{name}", s3_group_dir(group)),
             Object::Check(name) => format!("{root}/check/{name}"),
         }
     }
@@ -70,6 +88,7 @@ impl Object {
         match self {
             Object::Blob(hash) => format!("{root}:blob:{}", hex(hash)),
             Object::Entry(key) => format!("{root}:entry:{}", hex(key)),
+            Object::GroupPart { group, .. } => redis_group_key(group),
             Object::Check(name) => format!("{root}:check:{name}"),
         }
     }
@@ -96,15 +115,49 @@ pub fn redis_candidates_key(invocation_key: &Key) -> String {
     format!("{}:candidates:{}", version_prefix(), hex(invocation_key))
 }
 
-/// A candidate as the remote holds it.
-pub fn encode_candidate(candidate: &Candidate) -> Vec<u8> {
+/// The S3 "directory" holding a group's parts.
+pub fn s3_group_dir(group: &Key) -> String {
+    format!("{}/groups/{}/", version_prefix(), hex(group))
+}
+
+/// The Redis list of a group's parts.
+pub fn redis_group_key(group: &Key) -> String {
+    format!("{}:group:{}", version_prefix(), hex(group))
+}
+
+/// A candidate as the remote holds it: `RCC2`, the group it was published with (32 bytes, zeros
+/// for none), then the encoded candidate.
+pub fn encode_candidate(candidate: &Candidate, group: Option<&Key>) -> Vec<u8> {
     let mut bytes = CANDIDATE_MAGIC.to_vec();
+    bytes.extend(group.unwrap_or(&NO_GROUP));
     bytes.extend(entry::encode(candidate));
     bytes
 }
 
-pub fn decode_candidate(bytes: &[u8]) -> Option<Candidate> {
-    entry::decode(bytes.strip_prefix(CANDIDATE_MAGIC)?).ok()
+/// A remote candidate and the group it names.
+pub fn decode_candidate(bytes: &[u8]) -> Option<(Candidate, Option<Key>)> {
+    let rest = bytes.strip_prefix(CANDIDATE_MAGIC)?;
+    let group: Key = rest.get(..32)?.try_into().ok()?;
+    let candidate = entry::decode(&rest[32..]).ok()?;
+    Some((candidate, (group != NO_GROUP).then_some(group)))
+}
+
+/// One record of a group: an invocation key and a candidate envelope filed under it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GroupRecord {
+    pub invocation_key: Key,
+    pub candidate: Vec<u8>,
+}
+
+/// A group part: `RCG1`, then the postcard-encoded records.
+pub fn encode_group_part(records: &[GroupRecord]) -> Vec<u8> {
+    let mut bytes = GROUP_PART_MAGIC.to_vec();
+    bytes.extend(postcard::to_allocvec(records).expect("records encode"));
+    bytes
+}
+
+pub fn decode_group_part(bytes: &[u8]) -> Option<Vec<GroupRecord>> {
+    postcard::from_bytes(bytes.strip_prefix(GROUP_PART_MAGIC)?).ok()
 }
 
 /// An entry as the remote holds it: `RCE1`, a flag byte, the HMAC-SHA256 of
@@ -267,25 +320,56 @@ mod tests {
             result_key: [5; 32],
             path_bound: None,
         };
-        let bytes = encode_candidate(&candidate);
-        assert_eq!(decode_candidate(&bytes), Some(candidate));
+        let bytes = encode_candidate(&candidate, None);
+        assert_eq!(decode_candidate(&bytes), Some((candidate.clone(), None)));
         assert_eq!(decode_candidate(&bytes[4..]), None);
+        let grouped = encode_candidate(&candidate, Some(&[7; 32]));
+        assert_eq!(decode_candidate(&grouped), Some((candidate, Some([7; 32]))));
+        assert_eq!(decode_candidate(&grouped[..30]), None);
         assert_eq!(
             Object::Blob([0xab; 32]).s3_path().len(),
-            "rcache-v3/blobs/".len() + 64
+            "rcache-v4/blobs/".len() + 64
         );
         assert!(
             Object::Entry([0; 32])
                 .redis_key()
-                .starts_with("rcache-v3:entry:")
+                .starts_with("rcache-v4:entry:")
         );
         // Every name carries the version: a version-1 remote's objects are never read.
-        assert!(s3_candidates_dir(&invocation).starts_with("rcache-v3/candidates/"));
-        assert!(redis_candidates_key(&invocation).starts_with("rcache-v3:candidates:"));
+        assert!(s3_candidates_dir(&invocation).starts_with("rcache-v4/candidates/"));
+        assert!(redis_candidates_key(&invocation).starts_with("rcache-v4:candidates:"));
         assert!(
             Object::Check("x".into())
                 .s3_path()
-                .starts_with("rcache-v3/")
+                .starts_with("rcache-v4/")
         );
+    }
+
+    #[test]
+    fn group_parts_round_trip_and_refuse_other_bytes() {
+        let records = vec![
+            GroupRecord {
+                invocation_key: [1; 32],
+                candidate: b"RCC2 one".to_vec(),
+            },
+            GroupRecord {
+                invocation_key: [2; 32],
+                candidate: b"RCC2 two".to_vec(),
+            },
+        ];
+        let part = encode_group_part(&records);
+        assert_eq!(decode_group_part(&part), Some(records));
+        assert_eq!(decode_group_part(&part[4..]), None);
+        assert_eq!(decode_group_part(b"RCG1\xff\xff"), None);
+        let group = [0xcd; 32];
+        let object = Object::GroupPart {
+            group,
+            name: "0001-x".into(),
+        };
+        assert_eq!(
+            object.s3_path(),
+            format!("rcache-v4/groups/{}/0001-x", hex(&group))
+        );
+        assert_eq!(object.redis_key(), redis_group_key(&group));
     }
 }

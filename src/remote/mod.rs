@@ -13,6 +13,9 @@
 //! - [`layout`]: object names and envelopes (the remote format, versioned).
 //! - [`codec`]: blobs travel as zstd frames; the local store keeps them uncompressed.
 //! - [`backoff`]: after a failure, every rcache process skips the remote for a while.
+//! - [`group`] and [`prefetch`]: what one build published is a group; a fresh machine's first
+//!   remote hit starts a detached prefetcher that pulls the rest of that group into the local
+//!   store before cargo asks for it.
 //!
 //! A remote never breaks a build: every fault is counted under `remote.` in the stats, and the
 //! compile goes on locally.
@@ -21,7 +24,9 @@ pub(crate) mod backend;
 pub(crate) mod backoff;
 pub mod codec;
 pub(crate) mod fetch;
+pub(crate) mod group;
 pub mod layout;
+pub(crate) mod prefetch;
 pub(crate) mod publish;
 pub(crate) mod queue;
 pub(crate) mod redis;
@@ -37,7 +42,7 @@ use crate::hash::Key;
 use crate::store::entry::Candidate;
 use crate::store::state::StateUpdate;
 pub use backend::{Backend, RemoteError};
-use layout::{REMOTE_MAX_CANDIDATES, decode_candidate, encode_candidate};
+use layout::{GroupRecord, REMOTE_MAX_CANDIDATES, decode_candidate, encode_candidate};
 
 /// Counter-name prefix of the remote's figures (`remote.hits`, `remote.error_reasons.timeout`).
 pub const COUNTER_PREFIX: &str = "remote.";
@@ -110,9 +115,13 @@ impl Remote {
         self.secret.as_deref()
     }
 
-    /// The candidates filed under an invocation key, newest first; undecodable ones are left
-    /// out. Their result keys are as stored: a lookup recomputes them.
-    pub fn candidates(&self, invocation_key: &Key) -> Result<Vec<Candidate>, RemoteError> {
+    /// The candidates filed under an invocation key, newest first, each with the group it was
+    /// published with; undecodable ones are left out. Their result keys are as stored: a lookup
+    /// recomputes them.
+    pub fn candidates(
+        &self,
+        invocation_key: &Key,
+    ) -> Result<Vec<(Candidate, Option<Key>)>, RemoteError> {
         let encoded = self
             .backend
             .candidates(invocation_key, REMOTE_MAX_CANDIDATES)?;
@@ -122,20 +131,40 @@ impl Remote {
             .collect())
     }
 
-    /// Files one more candidate under an invocation key; candidates added at the same time by
-    /// other machines are all kept.
+    /// Files one more candidate under an invocation key, naming the group it is published
+    /// with; candidates added at the same time by other machines are all kept. Returns the
+    /// envelope as filed, for the group's record of it.
     pub fn add_candidate(
         &self,
         invocation_key: &Key,
         candidate: &Candidate,
-    ) -> Result<(), RemoteError> {
+        group: Option<&Key>,
+    ) -> Result<Vec<u8>, RemoteError> {
         let now = crate::clock::unix_ms(std::time::SystemTime::now());
-        self.backend.add_candidate(
-            invocation_key,
-            &candidate.result_key,
-            now,
-            encode_candidate(candidate),
-        )
+        let encoded = encode_candidate(candidate, group);
+        self.backend
+            .add_candidate(invocation_key, &candidate.result_key, now, encoded.clone())?;
+        Ok(encoded)
+    }
+
+    /// Appends one part to a group (parts from several processes are all kept).
+    pub fn add_group_part(&self, group: &Key, records: &[GroupRecord]) -> Result<(), RemoteError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.backend
+            .add_group_part(group, layout::encode_group_part(records))
+    }
+
+    /// The records of a group, in the order they were published; undecodable parts are left
+    /// out.
+    pub fn group(&self, group: &Key) -> Result<Vec<GroupRecord>, RemoteError> {
+        let parts = self.backend.group_parts(group)?;
+        Ok(parts
+            .iter()
+            .filter_map(|part| layout::decode_group_part(part))
+            .flatten()
+            .collect())
     }
 }
 

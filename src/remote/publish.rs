@@ -1,7 +1,8 @@
 //! Publishing a locally stored entry: the blobs the remote lacks (each compressed into one zstd
-//! frame, [`super::codec`]), then the entry (signed when a secret is set), then its candidate. In
-//! that order, a reader that finds the candidate finds the rest, unless the remote evicted it
-//! meanwhile (a miss).
+//! frame, [`super::codec`]), then the entry (signed when a secret is set), then its candidate,
+//! naming the group of the build that stored it; the caller then adds the candidate to that
+//! group ([`add_to_group`]). In that order, a reader that finds the candidate (or the group's
+//! record of it) finds the rest, unless the remote evicted it meanwhile (a miss).
 //!
 //! [`after_store`] is the wrapper's hook after every successful store: with
 //! `RCACHE_REMOTE_UPLOAD=sync` it publishes before the compile's process exits; by default it
@@ -9,7 +10,7 @@
 //! must start one.
 
 use super::backend::RemoteError;
-use super::layout::{Object, seal_entry};
+use super::layout::{GroupRecord, Object, seal_entry};
 use super::{Remote, backoff, codec, count, count_error, queue};
 use crate::config::{Config, UploadMode};
 use crate::hash::Key;
@@ -18,12 +19,14 @@ use crate::store::state::StateUpdate;
 use crate::store::{Store, StoreError};
 
 /// What publishing one entry did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Published {
     /// False when the entry is no longer in the local store (gc removed it): nothing to do.
     pub entry: bool,
     pub blobs_uploaded: u64,
     pub bytes_up: u64,
+    /// The group's record of the published candidate (none when nothing was published).
+    pub record: Option<GroupRecord>,
 }
 
 /// A publish that could not complete.
@@ -67,7 +70,8 @@ pub fn after_store(
     }
     match settings.upload.value {
         UploadMode::Background => {
-            if let Err(err) = queue::enqueue(store, invocation_key, result_key) {
+            let group = super::group::this_build();
+            if let Err(err) = queue::enqueue(store, invocation_key, result_key, &group) {
                 tracing::warn!("could not queue an upload: {err}");
                 count_error(update, crate::store::io_reason(&err));
                 return false;
@@ -77,7 +81,8 @@ pub fn after_store(
         UploadMode::Sync => {
             if backoff::active(store) {
                 // Published later by `rcache remote flush`, or not at all.
-                let _ = queue::enqueue(store, invocation_key, result_key);
+                let group = super::group::this_build();
+                let _ = queue::enqueue(store, invocation_key, result_key, &group);
                 count(update, "skipped", 1);
                 return false;
             }
@@ -90,9 +95,41 @@ pub fn after_store(
                 }
             };
             // Counted (and a failure backed off) inside; the build goes on either way.
-            let _ = publish_counted(&remote, store, invocation_key, result_key, update);
+            let group = super::group::this_build();
+            let published = publish_counted(
+                &remote,
+                store,
+                invocation_key,
+                result_key,
+                Some(&group),
+                update,
+            );
+            if let Ok(Published {
+                record: Some(record),
+                ..
+            }) = published
+            {
+                add_to_group(&remote, store, &group, &[record], update);
+            }
             false
         }
+    }
+}
+
+/// Appends published candidates to their group; a remote failure is counted and starts the
+/// backoff (the entries themselves are published: only a prefetcher misses them).
+pub fn add_to_group(
+    remote: &Remote,
+    store: &Store,
+    group: &Key,
+    records: &[GroupRecord],
+    update: &mut StateUpdate,
+) {
+    if let Err(err) = remote.add_group_part(group, records) {
+        tracing::warn!("adding to the build's group on the remote failed ({err})");
+        count_error(update, err.reason());
+        backoff::start(store, remote.backoff);
+        backoff::warn_once(store, &err, remote.backoff);
     }
 }
 
@@ -102,9 +139,10 @@ pub fn publish_counted(
     store: &Store,
     invocation_key: &Key,
     result_key: &Key,
+    group: Option<&Key>,
     update: &mut StateUpdate,
 ) -> Result<Published, PublishError> {
-    let published = publish(remote, store, invocation_key, result_key);
+    let published = publish(remote, store, invocation_key, result_key, group);
     match &published {
         Ok(done) => {
             if done.entry {
@@ -124,12 +162,14 @@ pub fn publish_counted(
     published
 }
 
-/// Publishes the locally stored entry `result_key` with its candidate under `invocation_key`.
+/// Publishes the locally stored entry `result_key` with its candidate under `invocation_key`,
+/// the candidate naming `group`.
 pub fn publish(
     remote: &Remote,
     store: &Store,
     invocation_key: &Key,
     result_key: &Key,
+    group: Option<&Key>,
 ) -> Result<Published, PublishError> {
     let Some((entry, candidate)) = local_entry(store, invocation_key, result_key)? else {
         return Ok(Published::default());
@@ -164,7 +204,11 @@ pub fn publish(
     let sealed = seal_entry(result_key, &entry, remote.secret());
     published.bytes_up += sealed.len() as u64;
     backend.put_many(vec![(Object::Entry(*result_key), sealed)])?;
-    remote.add_candidate(invocation_key, &candidate)?;
+    let envelope = remote.add_candidate(invocation_key, &candidate, group)?;
+    published.record = Some(GroupRecord {
+        invocation_key: *invocation_key,
+        candidate: envelope,
+    });
     Ok(published)
 }
 

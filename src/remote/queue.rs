@@ -2,8 +2,10 @@
 //! uploader (`rcache remote upload`) publishes the queue. The cold build never waits for the
 //! network, and CI jobs run `rcache remote flush` at their end, since runners kill orphans.
 //!
-//! The queue is a directory of empty files, `v2/remote-queue/<invocation key>-<result key>`
-//! (hex): creating one is atomic, and two stores of one entry make one file. The uploader holds
+//! The queue is a directory of empty files, `v2/remote-queue/<invocation key>-<result key>-<group>`
+//! (hex; the group of the build that stored it, [`super::group`]): creating one is atomic, and
+//! two stores of one entry in one build make one file. A name without the group (queued by an
+//! older rcache) is published with none. The uploader holds
 //! `v2/remote-upload.lock` while it runs. A store queues its file *before* trying that lock, and
 //! the uploader lists the queue again after releasing it: so a file queued while an uploader is
 //! finishing is either seen by it or finds the lock free and starts another.
@@ -27,13 +29,21 @@ use crate::store::{Store, io_failed};
 pub struct Queued {
     pub invocation_key: Key,
     pub result_key: Key,
+    /// The group it is published with.
+    pub group: Option<Key>,
     pub path: PathBuf,
 }
 
-/// Queues an entry for publishing.
-pub fn enqueue(store: &Store, invocation_key: &Key, result_key: &Key) -> io::Result<()> {
+/// Queues an entry for publishing with `group`.
+pub fn enqueue(
+    store: &Store,
+    invocation_key: &Key,
+    result_key: &Key,
+    group: &Key,
+) -> io::Result<()> {
     let dir = store.layout.remote_queue_dir();
-    let path = dir.join(format!("{}-{}", hex(invocation_key), hex(result_key)));
+    let name = format!("{}-{}-{}", hex(invocation_key), hex(result_key), hex(group));
+    let path = dir.join(name);
     let create = || fs_err::File::create(&path).map(drop);
     match create() {
         Err(err) if err.kind() == io::ErrorKind::NotFound => {
@@ -60,7 +70,7 @@ pub fn pending(store: &Store) -> io::Result<Vec<Queued>> {
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name();
-        let Some((invocation_key, result_key)) = name.to_str().and_then(parse_name) else {
+        let Some((invocation_key, result_key, group)) = name.to_str().and_then(parse_name) else {
             let _ = fs::remove_file(entry.path()); // a stray file: not ours to keep
             continue;
         };
@@ -70,6 +80,7 @@ pub fn pending(store: &Store) -> io::Result<Vec<Queued>> {
             Queued {
                 invocation_key,
                 result_key,
+                group,
                 path: entry.path(),
             },
         ));
@@ -78,14 +89,23 @@ pub fn pending(store: &Store) -> io::Result<Vec<Queued>> {
     Ok(queued.into_iter().map(|(_, item)| item).collect())
 }
 
-fn parse_name(name: &str) -> Option<(Key, Key)> {
-    let (invocation, result) = name.split_once('-')?;
+fn parse_name(name: &str) -> Option<(Key, Key, Option<Key>)> {
     let parse = |text: &str| -> Option<Key> {
         blake3::Hash::from_hex(text)
             .ok()
             .map(|hash| *hash.as_bytes())
     };
-    Some((parse(invocation)?, parse(result)?))
+    let mut parts = name.split('-');
+    let invocation = parse(parts.next()?)?;
+    let result = parse(parts.next()?)?;
+    let group = match parts.next() {
+        Some(text) => Some(parse(text)?),
+        None => None,
+    };
+    parts
+        .next()
+        .is_none()
+        .then_some((invocation, result, group))
 }
 
 /// Whether an uploader must start: true unless one is running (it holds the upload lock). The
@@ -112,19 +132,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("store")).unwrap();
         assert!(pending(&store).unwrap().is_empty());
-        enqueue(&store, &[1; 32], &[2; 32]).unwrap();
+        enqueue(&store, &[1; 32], &[2; 32], &[9; 32]).unwrap();
         std::thread::sleep(Duration::from_millis(20));
-        enqueue(&store, &[3; 32], &[4; 32]).unwrap();
-        enqueue(&store, &[1; 32], &[2; 32]).unwrap();
+        enqueue(&store, &[3; 32], &[4; 32], &[9; 32]).unwrap();
+        enqueue(&store, &[1; 32], &[2; 32], &[9; 32]).unwrap();
+        // Queued by an older rcache: no group.
+        let old = format!("{}-{}", hex(&[5; 32]), hex(&[6; 32]));
+        fs::write(store.layout.remote_queue_dir().join(old), b"").unwrap();
         fs::write(store.layout.remote_queue_dir().join("stray"), b"").unwrap();
         let queued = pending(&store).unwrap();
-        let keys: Vec<(Key, Key)> = queued
+        let keys: Vec<(Key, Key, Option<Key>)> = queued
             .iter()
-            .map(|item| (item.invocation_key, item.result_key))
+            .map(|item| (item.invocation_key, item.result_key, item.group))
             .collect();
-        assert_eq!(keys.len(), 2);
-        assert!(keys.contains(&([1; 32], [2; 32])));
-        assert!(keys.contains(&([3; 32], [4; 32])));
+        assert_eq!(keys.len(), 3);
+        assert!(keys.contains(&([1; 32], [2; 32], Some([9; 32]))));
+        assert!(keys.contains(&([3; 32], [4; 32], Some([9; 32]))));
+        assert!(keys.contains(&([5; 32], [6; 32], None)));
         assert!(!store.layout.remote_queue_dir().join("stray").exists());
     }
 
@@ -134,7 +158,7 @@ mod tests {
         let store = Store::open(dir.path().join("store")).unwrap();
         let queue_dir = store.layout.remote_queue_dir();
         fs::write(&queue_dir, b"in the way").unwrap();
-        let err = enqueue(&store, &[1; 32], &[2; 32]).unwrap_err();
+        let err = enqueue(&store, &[1; 32], &[2; 32], &[3; 32]).unwrap_err();
         assert!(
             err.to_string().contains(&queue_dir.display().to_string()),
             "{err}"

@@ -5,7 +5,8 @@
 //!
 //! Blobs and entries are plain string keys. An invocation key's candidates are one sorted set
 //! (member: the encoded candidate, score: its creation time): `ZADD` from two machines at once
-//! keeps both, and a lookup reads the newest with one `ZREVRANGE`. Batches are pipelined.
+//! keeps both, and a lookup reads the newest with one `ZREVRANGE`. A group is one list: `RPUSH`
+//! appends a part (and renews its expiry), `LRANGE` reads them all. Batches are pipelined.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -13,7 +14,9 @@ use std::time::Duration;
 use redis::{Client, Connection, RedisError};
 
 use super::backend::{Backend, RemoteError, describe};
-use super::layout::{Object, REDIS_KEPT_CANDIDATES, redis_candidates_key};
+use super::layout::{
+    Object, REDIS_GROUP_TTL_SECS, REDIS_KEPT_CANDIDATES, redis_candidates_key, redis_group_key,
+};
 use crate::hash::Key;
 
 pub struct RedisBackend {
@@ -175,5 +178,31 @@ impl Backend for RedisBackend {
             .arg(-(REDIS_KEPT_CANDIDATES + 1))
             .ignore();
         self.with_connection(|connection| pipeline.query(connection))
+    }
+
+    fn add_group_part(&self, group: &Key, part: Vec<u8>) -> Result<(), RemoteError> {
+        let key = redis_group_key(group);
+        let mut pipeline = redis::pipe();
+        pipeline
+            .cmd("RPUSH")
+            .arg(&key)
+            .arg(part)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(REDIS_GROUP_TTL_SECS)
+            .ignore();
+        self.with_connection(|connection| pipeline.query(connection))
+    }
+
+    fn group_parts(&self, group: &Key) -> Result<Vec<Vec<u8>>, RemoteError> {
+        let key = redis_group_key(group);
+        self.with_connection(|connection| {
+            redis::cmd("LRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .query(connection)
+        })
     }
 }

@@ -17,7 +17,7 @@ use opendal_http_transport_reqwest::ReqwestTransport;
 use tokio::runtime::Runtime;
 
 use super::backend::{Backend, RemoteError, describe, has_io_kind, transfer_timeout};
-use super::layout::{Object, s3_candidate_path, s3_candidates_dir};
+use super::layout::{Object, s3_candidate_path, s3_candidates_dir, s3_group_dir};
 use crate::config::RemoteConfig;
 use crate::hash::Key;
 
@@ -161,6 +161,29 @@ fn classify(err: opendal::Error) -> RemoteError {
     }
 }
 
+impl S3Backend {
+    /// The contents of the first `limit` objects under `dir`, in the order of their names
+    /// (objects deleted between the listing and the read are left out).
+    fn read_listed(&self, dir: &str, limit: usize) -> Result<Vec<Vec<u8>>, RemoteError> {
+        let listed = async {
+            let lister = self.operator.lister(dir).await?;
+            lister
+                .try_filter(|entry| std::future::ready(!entry.path().ends_with('/')))
+                .take(limit)
+                .map_ok(|entry| entry.path().to_string())
+                .try_collect::<Vec<String>>()
+                .await
+        };
+        let mut paths = self.block(listed)?;
+        paths.sort();
+        let read: Vec<Option<Vec<u8>>> = self.batch(paths, |path| async move {
+            let read = found(self.timed(0, self.operator.read(&path)).await)?;
+            Ok(read.map(|buffer| buffer.to_vec()))
+        })?;
+        Ok(read.into_iter().flatten().collect())
+    }
+}
+
 /// A read's result with "not found" as `None`.
 fn found<T>(result: opendal::Result<T>) -> opendal::Result<Option<T>> {
     match result {
@@ -206,26 +229,10 @@ impl Backend for S3Backend {
     }
 
     fn candidates(&self, invocation_key: &Key, limit: usize) -> Result<Vec<Vec<u8>>, RemoteError> {
-        let dir = s3_candidates_dir(invocation_key);
         // S3 lists keys in ascending order and candidate names sort newest first, so the first
         // `limit` names are the newest: the listing stops there (one page), however many
         // candidates the key has gathered.
-        let listed = async {
-            let lister = self.operator.lister(&dir).await?;
-            lister
-                .try_filter(|entry| std::future::ready(!entry.path().ends_with('/')))
-                .take(limit)
-                .map_ok(|entry| entry.path().to_string())
-                .try_collect::<Vec<String>>()
-                .await
-        };
-        let mut paths = self.block(listed)?;
-        paths.sort();
-        let read: Vec<Option<Vec<u8>>> = self.batch(paths, |path| async move {
-            let read = found(self.timed(0, self.operator.read(&path)).await)?;
-            Ok(read.map(|buffer| buffer.to_vec()))
-        })?;
-        Ok(read.into_iter().flatten().collect())
+        self.read_listed(&s3_candidates_dir(invocation_key), limit)
     }
 
     fn add_candidate(
@@ -238,4 +245,38 @@ impl Backend for S3Backend {
         let path = s3_candidate_path(invocation_key, result_key, created_unix_ms);
         self.block(self.operator.write(&path, encoded)).map(|_| ())
     }
+
+    fn add_group_part(&self, group: &Key, part: Vec<u8>) -> Result<(), RemoteError> {
+        let object = Object::GroupPart {
+            group: *group,
+            name: group_part_name(),
+        };
+        self.put_many(vec![(object, part)])
+    }
+
+    fn group_parts(&self, group: &Key) -> Result<Vec<Vec<u8>>, RemoteError> {
+        self.read_listed(&s3_group_dir(group), usize::MAX)
+    }
+}
+
+/// A new part's name: the time (so that parts list in the order they were added), then a
+/// random number (so that two processes adding a part in the same millisecond keep both).
+fn group_part_name() -> String {
+    let now = crate::clock::unix_ms(std::time::SystemTime::now());
+    format!("{now:016x}-{:016x}", rand_u64())
+}
+
+/// 64 random bits from the OS (getrandom(2)); the pid and the clock's nanoseconds if it fails,
+/// which still rarely collide.
+fn rand_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: the buffer is valid for writes of its length.
+    let filled = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if filled == bytes.len() as isize {
+        return u64::from_le_bytes(bytes);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.subsec_nanos());
+    (u64::from(std::process::id()) << 32) | u64::from(nanos)
 }

@@ -8,9 +8,13 @@ use std::fs;
 use std::io;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use super::Remote;
-use super::publish::{PublishError, publish_counted};
+use super::layout::GroupRecord;
+use super::publish::{PublishError, add_to_group, publish_counted};
 use super::queue::pending;
+use crate::hash::Key;
 use crate::store::state::StateUpdate;
 use crate::store::{Store, StoreError};
 
@@ -26,11 +30,56 @@ pub struct Drained {
     pub stopped_by: Option<String>,
 }
 
+/// How many published candidates the uploader gathers before it appends them to their group:
+/// one request per this many entries, and a prefetcher on another machine sees a build's
+/// entries soon after they are published.
+const GROUP_PART_RECORDS: usize = 16;
+
+/// Published candidates waiting to be appended to their groups.
+#[derive(Default)]
+struct GroupParts(BTreeMap<Key, Vec<GroupRecord>>);
+
+impl GroupParts {
+    fn add(
+        &mut self,
+        remote: &Remote,
+        store: &Store,
+        group: Key,
+        record: GroupRecord,
+        update: &mut StateUpdate,
+    ) {
+        let records = self.0.entry(group).or_default();
+        records.push(record);
+        if records.len() >= GROUP_PART_RECORDS {
+            let full = std::mem::take(records);
+            add_to_group(remote, store, &group, &full, update);
+        }
+    }
+
+    fn flush(&mut self, remote: &Remote, store: &Store, update: &mut StateUpdate) {
+        for (group, records) in std::mem::take(&mut self.0) {
+            add_to_group(remote, store, &group, &records, update);
+        }
+    }
+}
+
 /// Publishes the queue, oldest first, until it is empty or the remote fails. The caller holds
 /// the upload lock.
 pub fn drain(
     remote: &Remote,
     store: &Store,
+    update: &mut StateUpdate,
+) -> Result<Drained, io::Error> {
+    let mut parts = GroupParts::default();
+    let drained = drain_into(remote, store, &mut parts, update);
+    parts.flush(remote, store, update);
+    drained
+}
+
+fn drain_into(
+    remote: &Remote,
+    store: &Store,
+    parts: &mut GroupParts,
     update: &mut StateUpdate,
 ) -> Result<Drained, io::Error> {
     let mut drained = Drained::default();
@@ -45,9 +94,13 @@ pub fn drain(
                 store,
                 &item.invocation_key,
                 &item.result_key,
+                item.group.as_ref(),
                 update,
             ) {
                 Ok(published) => {
+                    if let (Some(group), Some(record)) = (item.group, published.record.clone()) {
+                        parts.add(remote, store, group, record, update);
+                    }
                     if published.entry {
                         drained.published += 1;
                     } else {

@@ -307,6 +307,9 @@ pub struct RemoteCounts {
     pub uploads: u64,
     /// Entries queued for the background uploader.
     pub pending_uploads: u64,
+    /// The prefetcher's figures (`remote::prefetch`): `started`, `runs`, `fetched`, `used`,
+    /// `unused`, `stopped_by.<done|build_end|remote_error>`.
+    pub prefetch: BTreeMap<String, u64>,
 }
 
 impl RemoteCounts {
@@ -314,6 +317,7 @@ impl RemoteCounts {
         let reasons = [
             ("error_reasons", &mut self.error_reasons),
             ("rejected_reasons", &mut self.rejected_reasons),
+            ("prefetch", &mut self.prefetch),
         ];
         if set_reason(name, value, reasons) {
             return;

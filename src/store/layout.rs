@@ -175,6 +175,10 @@ impl Layout {
     pub fn sessions_dir(&self) -> PathBuf {
         self.version_dir().join("sessions")
     }
+    /// One marker per prefetcher started for a build (see `crate::remote::prefetch`).
+    pub fn prefetch_dir(&self) -> PathBuf {
+        self.version_dir().join("prefetch")
+    }
     /// Entries waiting for the remote uploader, one empty file each (see `crate::remote::queue`).
     pub fn remote_queue_dir(&self) -> PathBuf {
         self.version_dir().join("remote-queue")

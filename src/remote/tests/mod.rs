@@ -27,6 +27,7 @@ use crate::store::{Store, blob};
 struct Memory {
     objects: HashMap<String, Vec<u8>>,
     candidates: HashMap<Key, Vec<(u64, Vec<u8>)>>,
+    groups: HashMap<Key, Vec<Vec<u8>>>,
     /// When set, every request fails with a timeout.
     down: bool,
     puts: usize,
@@ -119,6 +120,13 @@ impl Backend for MemoryBackend {
             .push((created_unix_ms, encoded));
         Ok(())
     }
+    fn add_group_part(&self, group: &Key, part: Vec<u8>) -> Result<(), RemoteError> {
+        self.check()?.groups.entry(*group).or_default().push(part);
+        Ok(())
+    }
+    fn group_parts(&self, group: &Key) -> Result<Vec<Vec<u8>>, RemoteError> {
+        Ok(self.check()?.groups.get(group).cloned().unwrap_or_default())
+    }
 }
 
 fn remote(memory: &MemoryBackend, secret: Option<&[u8]>) -> Remote {
@@ -193,7 +201,7 @@ fn publish_unsigned(
     store: &Store,
     result_key: &Key,
 ) -> super::publish::Published {
-    publish(&remote(memory, None), store, &INVOCATION, result_key).unwrap()
+    publish(&remote(memory, None), store, &INVOCATION, result_key, None).unwrap()
 }
 
 /// Every candidate matches (the files "here" are as recorded).
@@ -383,6 +391,7 @@ fn with_a_secret_only_entries_signed_with_it_are_taken() {
             &machines.a,
             &INVOCATION,
             &result_key,
+            None,
         )
         .unwrap();
         let mut update = StateUpdate::default();

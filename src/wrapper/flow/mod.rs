@@ -354,6 +354,10 @@ fn ask_remote(
         Ok(Some(remote)) => {
             let (fetched, outcome) =
                 remote::fetch::fetch(&remote, store, invocation_key, result_key_of, update);
+            let group = fetched.as_ref().and_then(|fetched| fetched.group);
+            if let Some(group) = group.filter(|_| config.remote.prefetch.value) {
+                remote::prefetch::start(store, &group, update);
+            }
             let found = fetched.map(|fetched| keying::Match {
                 result_key: fetched.result_key,
                 entry: fetched.entry,

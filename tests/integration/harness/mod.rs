@@ -41,7 +41,7 @@ use tempfile::TempDir;
 pub use machine::Machine;
 pub use process::{leaf_rustc_args, real_rustc, run_command};
 pub use run::{Run, assert_no_file_names, assert_same_files};
-pub use servers::{RedisServer, RemoteServer, S3Server};
+pub use servers::{Fault, FaultProxy, RedisServer, RemoteServer, S3Server};
 pub use store::{rlib_blob, truncate_to_half, verify_clean};
 
 use process::{copy_tree, scrub_env};

@@ -235,6 +235,8 @@ fn another_machine_with_other_paths_hits_through_redis() {
         sb.machine(name)
             .envs(server.env())
             .env("RCACHE_REMOTE_UPLOAD", "sync")
+            // Each crate's own lookup is what this test checks: no prefetcher.
+            .env("RCACHE_REMOTE_PREFETCH", "0")
     };
     machine("a").build();
     let other = second_checkout(&sb, "runner/work/project/b");

@@ -17,6 +17,10 @@
 //! - [`trust`]: read-only clients write nothing; with `RCACHE_REMOTE_KEY`, unsigned, foreign,
 //!   altered and moved entries are rejected; secrets never show; hostile output names in a
 //!   remote entry write nothing outside the out dir.
+//! - [`prefetch`]: a fresh machine's first remote hit starts the prefetcher, which pulls the rest
+//!   of the build A published into B's store, counts what B used and did not, stops when the
+//!   build ends (even in a request to a hung server), writes nothing outside the store, and
+//!   cannot fail the build when the server dies or hangs in the middle of it.
 //! - [`versions`]: what a client of the previous remote format (version 1: raw blobs) left on
 //!   the server is ignored, and left as it was.
 //!
@@ -27,6 +31,7 @@
 //! and the hung-server scenario pays the timeout. Assertions are on counts, never on wall time.
 
 mod faults;
+mod prefetch;
 mod sharing;
 mod trust;
 mod versions;
@@ -44,8 +49,15 @@ const TIMEOUT: &str = "1s";
 
 /// A client of `server` on a machine named `name`: the server's settings, the tests' timeout,
 /// and uploads published before each compile's process exits (`sync`), so that a build's
-/// entries are on the server when it ends. [`sharing`] covers the background uploader.
+/// entries are on the server when it ends. [`sharing`] covers the background uploader. The
+/// prefetcher is off, so that each unit's remote outcome is its own lookup's; [`prefetch`]
+/// tests it, with the default settings.
 fn client<'a, S: RemoteServer>(sb: &'a Sandbox, server: &S, name: &str) -> Machine<'a> {
+    prefetching_client(sb, server, name).env("RCACHE_REMOTE_PREFETCH", "0")
+}
+
+/// [`client`] with the prefetcher on, as by default.
+fn prefetching_client<'a, S: RemoteServer>(sb: &'a Sandbox, server: &S, name: &str) -> Machine<'a> {
     sb.machine(name)
         .envs(server.env())
         .env("RCACHE_REMOTE_TIMEOUT", TIMEOUT)
@@ -312,4 +324,5 @@ per_backend!(
     trust::entries_signed_with_another_key_are_rejected_and_the_same_key_hits,
     faults::remote_blobs_of_the_wrong_size_are_detected_and_compiled_around,
     versions::a_remote_written_by_format_version_1_is_ignored,
+    prefetch::prefetcher_pulls_the_build_and_counts_what_was_used,
 );

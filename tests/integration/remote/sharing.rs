@@ -174,25 +174,26 @@ fn concurrent_candidates_child() {
                 let (remote, mine) = (remote(), candidate(n));
                 barrier.wait();
                 remote
-                    .add_candidate(&SHARED_KEY, &mine)
+                    .add_candidate(&SHARED_KEY, &mine, Some(&[n + 1; 32]))
                     .unwrap_or_else(|e| panic!("writer {n}: {e}"));
             });
         }
     });
     let remote = remote();
     let listed = remote.candidates(&SHARED_KEY).expect("list the candidates");
-    let mut got: Vec<u8> = listed.iter().map(|c| c.result_key[0]).collect();
+    let mut got: Vec<u8> = listed.iter().map(|(c, _)| c.result_key[0]).collect();
     got.sort();
     assert_eq!(
         got,
         (0..WRITERS).collect::<Vec<_>>(),
         "candidates after {WRITERS} concurrent writers"
     );
-    for c in &listed {
+    for (c, group) in &listed {
+        let n = c.result_key[0];
         assert_eq!(
-            *c,
-            candidate(c.result_key[0]),
-            "a candidate came back altered"
+            (c.clone(), *group),
+            (candidate(n), Some([n + 1; 32])),
+            "a candidate came back altered, or with another group"
         );
     }
 
@@ -200,13 +201,13 @@ fn concurrent_candidates_child() {
     // ordered by their time in milliseconds; the sleep puts this one in a later millisecond.
     thread::sleep(Duration::from_millis(20));
     remote
-        .add_candidate(&SHARED_KEY, &candidate(WRITERS))
+        .add_candidate(&SHARED_KEY, &candidate(WRITERS), None)
         .unwrap();
     let listed = remote.candidates(&SHARED_KEY).unwrap();
     assert_eq!(listed.len(), usize::from(WRITERS) + 1);
     assert_eq!(
         listed[0],
-        candidate(WRITERS),
+        (candidate(WRITERS), None),
         "the newest candidate is not first"
     );
 }

@@ -71,11 +71,9 @@ pub(super) fn client_with_a_key_rejects_unsigned_entries<S: RemoteServer>() {
         "{stats:#}"
     );
     assert_eq!(sb.run_bin(), expected_output(&[]));
-    eprintln!("DEBUG stats {:#}", client(&sb, &server, "b").stats());
     sb.remove_target();
     let again = client(&sb, &server, "b").build();
     eprintln!("DEBUG again {}", again.describe_events());
-    eprintln!("DEBUG stats {:#}", client(&sb, &server, "b").stats());
     sb.remove_target();
     let c = client(&sb, &server, "c").build();
     eprintln!("DEBUG machine c {}", c.describe_events());
@@ -167,11 +165,9 @@ pub(super) fn entries_signed_with_another_key_are_rejected_and_the_same_key_hits
         "a client with the publisher's key over tampered entries vs the publisher",
     );
     assert_eq!(sb.run_bin(), expected_output(&[]));
-    eprintln!("DEBUG stats {:#}", client(&sb, &server, "b").stats());
     sb.remove_target();
     let again = client(&sb, &server, "b").build();
     eprintln!("DEBUG again {}", again.describe_events());
-    eprintln!("DEBUG stats {:#}", client(&sb, &server, "b").stats());
     sb.remove_target();
     let c = client(&sb, &server, "c").build();
     eprintln!("DEBUG machine c {}", c.describe_events());

@@ -1,6 +1,7 @@
 //! Remote format versions (store-format/README.md §8, §9): a client of this version reads and
-//! writes only `rcache-v2` names, so what a version-1 client published (raw blobs, under
-//! `rcache-v1`) is ignored: never read (a raw blob would not decompress), never changed.
+//! writes only `rcache-v4` names, so what a client of the previous version published (under
+//! `rcache-v3`, candidates without a group, no groups) is ignored: never read, never changed.
+//! Raw blobs stand for the oldest version too (version 1 held blobs raw).
 
 use std::collections::BTreeMap;
 
@@ -8,15 +9,15 @@ use super::{assert_remote, assert_unchanged, client, decompress, publish, remote
 use crate::harness::{RemoteServer, Sandbox, assert_same_files, expected_output};
 
 /// The remote format version of the names this rcache uses, and of the ones it must ignore.
-const CURRENT: &str = "rcache-v3";
-const PREVIOUS: &str = "rcache-v2";
+const CURRENT: &str = "rcache-v4";
+const PREVIOUS: &str = "rcache-v3";
 
-/// Machine A publishes; its objects are then turned by hand into what a version-1 client would
-/// have left: every name moved from `rcache-v2` to `rcache-v1` (entries and candidates as they
-/// are: their envelopes did not change), every blob holding the raw output instead of a frame.
-/// Machine B finds nothing it can use: every unit is a plain remote miss (no error: nothing of
-/// version 1 was read), compiled, byte for byte A's; B publishes under `rcache-v2`, and the
-/// version-1 objects are left exactly as they were.
+/// Machine A publishes; its objects are then turned by hand into what an older client would
+/// have left: every name moved from `rcache-v4` to `rcache-v3`, every blob holding the raw
+/// output instead of a frame, the groups deleted (older clients wrote none). Machine B finds
+/// nothing it can use: every unit is a plain remote miss (no error: nothing old was read),
+/// compiled, byte for byte A's; B publishes under `rcache-v4`, and the old objects are left
+/// exactly as they were.
 pub(super) fn a_remote_written_by_format_version_1_is_ignored<S: RemoteServer>() {
     let server = S::start();
     let sb = Sandbox::new();
@@ -26,6 +27,10 @@ pub(super) fn a_remote_written_by_format_version_1_is_ignored<S: RemoteServer>()
             .layout_kind(&name)
             .unwrap_or_else(|| panic!("{}: {name} is not in the remote layout", S::NAME));
         assert!(name.contains(CURRENT), "{name}");
+        if kind == "group" {
+            server.delete(&name);
+            continue;
+        }
         let old = name.replacen(CURRENT, PREVIOUS, 1);
         server.rename(&name, &old);
         if kind == "blob" {

@@ -10,10 +10,12 @@
 //!   store-format/README.md §9, the contract): every object or key by name, read, overwritten and
 //!   renamed byte for byte, so a test can count, compare, damage it, or turn it into what an
 //!   older version would have written.
+//! - [`FaultProxy`] sits in front of a server and cuts it off (dead or hung) at a chosen point.
 //! - Each talks to its server through a tiny client written here over `std::net::TcpStream`
 //!   (RESP for Redis in `redis.rs`, HTTP/1.1 for S3 in `s3.rs`): the tests check rcache's
 //!   clients, so they must not share code with them.
 
+mod proxy;
 mod redis;
 mod s3;
 
@@ -28,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub use proxy::{Fault, FaultProxy};
 pub use redis::RedisServer;
 pub use s3::S3Server;
 

@@ -14,7 +14,7 @@ pub struct RedisServer {
 }
 
 /// The remote layout's key prefix in Redis (format version 2).
-const REDIS_PREFIX: &str = "rcache-v3:";
+const REDIS_PREFIX: &str = "rcache-v4:";
 
 impl RedisServer {
     /// A server that refuses clients without `password` (`requirepass`).
@@ -119,16 +119,8 @@ impl RemoteServer for RedisServer {
             let kind = self.command(&[b"TYPE", key.as_bytes()]).simple();
             let value = match kind.as_str() {
                 "string" => self.get(&key).unwrap_or_default(),
-                "zset" => {
-                    let members = self.command(&[b"ZRANGE", key.as_bytes(), b"0", b"-1"]);
-                    let mut bytes = Vec::new();
-                    for member in members.array() {
-                        let member = member.bulk().expect("a member");
-                        bytes.extend_from_slice(&(member.len() as u64).to_le_bytes());
-                        bytes.extend_from_slice(&member);
-                    }
-                    bytes
-                }
+                "zset" => length_prefixed(self.command(&[b"ZRANGE", key.as_bytes(), b"0", b"-1"])),
+                "list" => length_prefixed(self.command(&[b"LRANGE", key.as_bytes(), b"0", b"-1"])),
                 other => panic!("redis key {key} has a type the remote layout never uses: {other}"),
             };
             contents.insert(key, value);
@@ -160,8 +152,8 @@ impl RemoteServer for RedisServer {
         format!("{REDIS_PREFIX}blob:{hex}")
     }
 
-    /// `rcache-v3:blob:<hex>`, `rcache-v3:entry:<hex>`, `rcache-v3:candidates:<hex>` (a sorted
-    /// set of candidates: the kind of its members).
+    /// `rcache-v4:blob:<hex>`, `rcache-v4:entry:<hex>`, `rcache-v4:candidates:<hex>` (a sorted
+    /// set of candidates: the kind of its members), `rcache-v4:group:<hex>` (a list of parts).
     fn layout_kind(&self, name: &str) -> Option<&'static str> {
         let (kind, key) = name.strip_prefix(REDIS_PREFIX)?.split_once(':')?;
         if !is_hex_key(key) {
@@ -171,6 +163,7 @@ impl RemoteServer for RedisServer {
             "blob" => Some("blob"),
             "entry" => Some("entry"),
             "candidates" => Some("candidate"),
+            "group" => Some("group"),
             _ => None,
         }
     }
@@ -183,6 +176,18 @@ impl RemoteServer for RedisServer {
     fn stop(&mut self) {
         self.process.kill();
     }
+}
+
+/// The elements of an array reply (a set's members, a list's elements), each after its length
+/// as 8 little-endian bytes: one byte string that compares equal only if every element does.
+fn length_prefixed(reply: Reply) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for element in reply.array() {
+        let element = element.bulk().expect("a byte string");
+        bytes.extend_from_slice(&(element.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&element);
+    }
+    bytes
 }
 
 /// A RESP reply.

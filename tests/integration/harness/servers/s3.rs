@@ -113,11 +113,11 @@ impl S3Server {
             .collect()
     }
 
-    /// Where the remote layout (format version 3) starts in the bucket: `[<prefix>/]rcache-v3/`.
+    /// Where the remote layout (format version 4) starts in the bucket: `[<prefix>/]rcache-v4/`.
     pub fn layout_prefix(&self) -> String {
         match self.prefix {
-            Some(prefix) => format!("{prefix}/rcache-v3/"),
-            None => "rcache-v3/".to_string(),
+            Some(prefix) => format!("{prefix}/rcache-v4/"),
+            None => "rcache-v4/".to_string(),
         }
     }
 }
@@ -201,6 +201,12 @@ impl RemoteServer for S3Server {
                 let (time, result) = candidate.split_once('-')?;
                 let time_ok = time.len() == 16 && time.bytes().all(|b| b.is_ascii_hexdigit());
                 (is_hex_key(key) && time_ok && is_hex_key(result)).then_some("candidate")
+            }
+            ("groups", Some((group, part))) => {
+                let (time, random) = part.split_once('-')?;
+                let hex16 =
+                    |text: &str| text.len() == 16 && text.bytes().all(|b| b.is_ascii_hexdigit());
+                (is_hex_key(group) && hex16(time) && hex16(random)).then_some("group")
             }
             _ => None,
         }
