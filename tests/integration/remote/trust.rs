@@ -73,10 +73,8 @@ pub(super) fn client_with_a_key_rejects_unsigned_entries<S: RemoteServer>() {
     assert_eq!(sb.run_bin(), expected_output(&[]));
     sb.remove_target();
     let again = client(&sb, &server, "b").build();
-    eprintln!("DEBUG again {}", again.describe_events());
     sb.remove_target();
     let c = client(&sb, &server, "c").build();
-    eprintln!("DEBUG machine c {}", c.describe_events());
 }
 
 /// Entries signed with k1: a client with k2 rejects them (`bad_signature`); a client with k1
@@ -167,10 +165,8 @@ pub(super) fn entries_signed_with_another_key_are_rejected_and_the_same_key_hits
     assert_eq!(sb.run_bin(), expected_output(&[]));
     sb.remove_target();
     let again = client(&sb, &server, "b").build();
-    eprintln!("DEBUG again {}", again.describe_events());
     sb.remove_target();
     let c = client(&sb, &server, "c").build();
-    eprintln!("DEBUG machine c {}", c.describe_events());
 }
 
 /// A Redis that requires a password, given in the URL percent-encoded (it holds `@`, `:` and
