@@ -12,7 +12,7 @@ use super::{
     publish, remote_stat, stored_units, wait_for_uploads,
 };
 use crate::harness::{
-    RemoteServer, S3Server, Sandbox, assert_same_files, expected_output, run_command,
+    RedisServer, RemoteServer, S3Server, Sandbox, assert_same_files, expected_output, run_command,
 };
 
 /// A publishes through the background uploader and `rcache remote flush`; B, a fresh store,
@@ -64,6 +64,48 @@ pub(super) fn fresh_machine_hits_every_crate_from_the_remote_byte_identical<S: R
         "{after:#}"
     );
     assert_eq!(sb.run_bin(), expected_output(&[]));
+}
+
+/// Redis: B's lookups open their connections without the client library's `CLIENT SETINFO`
+/// (one round trip more per connection on a real link, where each lookup opens one): the server
+/// counts only the commands rcache sends itself.
+#[test]
+fn redis_connections_send_nothing_but_rcache_own_commands() {
+    let server = RedisServer::start();
+    let sb = Sandbox::new();
+    let (units, _) = publish(&sb, &server, &client(&sb, &server, "a"));
+    server.reset_stats();
+    let run = client(&sb, &server, "b").build();
+    for unit in &units {
+        assert_remote(&run, unit, "hit", "hit");
+    }
+    let commands = server.info("commandstats");
+    assert!(
+        commands.contains("cmdstat_zrevrange:") && commands.contains("cmdstat_mget:"),
+        "B's lookups are not in the server's counts:\n{commands}"
+    );
+    // Besides the lookups': the test's own reset, and the INFO reading this.
+    let expected = ["zrevrange", "mget", "config|resetstat", "info"];
+    let others: Vec<&str> = commands
+        .lines()
+        .filter_map(|line| line.strip_prefix("cmdstat_"))
+        .filter(|line| {
+            !expected
+                .iter()
+                .any(|name| line.starts_with(&format!("{name}:")))
+        })
+        .collect();
+    assert!(
+        others.is_empty(),
+        "B sent commands other than its lookups' (prefetcher off, nothing to publish): {others:?}"
+    );
+    // A Redis older than 7.2 refuses `CLIENT SETINFO` (an unknown subcommand): an error, not a
+    // command, in its counts.
+    let errors = server.info("errorstats");
+    assert!(
+        !errors.lines().any(|line| line.starts_with("errorstat_")),
+        "B's connections met errors on the server:\n{errors}"
+    );
 }
 
 /// `s3://bucket` without a prefix: the layout starts at the bucket's root (checked by

@@ -89,6 +89,17 @@ impl RedisServer {
     }
 
     /// How many members a sorted set has.
+    /// `INFO <section>`, as the server prints it.
+    pub fn info(&self, section: &str) -> String {
+        let reply = self.command(&[b"INFO", section.as_bytes()]);
+        String::from_utf8(reply.bulk().expect("INFO answers a string")).expect("INFO is text")
+    }
+
+    /// Zeroes the server's command statistics (`CONFIG RESETSTAT`).
+    pub fn reset_stats(&self) {
+        self.command(&[b"CONFIG", b"RESETSTAT"]).simple();
+    }
+
     pub fn zcard(&self, key: &str) -> i64 {
         self.command(&[b"ZCARD", key.as_bytes()]).int()
     }
