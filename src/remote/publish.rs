@@ -205,10 +205,12 @@ pub fn publish(
     published.bytes_up += sealed.len() as u64;
     backend.put_many(vec![(Object::Entry(*result_key), sealed)])?;
     let envelope = remote.add_candidate(invocation_key, &candidate, group)?;
-    published.record = Some(GroupRecord {
-        invocation_key: *invocation_key,
-        candidate: envelope,
-    });
+    if !is_cc_compile(&entry) {
+        published.record = Some(GroupRecord {
+            invocation_key: *invocation_key,
+            candidate: envelope,
+        });
+    }
     Ok(published)
 }
 
@@ -251,6 +253,16 @@ fn local_entry(
         .into_iter()
         .find(|candidate| candidate.result_key == *result_key)
         .map(|candidate| (entry, candidate)))
+}
+
+/// Whether an entry is a C/C++ compile's (it has an object file). Those stay out of groups: a
+/// fresh machine that restores the build-script run they belong to never runs them, and one
+/// whose run misses asks the remote for each of them itself (store-format/README.md §9.7).
+fn is_cc_compile(entry: &Entry) -> bool {
+    entry
+        .outputs
+        .iter()
+        .any(|output| output.kind == crate::store::entry::OutputKind::CcObject)
 }
 
 /// The distinct blobs an entry references (the publisher uploads those the remote lacks).
