@@ -125,6 +125,7 @@ pub fn show(config: &Config, json: bool) -> anyhow::Result<()> {
             ),
             ("  errors (compiled locally)", remote.errors.to_string()),
             ("  skipped (after a failure)", remote.skipped.to_string()),
+            ("  not asked (a cold build)", remote.not_asked.to_string()),
             ("  rejected (signature)", remote.rejected.to_string()),
             ("  downloaded", format_size(remote.bytes_down)),
             (

@@ -13,6 +13,9 @@ pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Default time every process skips the remote after a failure.
 pub const DEFAULT_REMOTE_BACKOFF: Duration = Duration::from_secs(60);
+/// After this many remote lookups of one build that all missed, the build stops asking
+/// (`crate::remote::cold`).
+pub const DEFAULT_REMOTE_COLD_AFTER: u64 = 32;
 
 /// Where the remote is.
 #[derive(Clone, PartialEq, Eq)]
@@ -130,6 +133,8 @@ pub struct RemoteConfig {
     pub upload: Setting<UploadMode>,
     /// Whether a remote hit starts the prefetcher (`crate::remote::prefetch`).
     pub prefetch: Setting<bool>,
+    /// A build whose first this many lookups all missed stops asking; 0: never stops.
+    pub cold_after: Setting<u64>,
 }
 
 pub(crate) const REMOTE: Names = Names {
@@ -164,6 +169,10 @@ const REMOTE_BACKOFF: Names = Names {
     env: "RCACHE_REMOTE_BACKOFF",
     toml: "remote_backoff",
 };
+const REMOTE_COLD_AFTER: Names = Names {
+    env: "RCACHE_REMOTE_COLD_AFTER",
+    toml: "remote_cold_after",
+};
 const REMOTE_PREFETCH: Names = Names {
     env: "RCACHE_REMOTE_PREFETCH",
     toml: "remote_prefetch",
@@ -187,6 +196,11 @@ impl RemoteConfig {
             backoff: loader.or(&REMOTE_BACKOFF, duration, DEFAULT_REMOTE_BACKOFF),
             upload: loader.or(&REMOTE_UPLOAD, UploadMode::parse, UploadMode::Background),
             prefetch: loader.flag(&REMOTE_PREFETCH, true),
+            cold_after: loader.or(
+                &REMOTE_COLD_AFTER,
+                |text| text.trim().parse().ok(),
+                DEFAULT_REMOTE_COLD_AFTER,
+            ),
         }
     }
 
@@ -237,6 +251,12 @@ impl RemoteConfig {
                 REMOTE_PREFETCH.toml,
                 self.prefetch.value.to_string(),
                 &self.prefetch.source,
+            ),
+            (
+                REMOTE_COLD_AFTER.env,
+                REMOTE_COLD_AFTER.toml,
+                self.cold_after.value.to_string(),
+                &self.cold_after.source,
             ),
             (
                 REMOTE_KEY.env,

@@ -43,6 +43,8 @@ pub enum RemoteOutcome {
     Error,
     /// An earlier failure keeps the remote skipped.
     Skipped,
+    /// This build's first lookups all missed: it no longer asks ([`super::cold`]).
+    NotAsked,
 }
 
 impl RemoteOutcome {
@@ -53,6 +55,7 @@ impl RemoteOutcome {
             RemoteOutcome::Rejected => "rejected",
             RemoteOutcome::Error => "error",
             RemoteOutcome::Skipped => "skipped",
+            RemoteOutcome::NotAsked => "not_asked",
         }
     }
 }

@@ -13,6 +13,7 @@
 //! - [`layout`]: object names and envelopes (the remote format, versioned).
 //! - [`codec`]: blobs travel as zstd frames; the local store keeps them uncompressed.
 //! - [`backoff`]: after a failure, every rcache process skips the remote for a while.
+//! - [`cold`]: a build whose first lookups all missed stops asking.
 //! - [`group`] and [`prefetch`]: what one build published is a group; a fresh machine's first
 //!   remote hit starts a detached prefetcher that pulls the rest of that group into the local
 //!   store before cargo asks for it.
@@ -23,6 +24,7 @@
 pub(crate) mod backend;
 pub(crate) mod backoff;
 pub mod codec;
+pub(crate) mod cold;
 pub(crate) mod fetch;
 pub(crate) mod group;
 pub mod layout;

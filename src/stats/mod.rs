@@ -298,6 +298,8 @@ pub struct RemoteCounts {
     pub error_reasons: BTreeMap<String, u64>,
     /// Lookups and uploads not tried because an earlier failure put the remote in backoff.
     pub skipped: u64,
+    /// Lookups not sent because their build's first lookups all missed (`remote::cold`).
+    pub not_asked: u64,
     /// Entries refused for their signature (each a remote miss).
     pub rejected: u64,
     pub rejected_reasons: BTreeMap<String, u64>,
@@ -327,6 +329,7 @@ impl RemoteCounts {
             "misses" => self.misses = value,
             "errors" => self.errors = value,
             "skipped" => self.skipped = value,
+            "not_asked" => self.not_asked = value,
             "rejected" => self.rejected = value,
             "bytes_down" => self.bytes_down = value,
             "bytes_up" => self.bytes_up = value,

@@ -175,6 +175,10 @@ impl Layout {
     pub fn sessions_dir(&self) -> PathBuf {
         self.version_dir().join("sessions")
     }
+    /// One tally of remote outcomes per build (see `crate::remote::cold`).
+    pub fn remote_builds_dir(&self) -> PathBuf {
+        self.version_dir().join("remote-builds")
+    }
     /// One marker per prefetcher started for a build (see `crate::remote::prefetch`).
     pub fn prefetch_dir(&self) -> PathBuf {
         self.version_dir().join("prefetch")

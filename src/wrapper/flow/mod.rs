@@ -350,10 +350,15 @@ fn ask_remote(
     if remote::fetch::skipped(store, update) {
         return (None, Some(RemoteOutcome::Skipped));
     }
+    if remote::cold::stopped_asking(store, config.remote.cold_after.value) {
+        remote::count(update, "not_asked", 1);
+        return (None, Some(RemoteOutcome::NotAsked));
+    }
     match Remote::from_config(config) {
         Ok(Some(remote)) => {
             let (fetched, outcome) =
                 remote::fetch::fetch(&remote, store, invocation_key, result_key_of, update);
+            remote::cold::note(store, outcome);
             let group = fetched.as_ref().and_then(|fetched| fetched.group);
             if let Some(group) = group.filter(|_| config.remote.prefetch.value) {
                 remote::prefetch::start(store, &group, update);

@@ -253,7 +253,7 @@ fn check_event_shape(e: &Value, line: &str) {
         && (e["remote"].is_null()
             || matches!(
                 e["remote"].as_str(),
-                Some("hit" | "miss" | "error" | "skipped" | "rejected")
+                Some("hit" | "miss" | "error" | "skipped" | "not_asked" | "rejected")
             ));
     assert!(
         ok,

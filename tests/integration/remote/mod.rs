@@ -17,6 +17,7 @@
 //! - [`trust`]: read-only clients write nothing; with `RCACHE_REMOTE_KEY`, unsigned, foreign,
 //!   altered and moved entries are rejected; secrets never show; hostile output names in a
 //!   remote entry write nothing outside the out dir.
+//! - [`cold`]: a build whose first lookups all miss stops asking; a hit keeps it asking.
 //! - [`prefetch`]: a fresh machine's first remote hit starts the prefetcher, which pulls the rest
 //!   of the build A published into B's store, counts what B used and did not, stops when the
 //!   build ends (even in a request to a hung server), writes nothing outside the store, and
@@ -30,6 +31,7 @@
 //! Requests time out after 1 s (`RCACHE_REMOTE_TIMEOUT`): the servers answer in milliseconds,
 //! and the hung-server scenario pays the timeout. Assertions are on counts, never on wall time.
 
+mod cold;
 mod faults;
 mod prefetch;
 mod sharing;
