@@ -184,6 +184,19 @@ def build_rcache(explicit: Path | None) -> Path:
     sys.exit("e2e: cargo built no rcache executable")
 
 
+
+def wait_for_prefetchers(store: Path, limit_s: float = 30.0) -> float:
+    """Waits until the prefetchers the build started have counted and left (their markers in
+    `v2/prefetch/` are gone: a prefetcher counts once cargo has exited), so that the stats read
+    next hold their figures; returns the seconds waited (at most `limit_s`)."""
+    start = time.monotonic()
+    markers = store / "v2" / "prefetch"
+    while time.monotonic() - start < limit_s:
+        if not markers.is_dir() or not any(markers.iterdir()):
+            break
+        time.sleep(0.05)
+    return time.monotonic() - start
+
 class Bench:
     """One harness run: a workload, its modes and tools, and the records of every build."""
 
@@ -343,6 +356,7 @@ class Bench:
         except subprocess.TimeoutExpired:
             record.update(flush_exit=None, flush_output="timed out after 900 s")
         record["flush_s"] = time.monotonic() - start
+        record["prefetch_wait_s"] = wait_for_prefetchers(Path(env["RCACHE_DIR"]))
         record["remote_usage"] = self.server.usage()
         record["wire"] = peer_remote.wire(self.server, self.link, before[2])
 
@@ -382,6 +396,10 @@ class Bench:
                   f"up {report.mib(rs.get('bytes_up'))} down {report.mib(rs.get('bytes_down'))}; "
                   f"flush {r['flush_s']:.2f} s exit {r['flush_exit']}; stored "
                   f"{(r.get('remote_usage') or {}).get('objects')} objects", flush=True)
+            prefetch = rs.get("prefetch") or {}
+            if prefetch:
+                print(f"{' ' * len(label)} prefetch: " + ", ".join(
+                    f"{k} {v}" for k, v in sorted(prefetch.items())), flush=True)
             if r["flush_exit"] != 0:
                 said = " / ".join(line for line in r["flush_output"].splitlines() if line.strip())
                 print(f"{' ' * len(label)} flush: {said[-500:]}", flush=True)

@@ -133,6 +133,7 @@ def summarize(runs: list[dict], modes: list[str]) -> list[dict]:
 
 REMOTE_COUNTERS = ("hits", "misses", "errors", "skipped", "rejected", "bytes_down", "bytes_up",
                    "uploads", "pending_uploads")
+PREFETCH_COUNTERS = ("fetched", "used", "unused")
 
 
 def _remote_medians(ok: list[dict]) -> dict:
@@ -151,6 +152,9 @@ def _remote_medians(ok: list[dict]) -> dict:
                                if "server_user_s" in r else None)}
     for key in REMOTE_COUNTERS:
         out[key] = med(lambda r: ((r.get("stats_summary") or {}).get("remote") or {}).get(key))
+    for key in PREFETCH_COUNTERS:
+        out[f"prefetch_{key}"] = med(lambda r: (((r.get("stats_summary") or {}).get("remote") or {})
+                                               .get("prefetch") or {}).get(key))
     return out
 
 
@@ -163,8 +167,8 @@ def remote_table(rows: list[dict]) -> str:
     """The remote modes as a Markdown table."""
     lines = ["| mode | wall | x none | hit rate | flush after build | build + flush | remote hits "
              "| remote misses | errors | skipped | down | up | uploads (at build end) "
-             "| stored | server CPU | ok/reps |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| prefetched: used / unused | stored | server CPU | ok/reps |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         x = r.get("remote")
         if x is None:
@@ -179,7 +183,8 @@ def remote_table(rows: list[dict]) -> str:
                      f"| {count(x['hits'])} | {count(x['misses'])} | {count(x['errors'])} "
                      f"| {count(x['skipped'])} | {'' if x['bytes_down'] is None else mib(x['bytes_down'])} "
                      f"| {'' if x['bytes_up'] is None else mib(x['bytes_up'])} "
-                     f"| {count(x['uploads'])}{at_end} | {stored} "
+                     f"| {count(x['uploads'])}{at_end} "
+                     f"| {count(x['prefetch_used'])} / {count(x['prefetch_unused'])} | {stored} "
                      f"| {_fmt(x['server_cpu_s'], '.2f', ' s')} | {r['ok']}/{r['reps']} |")
     return "\n".join(lines)
 

@@ -145,7 +145,7 @@ class Rcache(Tool):
                         remote={key: remote.get(key) for key in (
                             "hits", "misses", "errors", "error_reasons", "skipped", "rejected",
                             "rejected_reasons", "bytes_down", "bytes_up", "uploads",
-                            "pending_uploads")} if isinstance(remote, dict) else None)
+                            "pending_uploads", "prefetch")} if isinstance(remote, dict) else None)
 
 
 def sccache_port(workload: str) -> int:
