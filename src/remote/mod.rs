@@ -14,6 +14,7 @@
 //! - [`codec`]: blobs travel as zstd frames; the local store keeps them uncompressed.
 //! - [`backoff`]: after a failure, every rcache process skips the remote for a while.
 //! - [`cold`]: a build whose first lookups all missed stops asking.
+//! - [`claims`]: one process of a store fetches a unit at a time; the others wait for it.
 //! - [`group`] and [`prefetch`]: what one build published is a group; a fresh machine's first
 //!   remote hit starts a detached prefetcher that pulls the rest of that group into the local
 //!   store before cargo asks for it.
@@ -23,6 +24,7 @@
 
 pub(crate) mod backend;
 pub(crate) mod backoff;
+pub(crate) mod claims;
 pub mod codec;
 pub(crate) mod cold;
 pub(crate) mod fetch;

@@ -10,7 +10,12 @@
 //! trusts a candidate's result key (it recomputes it from the files here), so a candidate that
 //! does not match this checkout is simply never used.
 //!
-//! It writes only into the store (blobs, the index, the state, its marker under `v2/prefetch/`),
+//! It claims each unit while it fetches it ([`super::claims`]): a lookup of the build that needs
+//! that unit meanwhile waits for it instead of fetching it too, and a unit a lookup claimed first
+//! is left to that lookup.
+//!
+//! It writes only into the store (blobs, the index, the state, its marker under `v2/prefetch/`,
+//! its claims under `v2/claims/`),
 //! holds no jobserver token, and cannot fail a build: cargo does not wait for it, and every fault
 //! is counted under `remote.` and stops it. It stops when the build ends (cargo's process, which
 //! it watches, is gone), even in the middle of a request to a server that hangs, and then counts
@@ -285,7 +290,10 @@ impl Run<'_> {
                 else {
                     break;
                 };
-                // A lookup of the build may have fetched it meanwhile.
+                // A lookup of the build may be fetching it (its claim), or have fetched it.
+                let Some(_claim) = super::claims::claim(self.store, invocation_key) else {
+                    continue;
+                };
                 if self.held(&candidate.result_key) {
                     continue;
                 }

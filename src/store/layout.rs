@@ -175,6 +175,11 @@ impl Layout {
     pub fn sessions_dir(&self) -> PathBuf {
         self.version_dir().join("sessions")
     }
+    /// One claim per unit a process of this store is fetching from the remote (see
+    /// `crate::remote::claims`).
+    pub fn claims_dir(&self) -> PathBuf {
+        self.version_dir().join("claims")
+    }
     /// One tally of remote outcomes per build (see `crate::remote::cold`).
     pub fn remote_builds_dir(&self) -> PathBuf {
         self.version_dir().join("remote-builds")

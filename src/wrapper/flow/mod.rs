@@ -139,6 +139,21 @@ pub fn run_cached(cx: &mut Context, store: &Store, program: &Program, job: &mut 
             Err(err) => return cx.fall_back(store, &job.unit(), program, &err),
         }
     }
+    if found.is_none()
+        && asks_remote(&cx.config)
+        && remote::claims::wait_for_others(store, &invocation_key)
+    {
+        // Another process of this store (the prefetcher) was fetching this very unit: it may
+        // be here now.
+        let mut matcher = |hasher: &mut MemoHasher, candidate: &Candidate, update: &mut _| {
+            matching_result_key(job, hasher, &invocation_key, candidate, update)
+        };
+        if let Ok(lookup) =
+            keying::find_match(&mut hasher, &invocation_key, &mut matcher, &mut cx.update)
+        {
+            found = lookup.found;
+        }
+    }
     if found.is_none() {
         let mut result_key_of = |candidate: &Candidate, update: &mut StateUpdate| {
             matching_result_key(job, &mut hasher, &invocation_key, candidate, update)
@@ -334,6 +349,11 @@ fn after_store(
     }
 }
 
+/// Whether a local miss asks the remote: one is configured, and this is not a recache.
+fn asks_remote(config: &Config) -> bool {
+    !config.recache.value && config.remote.location.value.is_some()
+}
+
 /// After a local miss: asks the remote, if one is configured and this is not a recache.
 /// `result_key_of` matches a candidate against what is here. Returns the entry found (now in
 /// the local store) and what the remote said, for the events log; faults are counted.
@@ -344,7 +364,7 @@ fn ask_remote(
     result_key_of: &mut dyn FnMut(&Candidate, &mut StateUpdate) -> Option<Key>,
     update: &mut StateUpdate,
 ) -> (Option<keying::Match>, Option<RemoteOutcome>) {
-    if config.recache.value || config.remote.location.value.is_none() {
+    if !asks_remote(config) {
         return (None, None);
     }
     if remote::fetch::skipped(store, update) {
@@ -356,6 +376,8 @@ fn ask_remote(
     }
     match Remote::from_config(config) {
         Ok(Some(remote)) => {
+            // Held while fetching, so that the prefetcher leaves this unit to us.
+            let _claim = remote::claims::claim(store, invocation_key);
             let (fetched, outcome) =
                 remote::fetch::fetch(&remote, store, invocation_key, result_key_of, update);
             remote::cold::note(store, outcome);
