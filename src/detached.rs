@@ -4,6 +4,9 @@
 //!   which waits for EOF on the compiler's output pipes, never waits for it;
 //! - with every inherited descriptor above stderr marked close-on-exec and `CARGO_MAKEFLAGS`,
 //!   `MAKEFLAGS` and `MFLAGS` removed, so that it holds no jobserver token pipe.
+//!
+//! A helper whose work can wait (the uploader) also runs at idle priority
+//! ([`yield_to_the_build`]): it takes only the CPU and disk time the build leaves.
 
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -40,6 +43,28 @@ pub fn detached_command(program: &Path) -> Command {
     command
 }
 
+/// Puts the calling thread (and the threads it starts) at idle priority: the CPU scheduler's
+/// `SCHED_IDLE` class (it runs only when nothing else wants the CPU) and the idle I/O class;
+/// Linux keeps both per thread. A cold build keeps every core busy with rustc; the uploader then
+/// compresses and sends in the gaps, and `rcache remote flush` waits for what is left. Failures
+/// are ignored: the thread then runs at normal priority.
+pub fn yield_to_the_build() {
+    // SAFETY: plain system calls on this process, with a valid parameter struct.
+    unsafe {
+        let param = libc::sched_param { sched_priority: 0 };
+        let _ = libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+        // ioprio_set(IOPRIO_WHO_PROCESS, 0, IOPRIO_CLASS_IDLE << 13): no libc wrapper.
+        const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+        const IOPRIO_CLASS_IDLE: libc::c_long = 3;
+        let _ = libc::syscall(
+            libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0 as libc::c_long,
+            IOPRIO_CLASS_IDLE << 13,
+        );
+    }
+}
+
 /// Marks every descriptor above stderr close-on-exec: cargo's jobserver pipe (passed to the
 /// wrapper without close-on-exec so that rustc inherits it) must not live on in the gc. Marking
 /// rather than closing keeps std's own exec-error pipe working.
@@ -67,6 +92,31 @@ fn mark_inherited_fds_cloexec() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn yielding_puts_the_process_in_the_idle_class() {
+        // In a child, so that this test process keeps its priority.
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "detached::tests::idle_child", "--ignored"])
+            .env("RCACHE_TEST_IDLE_CHILD", "1")
+            .output()
+            .unwrap();
+        assert!(
+            status.status.success(),
+            "{}",
+            String::from_utf8_lossy(&status.stdout)
+        );
+    }
+
+    #[test]
+    #[ignore = "the child of yielding_puts_the_process_in_the_idle_class"]
+    fn idle_child() {
+        assert!(std::env::var_os("RCACHE_TEST_IDLE_CHILD").is_some());
+        super::yield_to_the_build();
+        // SAFETY: reads this process's scheduling class.
+        let policy = unsafe { libc::sched_getscheduler(0) };
+        assert_eq!(policy, libc::SCHED_IDLE);
+    }
+
     use super::*;
     use std::os::fd::AsRawFd;
     use std::path::Path;

@@ -122,13 +122,32 @@ pub fn flush(config: &Config) -> anyhow::Result<ExitCode> {
 }
 
 /// The detached uploader a store starts. Its stdio is `/dev/null`: faults go to the stats.
+///
+/// It publishes on a thread at idle priority (`detached::yield_to_the_build`: a cold build keeps
+/// every core busy with rustc, and the uploader's compression took from it), and writes its
+/// counts from this thread, at normal priority, so that the state env's write lock is never held
+/// by a thread the scheduler starves.
 pub fn upload(config: &Config) -> anyhow::Result<ExitCode> {
     let store = crate::commands::stats::open(config)?;
-    let Some(remote) = Remote::from_config(config)? else {
-        return Ok(ExitCode::SUCCESS);
+    let publish = || -> (StateUpdate, anyhow::Result<()>) {
+        crate::detached::yield_to_the_build();
+        let mut update = StateUpdate::default();
+        let result = match Remote::from_config(config) {
+            Ok(Some(remote)) => uploader::run_uploader(&remote, &store, &mut update)
+                .map(drop)
+                .map_err(anyhow::Error::from),
+            Ok(None) => Ok(()),
+            Err(err) => Err(err.into()),
+        };
+        (update, result)
     };
-    let mut update = StateUpdate::default();
-    let result = uploader::run_uploader(&remote, &store, &mut update);
+    let (update, result) = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .spawn_scoped(scope, publish)
+            .map(|thread| thread.join())
+    })
+    .context("start the uploader's thread")?
+    .map_err(|_| anyhow::anyhow!("the uploader's thread panicked"))?;
     let _ = store.state.apply(&update);
     result?;
     Ok(ExitCode::SUCCESS)
