@@ -28,6 +28,7 @@ use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::backend::RemoteError;
 use super::fetch::{Stop, commit, fetch_blobs};
 use super::group::ProcessIdentity;
 use super::layout::{GroupRecord, Object, Unsealed, decode_candidate, unseal_entry};
@@ -41,9 +42,9 @@ use crate::store::state::StateUpdate;
 const ENTRIES_PER_REQUEST: usize = 32;
 /// Entries whose blobs are fetched at once (each also fetches its large blobs on threads).
 const WORKERS: usize = 3;
-/// How often the watchdog looks at the build's process.
+/// How often the main thread looks at the build's process.
 const WATCH_INTERVAL: Duration = Duration::from_millis(50);
-/// How long the prefetcher may take to wind down once the build ended before the watchdog
+/// How long the pull may take to wind down once the build ended before the main thread
 /// settles the counts and exits the process (a request to a hung server does not return).
 const GRACE: Duration = Duration::from_secs(1);
 /// A prefetcher never runs longer than this, whatever the build does.
@@ -95,14 +96,12 @@ fn marker_name(group: &Key, build: ProcessIdentity) -> String {
     format!("{}-{}-{}", hex(group), build.pid, build.start_time)
 }
 
-/// What a prefetcher did, shared by its workers and its watchdog.
+/// What a prefetcher did, shared by its workers.
 #[derive(Default)]
 struct Tally {
     /// Result keys of the entries it fetched and committed.
     fetched: Vec<Key>,
     update: StateUpdate,
-    /// Set once the counts are written: by the prefetcher, or by the watchdog.
-    settled: bool,
 }
 
 /// How a prefetcher ended, counted as `remote.prefetch.stopped_by.<reason>`.
@@ -197,7 +196,7 @@ impl Run<'_> {
     fn pull(&self, group: &Key) -> StoppedBy {
         let records = match self.remote.group(group) {
             Ok(records) => records,
-            Err(err) => return self.remote_failed(Stop::Remote(err)),
+            Err(err) => return self.remote_failed(err),
         };
         let wanted = self.wanted(records);
         for chunk in wanted.chunks(ENTRIES_PER_REQUEST) {
@@ -206,7 +205,7 @@ impl Run<'_> {
             }
             let entries = match self.entries(chunk) {
                 Ok(entries) => entries,
-                Err(stop) => return self.remote_failed(stop),
+                Err(err) => return self.remote_failed(err),
             };
             self.fetch_all(&entries);
         }
@@ -249,7 +248,10 @@ impl Run<'_> {
 
     /// The entries of `chunk`, in one request, unsealed; evicted, refused and undecodable
     /// ones are left out (the last two counted).
-    fn entries(&self, chunk: &[(Key, Candidate)]) -> Result<Vec<(Key, Candidate, Entry)>, Stop> {
+    fn entries(
+        &self,
+        chunk: &[(Key, Candidate)],
+    ) -> Result<Vec<(Key, Candidate, Entry)>, RemoteError> {
         let objects: Vec<Object> = chunk
             .iter()
             .map(|(_, candidate)| Object::Entry(candidate.result_key))
@@ -325,30 +327,20 @@ impl Run<'_> {
             }
             Ok(false) => {} // a blob was evicted
             Err(Stop::Fault(reason)) => count_error(&mut tally.update, reason),
-            Err(stop @ Stop::Remote(_)) => {
+            Err(Stop::Remote(err)) => {
                 drop(tally);
-                self.remote_failed(stop);
+                self.remote_failed(err);
             }
         }
     }
 
-    /// Counts a failure; a remote one starts the backoff and stops the prefetcher.
-    fn remote_failed(&self, stop: Stop) -> StoppedBy {
-        let mut tally = self.tally();
-        match stop {
-            Stop::Remote(err) => {
-                tracing::warn!("prefetch stopped: {err}");
-                count_error(&mut tally.update, err.reason());
-                backoff::start(self.store, self.remote.backoff);
-                self.failed.store(true, Ordering::Relaxed);
-                StoppedBy::RemoteError
-            }
-            Stop::Fault(reason) => {
-                count_error(&mut tally.update, reason);
-                self.failed.store(true, Ordering::Relaxed);
-                StoppedBy::RemoteError
-            }
-        }
+    /// Counts a remote failure, starts the backoff and stops the prefetcher.
+    fn remote_failed(&self, err: RemoteError) -> StoppedBy {
+        tracing::warn!("prefetch stopped: {err}");
+        count_error(&mut self.tally().update, err.reason());
+        backoff::start(self.store, self.remote.backoff);
+        self.failed.store(true, Ordering::Relaxed);
+        StoppedBy::RemoteError
     }
 
     fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
@@ -356,14 +348,10 @@ impl Run<'_> {
     }
 }
 
-/// Writes the counts once: what was fetched, and of that what the build used (a hit since the
+/// Writes the counts: what was fetched, and of that what the build used (a hit since the
 /// prefetcher started) and did not.
 fn settle(store: &Store, tally: &Mutex<Tally>, started_ms: u64, stopped: StoppedBy) {
     let mut tally = tally.lock().unwrap_or_else(PoisonError::into_inner);
-    if tally.settled {
-        return;
-    }
-    tally.settled = true;
     let fetched = std::mem::take(&mut tally.fetched);
     let used = store
         .state
