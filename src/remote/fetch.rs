@@ -285,7 +285,26 @@ pub(super) fn fetch_blobs(
     if let Some(reason) = local {
         return Err(Stop::Fault(reason));
     }
+    remember_verified(store, update);
     Ok(kept == missing.len())
+}
+
+/// Writes the verified memos of the blobs just fetched now, not with the rest of `update` at
+/// the end of the process: the restore that follows (this process's, or a build's restore of
+/// what the prefetcher committed) then trusts them instead of hashing every byte again. Kept
+/// in `update` if the write fails, for the final apply to try again.
+fn remember_verified(store: &Store, update: &mut StateUpdate) {
+    if update.unsynced_verified.is_empty() {
+        return;
+    }
+    let memos = StateUpdate {
+        unsynced_verified: std::mem::take(&mut update.unsynced_verified),
+        ..StateUpdate::default()
+    };
+    if let Err(err) = store.state.apply(&memos) {
+        tracing::debug!("could not write the fetched blobs' verified memos yet: {err}");
+        update.unsynced_verified = memos.unsynced_verified;
+    }
 }
 
 /// Blobs up to this size (uncompressed) are fetched together, in one request on the calling

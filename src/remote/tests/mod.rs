@@ -275,12 +275,24 @@ fn an_entry_published_by_one_store_is_fetched_verified_and_kept_by_another() {
         machines.b.index.entry(&rtxn, &result_key).unwrap(),
         Some(fetched.entry.clone())
     );
+    // Each blob's verified memo is written already, not left for the end of the process:
+    // the restore that follows trusts it instead of hashing the blob again.
+    assert!(update.unsynced_verified.is_empty());
+    let state = machines.b.state.read_txn().unwrap();
     for output in &fetched.entry.outputs {
-        let path = machines
-            .b
-            .layout
-            .blob_path(&blake3::Hash::from_bytes(output.blob));
-        assert_eq!(std::fs::metadata(path).unwrap().len(), output.size);
+        let hash = blake3::Hash::from_bytes(output.blob);
+        let path = machines.b.layout.blob_path(&hash);
+        let meta = std::fs::metadata(path).unwrap();
+        assert_eq!(meta.len(), output.size);
+        let memo_key = crate::store::blob::verified_memo_key(&hash, &meta);
+        assert_eq!(
+            machines
+                .b
+                .state
+                .unsynced_verified(&state, &memo_key)
+                .unwrap(),
+            Some(output.blob)
+        );
     }
     // Publishing again uploads no blob: the remote has them.
     let again = publish_unsigned(&memory, &machines.a, &result_key);
