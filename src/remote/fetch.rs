@@ -64,8 +64,6 @@ impl RemoteOutcome {
 pub struct Fetched {
     pub result_key: Key,
     pub entry: Entry,
-    /// The group the entry was published with: what a prefetcher can pull next.
-    pub group: Option<Key>,
 }
 
 /// Counts a remote hit once its restore is known: a hit if the outputs were restored, else a
@@ -113,19 +111,29 @@ pub fn skipped(store: &Store, update: &mut StateUpdate) -> bool {
 }
 
 /// Looks the invocation key up on the remote. `result_key_of` says whether a candidate matches
-/// the files as they are now, and gives its recomputed result key. Never fails: every fault is
-/// counted in `update` and reads as "not found".
+/// the files as they are now, and gives its recomputed result key. With `prefetch`, a matching
+/// candidate published with a group starts that group's prefetcher before its entry and blobs
+/// are fetched, so that the prefetcher's first requests overlap this one's transfer. Never
+/// fails: every fault is counted in `update` and reads as "not found".
 pub fn fetch(
     remote: &Remote,
     store: &Store,
     invocation_key: &Key,
     result_key_of: &mut dyn FnMut(&Candidate, &mut StateUpdate) -> Option<Key>,
+    prefetch: bool,
     update: &mut StateUpdate,
 ) -> (Option<Fetched>, RemoteOutcome) {
     if skipped(store, update) {
         return (None, RemoteOutcome::Skipped);
     }
-    match look_up(remote, store, invocation_key, result_key_of, update) {
+    match look_up(
+        remote,
+        store,
+        invocation_key,
+        result_key_of,
+        prefetch,
+        update,
+    ) {
         // Counted by [`settle_hit`] once the caller knows whether the restore worked.
         Ok((Some(fetched), _)) => (Some(fetched), RemoteOutcome::Hit),
         Ok((None, rejected)) => {
@@ -160,6 +168,7 @@ fn look_up(
     store: &Store,
     invocation_key: &Key,
     result_key_of: &mut dyn FnMut(&Candidate, &mut StateUpdate) -> Option<Key>,
+    prefetch: bool,
     update: &mut StateUpdate,
 ) -> Result<(Option<Fetched>, Option<Unsealed>), Stop> {
     let backend = remote.backend();
@@ -178,6 +187,10 @@ fn look_up(
         let Some(result_key) = result_key_of(&candidate, update) else {
             continue;
         };
+        if let Some(group) = group.filter(|_| prefetch) {
+            // Once per group and build: a marker file stops the later calls.
+            super::prefetch::start(store, &group, update);
+        }
         let Some(sealed) = get_one(remote, Object::Entry(result_key))? else {
             continue; // evicted
         };
@@ -196,14 +209,7 @@ fn look_up(
         }
         candidate.result_key = result_key;
         commit(store, invocation_key, candidate, &entry);
-        return Ok((
-            Some(Fetched {
-                result_key,
-                entry,
-                group,
-            }),
-            None,
-        ));
+        return Ok((Some(Fetched { result_key, entry }), None));
     }
     Ok((None, rejected))
 }

@@ -1,4 +1,4 @@
-//! The prefetcher: after a fresh store's first remote hit, a detached process pulls the rest of
+//! The prefetcher: from a fresh store's first remote match, a detached process pulls the rest of
 //! what the hit entry's build published (its group, [`super::group`]) into the local store, a
 //! few entries at a time, in the order they were published, so that cargo's later lookups hit
 //! locally instead of waiting on the network one unit after another (store-format/README.md
@@ -55,8 +55,9 @@ const MARKER_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 /// Counter names under `remote.prefetch.`.
 pub const STARTED: &str = "prefetch.started";
 
-/// The wrapper's hook after a remote hit of an entry published with `group`: starts the
-/// prefetcher for that group, once per build and store. Faults are counted; nothing fails.
+/// The lookup's hook when a remote candidate published with `group` matches (before its entry
+/// and blobs are fetched): starts the prefetcher for that group, once per build and store.
+/// Faults are counted; nothing fails.
 pub fn start(store: &Store, group: &Key, update: &mut StateUpdate) {
     let Some(build) = super::group::build_process() else {
         return;

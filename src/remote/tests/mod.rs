@@ -232,7 +232,7 @@ fn fetch_into(
     store: &Store,
     update: &mut StateUpdate,
 ) -> (Option<Fetched>, RemoteOutcome) {
-    fetch(remote, store, &INVOCATION, &mut matching, update)
+    fetch(remote, store, &INVOCATION, &mut matching, false, update)
 }
 
 struct Machines {
@@ -376,6 +376,7 @@ fn a_corrupt_blob_is_a_counted_error_and_a_writable_client_deletes_it() {
         &machines.b,
         &INVOCATION,
         &mut matching,
+        false,
         &mut StateUpdate::default(),
     );
     assert!(fetched.is_some());
@@ -439,6 +440,7 @@ fn a_candidate_that_does_not_match_here_is_a_miss() {
         &machines.b,
         &INVOCATION,
         &mut |_, _| None,
+        false,
         &mut update,
     );
     assert!(fetched.is_none());

@@ -378,13 +378,16 @@ fn ask_remote(
         Ok(Some(remote)) => {
             // Held while fetching, so that the prefetcher leaves this unit to us.
             let _claim = remote::claims::claim(store, invocation_key);
-            let (fetched, outcome) =
-                remote::fetch::fetch(&remote, store, invocation_key, result_key_of, update);
+            let prefetch = config.remote.prefetch.value;
+            let (fetched, outcome) = remote::fetch::fetch(
+                &remote,
+                store,
+                invocation_key,
+                result_key_of,
+                prefetch,
+                update,
+            );
             remote::cold::note(store, outcome);
-            let group = fetched.as_ref().and_then(|fetched| fetched.group);
-            if let Some(group) = group.filter(|_| config.remote.prefetch.value) {
-                remote::prefetch::start(store, &group, update);
-            }
             let found = fetched.map(|fetched| keying::Match {
                 result_key: fetched.result_key,
                 entry: fetched.entry,
