@@ -14,8 +14,9 @@ pub const MAX_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Default time every process skips the remote after a failure.
 pub const DEFAULT_REMOTE_BACKOFF: Duration = Duration::from_secs(60);
 /// After this many remote lookups of one build that all missed, the build stops asking
-/// (`crate::remote::cold`).
-pub const DEFAULT_REMOTE_COLD_AFTER: u64 = 32;
+/// (`crate::remote::cold`). Measured in benches/README.md ("A cold build: eight lookups, not
+/// 32"): on a 30 ms link 32 missed lookups put 1.2 s on a webrender build's critical path.
+pub const DEFAULT_REMOTE_COLD_AFTER: u64 = 8;
 
 /// Where the remote is.
 #[derive(Clone, PartialEq, Eq)]

@@ -5,11 +5,12 @@
 //! remote has never seen (a new toolchain, a first CI run) makes hundreds of them for nothing.
 //! So each build keeps a tally of its remote outcomes in the store, `v2/remote-builds/<build>`
 //! (one byte per lookup appended: `m` a miss, `h` a hit; `<build>` is the group of
-//! [`super::group`]): once it holds `RCACHE_REMOTE_COLD_AFTER` (32) misses and no hit, the
+//! [`super::group`]): once it holds `RCACHE_REMOTE_COLD_AFTER` (8) misses and no hit, the
 //! build's later lookups are not sent (`remote.not_asked`; their compiles run and are published
 //! as usual). One hit anywhere in the build keeps every lookup going. Cargo starts a build with
 //! its leaves, which a remote that knows anything of the project has: a build that finds none of
-//! its first 32 units there is one the remote cannot serve.
+//! its first 8 units there is one the remote cannot serve (a new toolchain, other flags, or the
+//! units an edit changed, in a dev loop).
 //!
 //! The tally is advisory: a file that cannot be read or written means "ask".
 
