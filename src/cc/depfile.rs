@@ -6,7 +6,7 @@
 //!   invocation's own, so a dep file never names another build's object.
 //! - [`dep_pass_args`] builds the preprocess-only run that lists every input (system headers
 //!   included) when the caller's own dep options take the compiler's one dep file.
-//! - [`uses_time_macros`] finds `__DATE__`, `__TIME__` and `__TIMESTAMP__`, whose expansion
+//! - [`mentions_time_macro`] finds `__DATE__`, `__TIME__` and `__TIMESTAMP__`, whose expansion
 //!   differs between a compile and its replay.
 
 use std::ffi::OsString;
@@ -94,17 +94,11 @@ pub fn dep_pass_args(args: &[OsString], dep_path: &Path) -> Vec<OsString> {
 /// The time macros that make a compile's output depend on when it ran.
 const TIME_MACROS: [&[u8]; 3] = [b"__DATE__", b"__TIME__", b"__TIMESTAMP__"];
 
-/// True if any of `files` mentions a time macro. Unreadable files count as mentioning one: the
-/// caller then does not store.
-pub fn uses_time_macros(files: &[std::path::PathBuf]) -> bool {
-    let finders: Vec<memchr::memmem::Finder> = TIME_MACROS
+/// True if `content` mentions a time macro.
+pub fn mentions_time_macro(content: &[u8]) -> bool {
+    TIME_MACROS
         .iter()
-        .map(memchr::memmem::Finder::new)
-        .collect();
-    files.iter().any(|path| match std::fs::read(path) {
-        Ok(content) => finders.iter().any(|finder| finder.find(&content).is_some()),
-        Err(_) => true,
-    })
+        .any(|name| memchr::memmem::find(content, name).is_some())
 }
 
 #[cfg(test)]

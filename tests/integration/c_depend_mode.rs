@@ -151,9 +151,17 @@ fn time_macros_pass_through() {
             assert_outcome(&call, "passthrough", Some("cc_time_macros"));
             assert!(sb.path("stamp.o").is_file());
         }
-        // In a header too.
+        // In a header too, after that header's content was scanned and found free of them
+        // (the scan is memoized by content).
+        let main = ["-c", "main.c", "-o", "main.o"];
+        assert_outcome(&rcache_cc(&sb, compiler, &main), "miss", None);
         sb.write("local.h", "#define LOCAL_VALUE (__DATE__[0])\n");
-        let call = rcache_cc(&sb, compiler, &["-c", "main.c", "-o", "main.o"]);
+        let call = rcache_cc(&sb, compiler, &main);
+        assert_outcome(&call, "passthrough", Some("cc_time_macros"));
+        // A header the compile includes only now is scanned too.
+        sb.write("other.h", "#define OTHER (__TIME__[0])\n");
+        sb.write("local.h", "#define LOCAL_VALUE 1\n#include \"other.h\"\n");
+        let call = rcache_cc(&sb, compiler, &main);
         assert_outcome(&call, "passthrough", Some("cc_time_macros"));
     }
 }

@@ -4,8 +4,9 @@
 //! Not stored (a miss with a `not_stored` reason) when an input changed at or after the moment
 //! the compile started, as for Rust; and not cached at all when an input uses a time macro
 //! (`__DATE__`, `__TIME__`, `__TIMESTAMP__`). The macros are looked for after the compile, in
-//! every file the dep file lists, because only then are the headers known; scanning is a
-//! memmem over files the compiler has just read, so it costs little next to the compile.
+//! every file the dep file lists, because only then are the headers known. Content found free
+//! of them is memoized by its hash, so a header is read once, not once per compile: a C++
+//! compile lists some 250 headers (4 MB), and reading them took a few ms of every miss.
 //!
 //! Paths (docs/design.md §6e): inputs under a base dir are recorded by role, the caller's dep
 //! file, its target and stderr are stored templated; an object, `.dwo` or output that still
@@ -24,6 +25,7 @@ use crate::cc::depfile;
 use crate::cc::passthrough::CcPassthrough;
 use crate::depinfo;
 use crate::hash::file_hash::FileStamp;
+use crate::hash::{Key, KeyHasher};
 use crate::key::BaseDirs;
 use crate::key::base_dirs::PathBound;
 use crate::key::input_paths::InputDirs;
@@ -55,11 +57,11 @@ pub fn record(
         .iter()
         .map(|input| cwd.join(input))
         .collect();
-    if depfile::uses_time_macros(&paths) {
-        return Err(NotStored::Uncacheable(CcPassthrough::TimeMacros.into()));
-    }
     let dirs = InputDirs::cwd_only(cwd, bases);
     let mut candidate = compile_candidate(recording, &dep_info, &dirs, cwd)?;
+    if uses_time_macros(recording, &paths) {
+        return Err(NotStored::Uncacheable(CcPassthrough::TimeMacros.into()));
+    }
     let mut holds_path = false;
 
     let mut outputs = Vec::new();
@@ -137,6 +139,48 @@ pub fn record(
         stdout: None,
         stderr: Some(stderr),
     })
+}
+
+/// True if any of `paths` mentions a time macro; a file that cannot be read counts as one (the
+/// compile is then not stored). Content already found free of them is not read again: its hash
+/// comes from the memo hasher (a lookup, after [`compile_candidate`] hashed every input) and
+/// the scan's memo is keyed by that hash ([`scan_memo_key`]). A scan memoizes the hash of the
+/// bytes it read, so a file that changed meanwhile memoizes nothing wrong.
+fn uses_time_macros(recording: &mut Recording, paths: &[PathBuf]) -> bool {
+    let Ok(hashes) = recording.hasher.hash_all(paths, recording.update) else {
+        return true;
+    };
+    let state = &recording.store.state;
+    let Ok(rtxn) = state.read_txn() else {
+        return true;
+    };
+    for (path, hash) in paths.iter().zip(hashes) {
+        let memo_key = scan_memo_key(&hash);
+        if state.file_hash(&rtxn, &memo_key).ok().flatten() == Some(hash) {
+            continue;
+        }
+        let Ok(content) = std::fs::read(path) else {
+            return true;
+        };
+        if depfile::mentions_time_macro(&content) {
+            return true;
+        }
+        let scanned = *blake3::hash(&content).as_bytes();
+        recording
+            .update
+            .file_hashes
+            .push((scan_memo_key(&scanned), scanned));
+    }
+    false
+}
+
+/// Where the scan of content `hash` is memoized: the file-hash memos, under a key derived from
+/// the hash, holding the hash itself when that content mentions no time macro
+/// (store-format/README.md §3 and §5.4).
+fn scan_memo_key(hash: &Key) -> Key {
+    KeyHasher::new("time-macro-free", 1)
+        .field("hash", hash)
+        .finish()
 }
 
 /// Copies one output file into the store, checking it did not change meanwhile.
