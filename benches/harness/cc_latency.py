@@ -2,7 +2,7 @@
 
 Usage:
     python3 benches/harness/cc_latency.py [--rcache PATH] [--compiler gcc|clang|g++|clang++]
-                                          [--hits N]
+                                          [--hits N] [--misses N]
 
 It writes two sources into a temp dir: a C file with a local header that includes a few libc
 headers, and a C++ file that includes <vector>, <string>, <map> and <algorithm> (the case where
@@ -11,11 +11,18 @@ depend mode pays most: many system headers). For each, in the same run, it times
 - the compiler itself, `-O2 -c` (3 times);
 - `rcache <compiler> ...` hitting (N times, after two runs that fill the cache and the memos).
 The object is deleted before every timed run (untimed), as after `cargo clean`.
+
+Then what a miss costs beyond the compiler: N pairs of the same compile, each pair with a new
+`-DRCACHE_BENCH_RUN=<n>` (a new key), the plain compiler and `rcache <compiler>` in alternating
+order. It prints the median of the pairs' differences, and the wrapper's own time before and
+after the compile from its `RCACHE_LOG=debug` lines (stamped from the process's start), which
+the machine's other load moves far less than it moves a whole compile.
 """
 
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import tempfile
@@ -60,6 +67,7 @@ def main():
     parser.add_argument("--compiler", default=None,
                         help="one compiler; default: gcc for C and g++ for C++, then clang/clang++")
     parser.add_argument("--hits", type=int, default=20)
+    parser.add_argument("--misses", type=int, default=20)
     args = parser.parse_args()
     rcache = str(Path(args.rcache).resolve())
 
@@ -91,9 +99,43 @@ def main():
             p90 = hits[int(len(hits) * 0.9) - 1]
             print(f"{compiler:<9} {source:<10} {compile_ms:>11.1f} {hit:>8.2f} {p90:>8.2f}"
                   f"  {compile_ms / hit:>6.0f}x")
+        print(f"\nmisses, {args.misses} pairs each:")
+        print(f"{'compiler':<9} {'source':<10} {'compile ms':>11} {'miss - compile':>15}"
+              f" {'wrapper before':>15} {'wrapper after':>14}")
+        for compiler, source in cases:
+            miss_overhead(rcache, compiler, source, work, env, args.misses)
         stats = subprocess.run([rcache, "stats", "--json"], env=env, check=True,
                                capture_output=True, text=True).stdout
         print("rcache stats languages:", json.dumps(json.loads(stats)["languages"]))
+
+
+def miss_overhead(rcache, compiler, source, work, env, pairs):
+    """Prints one line: medians of a miss's cost beyond the compiler, over `pairs` pairs."""
+    debug_env = dict(env, RCACHE_LOG="rcache=debug")
+    plain, differences, before, after = [], [], [], []
+    for n in range(pairs):
+        argv = [compiler, "-O2", "-c", source, "-o", str(work / "miss.o"),
+                f"-DRCACHE_BENCH_RUN={n}"]
+        runs = [("plain", argv), ("rcache", [rcache, *argv])]
+        times = {}
+        for name, command in (runs if n % 2 else runs[::-1]):
+            start = time.perf_counter()
+            done = subprocess.run(command, cwd=work, env=debug_env, check=True,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            times[name] = (time.perf_counter() - start) * 1000.0
+            if name == "rcache":
+                ran = re.search(r"([\d.]+)s DEBUG the program ran .*compile_ms=(\d+)", done.stderr)
+                end = re.search(r"([\d.]+)s DEBUG done outcome=\"miss\"", done.stderr)
+                if not (ran and end):
+                    raise SystemExit(f"rcache {compiler} {source}: not a miss:\n{done.stderr}")
+                ran_s, compile_ms = float(ran.group(1)), int(ran.group(2))
+                before.append(ran_s * 1000.0 - compile_ms)
+                after.append((float(end.group(1)) - ran_s) * 1000.0)
+        plain.append(times["plain"])
+        differences.append(times["rcache"] - times["plain"])
+    median = statistics.median
+    print(f"{compiler:<9} {source:<10} {median(plain):>11.1f} {median(differences):>12.2f} ms"
+          f" {median(before):>12.2f} ms {median(after):>11.2f} ms")
 
 
 if __name__ == "__main__":

@@ -203,8 +203,9 @@ fn store_dep_info_template(
 /// The candidate of a finished compile (rustc or C) from its dep-info: every input hashed
 /// afresh, then checked unchanged since the compile started. Checked after hashing, a change at
 /// any time since the start is caught. The reference is a fresh tick of the clock files are
-/// stamped from, taken before the compiler started, so a file written just before (a build
-/// script's `OUT_DIR` output) is never mistaken for one written during the compile.
+/// stamped from, taken before the compiler started and newer than any file written before this
+/// invocation began, so a file written just before it (a build script's `OUT_DIR` output) is
+/// never mistaken for one written during the compile.
 pub fn compile_candidate(
     recording: &mut Recording,
     dep_info: &DepInfo,

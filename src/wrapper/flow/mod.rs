@@ -112,6 +112,9 @@ pub trait Job {
 /// The cacheable path of every job: key, look up (locally, then the remote), restore or run,
 /// record, and count. Returns the exit code when it does not exec the real program.
 pub fn run_cached(cx: &mut Context, store: &Store, program: &Program, job: &mut dyn Job) -> i32 {
+    // Read before any input is hashed: a miss's run waits for the next tick of this clock only
+    // if none passed meanwhile (`run_and_record`).
+    let flow_started_fs_ns = crate::hash::file_hash::filesystem_clock_ns();
     let mut hasher = MemoHasher::new(store);
     let keying = Keying {
         hasher: &mut hasher,
@@ -199,7 +202,22 @@ pub fn run_cached(cx: &mut Context, store: &Store, program: &Program, job: &mut 
             }
         }
     }
-    run_and_record(cx, store, &mut hasher, program, job, &invocation_key, fault)
+    let miss = Miss {
+        invocation_key: &invocation_key,
+        fault,
+        flow_started_fs_ns,
+    };
+    run_and_record(cx, store, &mut hasher, program, job, miss)
+}
+
+/// What the miss path takes from the lookup before it.
+struct Miss<'k> {
+    invocation_key: &'k Key,
+    /// A damaged record or a restore failure met on the way here; it makes the outcome an
+    /// error whatever the record step does.
+    fault: Option<ErrorReason>,
+    /// The clock files are stamped from, read when the flow started.
+    flow_started_fs_ns: i128,
 }
 
 /// The result key of a candidate that matches what is here now, recomputed from the invocation
@@ -216,19 +234,22 @@ fn matching_result_key(
         .then(|| crate::key::result_key(invocation_key, candidate, &job.verbatim_dirs()))
 }
 
-/// The miss: run with output streamed, then record. `fault` is a damaged record or a restore
-/// failure met on the way here; it makes the outcome an error whatever the record step does.
+/// The miss: run with output streamed, then record.
 fn run_and_record<'s>(
     cx: &mut Context,
     store: &'s Store,
     hasher: &mut MemoHasher<'s>,
     program: &Program,
     job: &mut dyn Job,
-    invocation_key: &Key,
-    fault: Option<ErrorReason>,
+    miss: Miss,
 ) -> i32 {
+    let Miss {
+        invocation_key,
+        fault,
+        flow_started_fs_ns,
+    } = miss;
     apply_memos_now(store, &mut cx.update);
-    let started_fs_ns = crate::hash::file_hash::filesystem_tick();
+    let started_fs_ns = crate::hash::file_hash::filesystem_tick_after(flow_started_fs_ns);
     let ran = match job.run(store, program) {
         Ok(ran) => ran,
         Err(err) => {

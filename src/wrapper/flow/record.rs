@@ -18,7 +18,7 @@ pub struct Recording<'a, 's> {
     pub invocation_key: &'a Key,
     pub ran: &'a Compiled,
     /// A fresh tick of the clock files are stamped from, read just before the program started
-    /// ([`crate::hash::file_hash::filesystem_tick`]).
+    /// ([`crate::hash::file_hash::filesystem_tick_after`] the flow's start).
     pub started_fs_ns: i128,
     pub update: &'a mut StateUpdate,
 }
