@@ -338,55 +338,49 @@ mod tests {
         assert!(!fine.changed_since_ns(moment));
     }
 
+    /// Whether a file written before `reference` is called looks older than the tick it
+    /// returns, and (asserted) one written after looks newer. Retried a few times: a starved
+    /// (virtual) CPU can miss the tick within TICK_WAIT_LIMIT, and then the tick is the last
+    /// reading, which only makes callers more cautious. A real ordering bug fails every attempt.
+    fn writes_are_ordered_around(reference: impl Fn(usize) -> i128) -> bool {
+        let dir = tempfile::tempdir().unwrap();
+        (0..5).any(|attempt| {
+            let earlier = dir.path().join(format!("earlier-{attempt}"));
+            std::fs::write(&earlier, b"x").unwrap();
+            let reference = reference(attempt);
+            let later = dir.path().join(format!("later-{attempt}"));
+            std::fs::write(&later, b"x").unwrap();
+            let after = FileStamp::of(&std::fs::metadata(&later).unwrap());
+            assert!(
+                after.changed_since_ns(reference),
+                "a write after the tick is newer"
+            );
+            let before = FileStamp::of(&std::fs::metadata(&earlier).unwrap());
+            !before.changed_since_ns(reference)
+        })
+    }
+
+    #[test]
+    fn filesystem_clock_orders_earlier_and_later_writes() {
+        assert!(
+            writes_are_ordered_around(|_| filesystem_tick()),
+            "a write before the tick is older"
+        );
+    }
+
     #[test]
     fn a_tick_after_an_earlier_reading_orders_writes_around_both() {
-        // As below: retried, for a starved CPU; a real ordering bug fails every attempt.
-        let dir = tempfile::tempdir().unwrap();
-        let ordered = (0..5).any(|attempt| {
-            let before_reading = dir.path().join(format!("before-{attempt}"));
-            std::fs::write(&before_reading, b"x").unwrap();
+        let ordered = writes_are_ordered_around(|attempt| {
             let earlier = filesystem_clock_ns();
             // Every other attempt lets the clock move first, so both paths are taken.
             if attempt % 2 == 0 {
                 std::thread::sleep(Duration::from_millis(15));
             }
-            let reference = filesystem_tick_after(earlier);
-            let later = dir.path().join(format!("later-{attempt}"));
-            std::fs::write(&later, b"x").unwrap();
-            let after = FileStamp::of(&std::fs::metadata(&later).unwrap());
-            assert!(
-                after.changed_since_ns(reference),
-                "a write after the tick is newer"
-            );
-            let before = FileStamp::of(&std::fs::metadata(&before_reading).unwrap());
-            !before.changed_since_ns(reference)
+            filesystem_tick_after(earlier)
         });
         assert!(
             ordered,
-            "a write before the earlier reading was older than the tick"
+            "a write before the earlier reading is older than the tick"
         );
-    }
-
-    #[test]
-    fn filesystem_clock_orders_earlier_and_later_writes() {
-        // A starved (virtual) CPU can miss the tick within TICK_WAIT_LIMIT; then the tick is
-        // the last reading, which only makes callers more cautious, and the write before it
-        // may look as new as it. Retried a few times; a real ordering bug fails every attempt.
-        let dir = tempfile::tempdir().unwrap();
-        let ordered = (0..5).any(|attempt| {
-            let earlier = dir.path().join(format!("earlier-{attempt}"));
-            std::fs::write(&earlier, b"x").unwrap();
-            let reference = filesystem_tick();
-            let before = FileStamp::of(&std::fs::metadata(&earlier).unwrap());
-            let later = dir.path().join(format!("later-{attempt}"));
-            std::fs::write(&later, b"x").unwrap();
-            let after = FileStamp::of(&std::fs::metadata(&later).unwrap());
-            assert!(
-                after.changed_since_ns(reference),
-                "a write after the tick is newer"
-            );
-            !before.changed_since_ns(reference)
-        });
-        assert!(ordered, "a write before the tick is older");
     }
 }
