@@ -192,6 +192,10 @@ impl Layout {
     pub fn remote_queue_dir(&self) -> PathBuf {
         self.version_dir().join("remote-queue")
     }
+    /// Held by a process computing a compiler's identity (`Store::identity_lock`).
+    pub fn identity_lock(&self) -> PathBuf {
+        self.version_dir().join("identity.lock")
+    }
     /// Held by the remote uploader while it runs, so that stores start at most one.
     pub fn remote_upload_lock(&self) -> PathBuf {
         self.version_dir().join("remote-upload.lock")

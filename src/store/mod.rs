@@ -191,6 +191,12 @@ impl Store {
         lock_file(self.layout.store_lock(), timeout)
     }
 
+    /// Takes the lock under which one process computes a compiler's identity while the others
+    /// of its build wait for the memo, waiting up to `timeout` (`wrapper::keying`).
+    pub fn identity_lock(&self, timeout: Duration) -> Result<File, StoreError> {
+        lock_file(self.layout.identity_lock(), timeout)
+    }
+
     /// Takes the automatic gc's lock if it is free; `None` if an automatic gc is running.
     pub fn try_gc_lock(&self) -> Result<Option<File>, StoreError> {
         try_lock_file(self.layout.gc_lock())

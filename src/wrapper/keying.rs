@@ -20,6 +20,7 @@ use crate::hash::file_hash::{self, FileStamp};
 use crate::hash::{Key, KeyHasher};
 use crate::key::BaseDirs;
 use crate::key::compiler::{self, CompilerIdentity};
+
 use crate::key::input_paths::InputDirs;
 use crate::key::{self, InvocationFacts};
 use crate::rustc::{Invocation, Passthrough, args::bundled_static_libs};
@@ -184,40 +185,6 @@ impl<'s> MemoHasher<'s> {
 pub struct Keying<'a, 's> {
     pub hasher: &'a mut MemoHasher<'s>,
     pub update: &'a mut StateUpdate,
-}
-
-/// The compiler's identity, from the memo or computed (and memoized).
-pub fn compiler_identity(
-    store: &Store,
-    compiler_path: &Path,
-    update: &mut StateUpdate,
-) -> Result<CompilerIdentity, KeyError> {
-    // A rustup proxy's stat data does not pin a toolchain: memoize its real rustc instead.
-    let (memoized_path, memo_key) = match compiler::memo_key(compiler_path) {
-        Some(key) => (compiler_path.to_path_buf(), Some(key)),
-        None => {
-            let real = compiler::resolve_proxy(compiler_path)?;
-            let key = compiler::memo_key(&real);
-            (real, key)
-        }
-    };
-    if let Some(memo_key) = &memo_key {
-        let rtxn = store.state.read_txn()?;
-        let memoized = store.state.compiler(&rtxn, memo_key)?;
-        if let Some(Ok(identity)) = memoized
-            .as_deref()
-            .map(crate::store::entry::decode::<CompilerIdentity>)
-        {
-            return Ok(identity);
-        }
-    }
-    let identity = compiler::identify(&memoized_path)?;
-    if let Some(memo_key) = memo_key {
-        update
-            .compilers
-            .push((memo_key, crate::store::entry::encode(&identity)));
-    }
-    Ok(identity)
 }
 
 /// `-C target-cpu=native` resolved, memoized per compiler, target and CPU.

@@ -12,7 +12,8 @@
 //! - a cache fault at any step before the replay: the program runs instead, and the fault is
 //!   counted under `errors`. A build never fails because of rcache.
 //!
-//! The shared pieces: [`keying`] (memoized file hashes, candidate lookup), [`input_hashes`]
+//! The shared pieces: [`keying`] (memoized file hashes, candidate lookup), [`compiler_memo`]
+//! (compiler identities, computed once per store), [`input_hashes`]
 //! (inputs' hashes, templated for generated files that name base dirs), [`run`] (exec and the
 //! streamed run), [`restore`] (materializing outputs, replaying rustc's output), [`notice`] (the
 //! one warning per build for an unusable store), [`incremental`] (the dev profile's incremental
@@ -21,6 +22,7 @@
 pub mod background;
 pub mod build_script;
 pub(crate) mod cc;
+pub(crate) mod compiler_memo;
 pub(crate) mod flow;
 pub(crate) mod incremental;
 pub(crate) mod input_hashes;

@@ -181,7 +181,8 @@ impl Job for RustcJob {
     }
 
     fn invocation_key(&mut self, Keying { hasher, update }: Keying) -> Result<Key, KeyError> {
-        let identity = keying::compiler_identity(hasher.store(), &self.compiler_path, update)?;
+        let identity =
+            super::compiler_memo::compiler_identity(hasher.store(), &self.compiler_path)?;
         if self.path_independent {
             let mut candidates = self.base_candidates.clone();
             if !identity.sysroot.is_empty() {

@@ -249,7 +249,10 @@ impl Job for ScriptJob {
                     path: PathBuf::from(&rustc),
                     source: io::Error::from(io::ErrorKind::NotFound),
                 })?;
-                Some(keying::compiler_identity(hasher.store(), &path, update)?)
+                Some(super::compiler_memo::compiler_identity(
+                    hasher.store(),
+                    &path,
+                )?)
             }
             None => None,
         };

@@ -173,7 +173,7 @@ impl Job for CcJob {
 
     fn invocation_key(&mut self, Keying { hasher, update }: Keying) -> Result<Key, KeyError> {
         let store = hasher.store();
-        let identity = cc_identity(store, &self.real, update)?;
+        let identity = cc_identity(store, &self.real)?;
         let native = if self.invocation.native_flags.is_empty() {
             None
         } else {
@@ -313,29 +313,10 @@ impl Job for CcJob {
 }
 
 /// The compiler's identity, from the memo or computed (and memoized).
-fn cc_identity(
-    store: &Store,
-    compiler: &Path,
-    update: &mut StateUpdate,
-) -> Result<CcIdentity, KeyError> {
-    let memo_key = identity::memo_key(compiler);
-    if let Some(memo_key) = &memo_key {
-        let rtxn = store.state.read_txn()?;
-        let memoized = store.state.compiler(&rtxn, memo_key)?;
-        if let Some(Ok(identity)) = memoized
-            .as_deref()
-            .map(crate::store::entry::decode::<CcIdentity>)
-        {
-            return Ok(identity);
-        }
-    }
-    let identity = identity::identify(compiler)?;
-    if let Some(memo_key) = memo_key {
-        update
-            .compilers
-            .push((memo_key, crate::store::entry::encode(&identity)));
-    }
-    Ok(identity)
+fn cc_identity(store: &Store, compiler: &Path) -> Result<CcIdentity, KeyError> {
+    super::compiler_memo::memoized_identity(store, identity::memo_key(compiler), || {
+        Ok(identity::identify(compiler)?)
+    })
 }
 
 /// The native CPU flags resolved, memoized per compiler, flags and CPU.
