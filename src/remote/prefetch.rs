@@ -1,6 +1,6 @@
 //! The prefetcher: from a fresh store's first remote match, a detached process pulls the rest of
 //! what the hit entry's build published (its group, [`super::group`]) into the local store, a
-//! few entries at a time, in the order they were published, so that cargo's later lookups hit
+//! few entries at a time, in the order the publishing build started them, so that cargo's later lookups hit
 //! locally instead of waiting on the network one unit after another (store-format/README.md
 //! §9.7).
 //!
@@ -192,24 +192,27 @@ pub fn run(remote: &Remote, store: &Store, group: &Key, build: ProcessIdentity) 
 }
 
 impl Run<'_> {
-    /// Fetches the group's entries this store lacks, in order, until done, the build ends or
-    /// the remote fails.
+    /// Reads the entries of the group that this store lacks, then fetches their blobs in the
+    /// order their units started ([`in_start_order`]), until done, the build ends or the remote
+    /// fails.
     fn pull(&self, group: &Key) -> StoppedBy {
         let records = match self.remote.group(group) {
             Ok(records) => records,
             Err(err) => return self.remote_failed(err),
         };
         let wanted = self.wanted(records);
+        let mut entries = Vec::with_capacity(wanted.len());
         for chunk in wanted.chunks(ENTRIES_PER_REQUEST) {
             if self.stopping() {
                 break;
             }
-            let entries = match self.entries(chunk) {
-                Ok(entries) => entries,
+            match self.entries(chunk) {
+                Ok(chunk_entries) => entries.extend(chunk_entries),
                 Err(err) => return self.remote_failed(err),
-            };
-            self.fetch_all(&entries);
+            }
         }
+        in_start_order(&mut entries);
+        self.fetch_all(&entries);
         if self.failed.load(Ordering::Relaxed) {
             StoppedBy::RemoteError
         } else if self.ended.load(Ordering::Relaxed) {
@@ -349,6 +352,15 @@ impl Run<'_> {
     }
 }
 
+/// Sorts entries by when the publishing build started their unit (`created_unix_ms` less
+/// `compile_ms`), the order the records were published in breaking ties. A group lists units in
+/// the order they finished, which puts a long unit (a build-script run that compiles C++ for
+/// twenty seconds) after dozens that started later; a build that restores everything asks for
+/// units in dependency order, which the publishing build's start order follows.
+fn in_start_order(entries: &mut [(Key, Candidate, Entry)]) {
+    entries.sort_by_key(|(_, _, entry)| entry.created_unix_ms.saturating_sub(entry.compile_ms));
+}
+
 /// Writes the counts: what was fetched, and of that what the build used (a hit since the
 /// prefetcher started) and did not.
 fn settle(store: &Store, tally: &Mutex<Tally>, started_ms: u64, stopped: StoppedBy) {
@@ -375,5 +387,43 @@ fn settle(store: &Store, tally: &Mutex<Tally>, started_ms: u64, stopped: Stopped
     );
     if let Err(err) = store.state.apply(&update) {
         tracing::warn!("could not record the prefetcher's counts: {err}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(name: u8, created_unix_ms: u64, compile_ms: u64) -> (Key, Candidate, Entry) {
+        let entry = Entry {
+            outputs: vec![],
+            stdout: vec![],
+            stderr: vec![],
+            out_dir: vec![],
+            compile_ms,
+            created_unix_ms,
+        };
+        let candidate = Candidate {
+            inputs: vec![],
+            env_deps: vec![],
+            result_key: [name; 32],
+            path_bound: None,
+        };
+        ([name; 32], candidate, entry)
+    }
+
+    #[test]
+    fn entries_are_fetched_in_the_order_their_units_started() {
+        // As a group lists them: by the time each unit finished.
+        let mut entries = vec![
+            unit(1, 1_000, 900),     // started at 100
+            unit(2, 1_500, 200),     // started at 1300
+            unit(3, 20_000, 19_500), // a long build-script run, started at 500
+            unit(4, 21_000, 19_700), // started at 1300, published after 2
+            unit(5, 50, 100),        // a clock step: saturates to 0
+        ];
+        in_start_order(&mut entries);
+        let order: Vec<u8> = entries.iter().map(|(key, _, _)| key[0]).collect();
+        assert_eq!(order, [5, 1, 3, 2, 4]);
     }
 }
