@@ -38,8 +38,10 @@ use crate::store::Store;
 use crate::store::entry::{Candidate, Entry};
 use crate::store::state::StateUpdate;
 
-/// Entries whose envelopes are read in one request.
-const ENTRIES_PER_REQUEST: usize = 32;
+/// Entries whose envelopes are read in one request. Every entry is read before the first blob
+/// is fetched (to order them, [`in_start_order`]), so a group of a few hundred entries (about
+/// 750 bytes each) takes one round trip.
+const ENTRIES_PER_REQUEST: usize = 256;
 /// Entries whose blobs are fetched at once (each also fetches its large blobs on threads).
 const WORKERS: usize = 3;
 /// How often the main thread looks at the build's process.
