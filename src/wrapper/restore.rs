@@ -21,7 +21,7 @@
 //! never sees half a file.
 
 use std::fs::Permissions;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -32,7 +32,7 @@ use crate::rustc::outputs::ExpectedOutput;
 use crate::store::entry::Entry;
 use crate::store::entry::OutputKind;
 use crate::store::state::StateUpdate;
-use crate::store::{Store, blob, io_failed_between};
+use crate::store::{Store, blob, io_failed, io_failed_between};
 
 /// A materialized output, with the hash rcache knows for it (none for a rewritten `.d`).
 pub struct Restored {
@@ -76,12 +76,12 @@ pub fn materialize(
         let known_hash = match output.kind {
             OutputKind::Rlib => {
                 if std::fs::hard_link(&blob_path, &temp).is_err() {
-                    copy_with_mode(&blob_path, &temp, output.mode)?;
+                    copy_blob(&file, &temp, output.mode)?;
                 }
                 Some(output.blob)
             }
             OutputKind::Rmeta | OutputKind::Linked => {
-                copy_with_mode(&blob_path, &temp, output.mode)?;
+                copy_blob(&file, &temp, output.mode)?;
                 Some(output.blob)
             }
             OutputKind::DepInfo => {
@@ -173,14 +173,28 @@ impl Drop for RemoveOnDrop<'_> {
     }
 }
 
-/// Copies (a reflink where the filesystem has them) and sets the mode; errors name the paths.
-pub fn copy_with_mode(source: &Path, destination: &Path, mode: u32) -> io::Result<()> {
-    reflink_copy::reflink_or_copy(source, destination).map_err(io_failed_between(
-        "copy",
-        source,
-        destination,
-    ))?;
-    fs_err::set_permissions(destination, Permissions::from_mode(mode))
+/// Copies an opened blob to a new file at `destination` (a reflink where the filesystem has them)
+/// and sets the mode; errors name the paths. The copy reads the file that was opened and
+/// checked, never the blob's path again: gc may remove that path meanwhile (the open file lives
+/// on), and the bytes copied are the ones whose size and hash were checked.
+pub fn copy_blob(blob: &fs_err::File, destination: &Path, mode: u32) -> io::Result<()> {
+    let copy_failed = || io_failed_between("copy", blob.path(), destination);
+    let mut target = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(destination)
+        .map_err(copy_failed())?;
+    if reflink_copy::reflink_file(blob.file(), &target).is_err() {
+        // No reflinks here (ext4, tmpfs, another filesystem): a copy, through copy_file_range.
+        let mut source = blob.file();
+        source
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| io::copy(&mut source, &mut target))
+            .map_err(copy_failed())?;
+    }
+    target
+        .set_permissions(Permissions::from_mode(mode))
+        .map_err(io_failed("set permissions for file", destination))
 }
 
 /// Writes a new file with its mode; errors name the path.
@@ -387,6 +401,26 @@ mod tests {
             text.contains(&out.join("libdemo.rlib").display().to_string()),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_blob_removed_after_it_was_opened_is_still_copied_whole() {
+        let root = tempfile::tempdir().unwrap();
+        let (store, entry, _) = rlib_entry(root.path());
+        let hash = blake3::Hash::from_bytes(entry.outputs[0].blob);
+        let opened = blob::open_verified(&store, &hash, 10, &mut StateUpdate::default()).unwrap();
+        // gc frees the blob between the check and the copy.
+        fs::remove_file(store.layout.blob_path(&hash)).unwrap();
+        let copy = root.path().join("copy");
+        copy_blob(&opened, &copy, 0o751).unwrap();
+        assert_eq!(fs::read(&copy).unwrap(), b"rlib bytes");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&copy).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o751);
+        // An existing destination is never written through.
+        let err = copy_blob(&opened, &copy, 0o644).unwrap_err();
+        assert!(err.to_string().contains("failed to copy"), "{err}");
+        assert_eq!(fs::read(&copy).unwrap(), b"rlib bytes");
     }
 
     #[test]

@@ -23,7 +23,8 @@ use crate::stats::NotStoredReason;
 use crate::store::entry::OutputKind;
 use crate::store::entry::{Entry, OutputRecord};
 use crate::store::state::StateUpdate;
-use crate::store::{Store, blob, io_failed_between};
+use crate::store::{Store, blob};
+use crate::wrapper::restore::copy_blob;
 
 /// Why a tree was not captured.
 #[derive(Debug)]
@@ -151,14 +152,7 @@ pub fn restore(
         let path = out_dir.join(&output.name);
         match (output.kind, file) {
             (OutputKind::RunDir, _) => fs_err::create_dir(&path)?,
-            (OutputKind::RunFile, Some(_)) => {
-                let blob_path = store
-                    .layout
-                    .blob_path(&blake3::Hash::from_bytes(output.blob));
-                reflink_copy::reflink_or_copy(&blob_path, &path)
-                    .map_err(io_failed_between("copy", &blob_path, &path))?;
-                fs_err::set_permissions(&path, Permissions::from_mode(output.mode))?;
-            }
+            (OutputKind::RunFile, Some(file)) => copy_blob(&file, &path, output.mode)?,
             (OutputKind::RunFileTemplate, Some(mut file)) => {
                 let mut template = Vec::with_capacity(output.size as usize);
                 file.read_to_end(&mut template)?;

@@ -16,7 +16,7 @@ use crate::store::entry::Entry;
 use crate::store::entry::OutputKind;
 use crate::store::state::StateUpdate;
 use crate::store::{Store, blob};
-use crate::wrapper::restore::{copy_with_mode, temp_name, write_with_mode};
+use crate::wrapper::restore::{copy_blob, temp_name, write_with_mode};
 
 fn invalid(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_string())
@@ -49,9 +49,6 @@ pub fn materialize(
     }
     let mut restored = Vec::with_capacity(entry.outputs.len());
     for (output, mut file) in entry.outputs.iter().zip(opened) {
-        let blob_path = store
-            .layout
-            .blob_path(&blake3::Hash::from_bytes(output.blob));
         let (destination, known_hash) = match output.kind {
             OutputKind::CcObject => (cwd.join(&invocation.object), Some(output.blob)),
             OutputKind::CcSplitDwarf => (cwd.join(invocation.dwo_path()), Some(output.blob)),
@@ -75,7 +72,7 @@ pub fn materialize(
                 .ok_or_else(|| invalid("a stored dep file without its recorded target"))?;
             write_with_mode(&temp, &rewritten, output.mode)?;
         } else {
-            copy_with_mode(&blob_path, &temp, output.mode)?;
+            copy_blob(&file, &temp, output.mode)?;
         }
         if let Err(err) = fs_err::rename(&temp, &destination) {
             let _ = std::fs::remove_file(&temp);
