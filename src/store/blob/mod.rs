@@ -248,7 +248,7 @@ pub fn open_verified(
     size: u64,
     update: &mut StateUpdate,
 ) -> io::Result<File> {
-    let file = match open_checked(&store.layout, hash, size) {
+    let mut file = match open_checked(&store.layout, hash, size) {
         Err(err) if err.kind() == io::ErrorKind::InvalidData => {
             remove_if_damaged(&store.layout, hash);
             return Err(err);
@@ -261,8 +261,10 @@ pub fn open_verified(
         return Ok(file);
     }
     let path = store.layout.blob_path(hash);
-    let digest = file_hash::hash_file(&path).map_err(io_failed("hash file", &path))?;
-    if digest.hash != *hash {
+    // The open file itself is hashed, not its path: what the caller then copies or links is
+    // the very file checked here, even if gc removed the path meanwhile.
+    let digest = hash_opened(&mut file, &meta).map_err(io_failed("hash file", &path))?;
+    if digest != *hash {
         let _ = fs::remove_file(&path);
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -272,12 +274,24 @@ pub fn open_verified(
             ),
         ));
     }
-    if FileStamp::of(&meta) == digest.stamp {
-        // Hashed from what may be unsynced pages (an output stored by link, a fetched blob):
-        // trusted until the next reboot only, when a crash may have lost them.
-        update.unsynced_verified.push((memo_key, *hash.as_bytes()));
-    }
+    // Hashed from what may be unsynced pages (an output stored by link, a fetched blob):
+    // trusted until the next reboot only, when a crash may have lost them.
+    update.unsynced_verified.push((memo_key, *hash.as_bytes()));
     Ok(file)
+}
+
+/// Hashes an open blob from its start, then puts its offset back at the start for the caller's
+/// reads. A blob written meanwhile (through a hard link) is an error, never a verdict.
+fn hash_opened(file: &mut File, meta: &fs::Metadata) -> io::Result<blake3::Hash> {
+    use std::io::{Seek, SeekFrom};
+    let hash = file_hash::hash_reader(file.file_mut(), meta.len())?;
+    if !FileStamp::of(&file.metadata()?).same_content_version(&FileStamp::of(meta)) {
+        return Err(io::Error::other(
+            "the blob changed while it was being hashed",
+        ));
+    }
+    file.seek(SeekFrom::Start(0))?;
+    Ok(hash)
 }
 
 /// A blob of another size than its entry says: written in place through a hard link (a stored

@@ -98,12 +98,17 @@ fn an_unmemoized_blob_is_hashed_once_then_memoized() {
     )
     .unwrap();
     let mut update = StateUpdate::default();
-    assert!(open_verified(&store, &blob.hash, blob.size, &mut update).is_ok());
+    let mut opened = open_verified(&store, &blob.hash, blob.size, &mut update).unwrap();
     assert_eq!(
         update.unsynced_verified.len(),
         1,
         "verified by hashing, then memoized until the next reboot"
     );
+    // The file handed back is the one hashed, read from its start, whatever gc does to its path.
+    fs::remove_file(store.layout.blob_path(&blob.hash)).unwrap();
+    let mut content = Vec::new();
+    opened.read_to_end(&mut content).unwrap();
+    assert_eq!(content, b"content");
 }
 
 /// The text of an error and, through the store's error type, its stats reason.
