@@ -141,6 +141,9 @@ pub struct Event<'a> {
     /// Why the unit is keyed with its real paths and not shared with other layouts, when it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path_bound: Option<&'a str>,
+    /// For an `error`, what the fault said (the file and the operation that failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<&'a str>,
 }
 
 /// Appends one event line. Errors are ignored: the log is for people and tests, never a reason

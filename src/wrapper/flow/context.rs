@@ -62,6 +62,9 @@ pub struct Context {
     version_line: Option<String>,
     pub update: StateUpdate,
     pub(super) remote_outcome: Option<RemoteOutcome>,
+    /// What the first cache fault of this invocation said, for the event's `detail` when the
+    /// outcome is an error ([`Context::fault`]).
+    fault_detail: Option<String>,
 }
 
 impl Context {
@@ -79,6 +82,14 @@ impl Context {
                 .map(|version| version_line(&version)),
             update: StateUpdate::default(),
             remote_outcome: None,
+            fault_detail: None,
+        }
+    }
+
+    /// Keeps what a cache fault said; the first one is what the outcome counts.
+    pub(super) fn fault(&mut self, detail: impl std::fmt::Display) {
+        if self.fault_detail.is_none() {
+            self.fault_detail = Some(detail.to_string());
         }
     }
 
@@ -122,6 +133,7 @@ impl Context {
         what_runs: &str,
     ) -> i32 {
         let outcome = super::super::notice::store_unusable(err, &self.config.dir.value, what_runs);
+        self.fault(err);
         self.finish(None, unit, &outcome);
         exec(program)
     }
@@ -135,6 +147,7 @@ impl Context {
         err: &KeyError,
     ) -> i32 {
         tracing::warn!("lookup failed ({err}); running the real program");
+        self.fault(err);
         let outcome = Outcome::Error {
             reason: err.reason(),
         };
@@ -221,6 +234,10 @@ impl Context {
                     cwd: &unit.cwd,
                     remote: self.remote_outcome.map(RemoteOutcome::name),
                     path_bound: unit.path_bound,
+                    detail: match outcome {
+                        Outcome::Error { .. } => self.fault_detail.as_deref(),
+                        _ => None,
+                    },
                 },
             );
         }

@@ -192,6 +192,7 @@ pub fn run_cached(cx: &mut Context, store: &Store, program: &Program, job: &mut 
             Err(err) => {
                 // Run instead, and let the store step replace the broken entry.
                 tracing::warn!("restore failed ({err}); running the real program instead");
+                cx.fault(format_args!("restore failed: {err}"));
                 let reason = ErrorReason::of_io(&err);
                 settle_hit(
                     &mut cx.remote_outcome,
@@ -254,6 +255,10 @@ fn run_and_record<'s>(
         Ok(ran) => ran,
         Err(err) => {
             eprintln!("rcache: could not run {}: {err}", program.path().display());
+            cx.fault(format_args!(
+                "could not run {}: {err}",
+                program.path().display()
+            ));
             job.after_run(keying(hasher, &mut cx.update), false);
             let outcome = Outcome::Error {
                 reason: ErrorReason::SpawnFailed,
@@ -306,7 +311,12 @@ fn run_and_record<'s>(
                 );
                 Outcome::Miss { not_stored: None }
             }
-            Err(not_stored) => not_stored.into_outcome(),
+            Err(not_stored) => {
+                if let NotStored::Fault(err) = &not_stored {
+                    cx.fault(format_args!("storing failed: {err}"));
+                }
+                not_stored.into_outcome()
+            }
         }
     };
     job.after_run(keying(hasher, &mut cx.update), succeeded);

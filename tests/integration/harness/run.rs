@@ -127,6 +127,9 @@ impl Run {
                 "  crate={} types={} outcome={} reason={} stored={} remote={}\n",
                 e["crate"], e["crate_types"], e["outcome"], e["reason"], e["stored"], e["remote"]
             ));
+            if let Some(detail) = e.get("detail") {
+                s.push_str(&format!("    detail={detail}\n"));
+            }
         }
         s
     }

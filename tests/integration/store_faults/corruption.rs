@@ -86,6 +86,16 @@ fn truncated_blob_is_a_counted_fault_never_a_hit() {
         "a truncated blob is a cache fault (issue 2: counted in errors)\n{}",
         rebuild.describe_events()
     );
+    // The event says what failed, and where: the blob the entry names.
+    let detail = lib["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.starts_with("restore failed") && detail.contains(&blob.display().to_string()),
+        "{lib}"
+    );
+    assert!(
+        rebuild.event("demo_leaf").unwrap().get("detail").is_none(),
+        "a hit has no detail"
+    );
     assert_same_files(
         &plain,
         &sb.deps_outputs(&sb.target),
