@@ -149,8 +149,8 @@ pub fn filesystem_tick() -> i128 {
 /// its current tick is already a fresh one for every file written before `earlier` was read, and
 /// nothing is waited for; otherwise this waits as [`filesystem_tick`] does. A file written
 /// between the two readings may look as new as one written after the call, which only makes the
-/// caller more cautious. A miss reads the clock when its flow starts, so the key and the lookup
-/// take the place of most of the wait (a tick is 4 ms at `HZ=250`).
+/// caller more cautious. A wrapper process reads the clock first thing, so its start, the key
+/// and the lookup take the place of most of the wait (a tick is 4 ms at `HZ=250`).
 pub fn filesystem_tick_after(earlier: i128) -> i128 {
     let now = coarse_now_ns();
     if now != earlier {

@@ -65,11 +65,18 @@ pub struct Context {
     /// What the first cache fault of this invocation said, for the event's `detail` when the
     /// outcome is an error ([`Context::fault`]).
     fault_detail: Option<String>,
+    /// The clock files are stamped from, read when the process started, before any input is
+    /// hashed: a miss's run waits for the next tick of this clock only if none passed since
+    /// (`file_hash::filesystem_tick_after`). Reading it here rather than when the flow starts
+    /// gives the run the time spent loading the settings and opening the store as a head start.
+    pub(super) started_fs_ns: i128,
 }
 
 impl Context {
     /// Loads the settings and starts logging.
     pub fn load() -> Context {
+        // Read before anything else: see `started_fs_ns`.
+        let started_fs_ns = crate::hash::file_hash::filesystem_clock_ns();
         let config = Config::load();
         crate::logging::init(config.log.value.as_deref());
         Context {
@@ -83,6 +90,7 @@ impl Context {
             update: StateUpdate::default(),
             remote_outcome: None,
             fault_detail: None,
+            started_fs_ns,
         }
     }
 

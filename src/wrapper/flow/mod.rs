@@ -112,9 +112,6 @@ pub trait Job {
 /// The cacheable path of every job: key, look up (locally, then the remote), restore or run,
 /// record, and count. Returns the exit code when it does not exec the real program.
 pub fn run_cached(cx: &mut Context, store: &Store, program: &Program, job: &mut dyn Job) -> i32 {
-    // Read before any input is hashed: a miss's run waits for the next tick of this clock only
-    // if none passed meanwhile (`run_and_record`).
-    let flow_started_fs_ns = crate::hash::file_hash::filesystem_clock_ns();
     let mut hasher = MemoHasher::new(store);
     let keying = Keying {
         hasher: &mut hasher,
@@ -206,7 +203,6 @@ pub fn run_cached(cx: &mut Context, store: &Store, program: &Program, job: &mut 
     let miss = Miss {
         invocation_key: &invocation_key,
         fault,
-        flow_started_fs_ns,
     };
     run_and_record(cx, store, &mut hasher, program, job, miss)
 }
@@ -217,8 +213,6 @@ struct Miss<'k> {
     /// A damaged record or a restore failure met on the way here; it makes the outcome an
     /// error whatever the record step does.
     fault: Option<ErrorReason>,
-    /// The clock files are stamped from, read when the flow started.
-    flow_started_fs_ns: i128,
 }
 
 /// The result key of a candidate that matches what is here now, recomputed from the invocation
@@ -247,10 +241,9 @@ fn run_and_record<'s>(
     let Miss {
         invocation_key,
         fault,
-        flow_started_fs_ns,
     } = miss;
     apply_memos_now(store, &mut cx.update);
-    let started_fs_ns = crate::hash::file_hash::filesystem_tick_after(flow_started_fs_ns);
+    let started_fs_ns = crate::hash::file_hash::filesystem_tick_after(cx.started_fs_ns);
     let ran = match job.run(store, program) {
         Ok(ran) => ran,
         Err(err) => {
