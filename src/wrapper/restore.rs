@@ -21,7 +21,7 @@
 //! never sees half a file.
 
 use std::fs::Permissions;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -174,9 +174,10 @@ impl Drop for RemoveOnDrop<'_> {
 }
 
 /// Copies an opened blob to a new file at `destination` (a reflink where the filesystem has them)
-/// and sets the mode; errors name the paths. The copy reads the file that was opened and
-/// checked, never the blob's path again: gc may remove that path meanwhile (the open file lives
-/// on), and the bytes copied are the ones whose size and hash were checked.
+/// and sets the mode; errors name the paths. `blob` is as [`blob::open_verified`] returns it, at
+/// its start. The copy reads the file that was opened and checked, never the blob's path again:
+/// gc may remove that path meanwhile (the open file lives on), and the bytes copied are the ones
+/// whose size and hash were checked.
 pub fn copy_blob(blob: &fs_err::File, destination: &Path, mode: u32) -> io::Result<()> {
     let copy_failed = || io_failed_between("copy", blob.path(), destination);
     let mut target = std::fs::OpenOptions::new()
@@ -186,11 +187,7 @@ pub fn copy_blob(blob: &fs_err::File, destination: &Path, mode: u32) -> io::Resu
         .map_err(copy_failed())?;
     if reflink_copy::reflink_file(blob.file(), &target).is_err() {
         // No reflinks here (ext4, tmpfs, another filesystem): a copy, through copy_file_range.
-        let mut source = blob.file();
-        source
-            .seek(SeekFrom::Start(0))
-            .and_then(|_| io::copy(&mut source, &mut target))
-            .map_err(copy_failed())?;
+        io::copy(&mut blob.file(), &mut target).map_err(copy_failed())?;
     }
     target
         .set_permissions(Permissions::from_mode(mode))
