@@ -20,10 +20,17 @@
 //!
 //! Not for files written in place (a `.d`, a C object that build tools may edit): those are
 //! copied ([`super::blob::put_file`]).
+//!
+//! The other way round, a hit whose output a restore would copy (an rmeta, a binary, a shared
+//! object: each needs a fresh mtime) is given the blob itself when no target dir holds it
+//! ([`link_unshared`]): its mtime is set to now, as a copy's would be, and the target dir and
+//! the store then share the inode exactly as after a miss stored by link. A fresh machine that
+//! fetched its blobs, or a build after `cargo clean`, writes no second copy of them.
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use super::blob::{StoredBlob, create_fan_out_dir, verified_memo_key};
@@ -104,10 +111,89 @@ pub fn put_linked(layout: &Layout, output: &Path, update: &mut StateUpdate) -> i
     Ok(Linked::Stored { blob, mode })
 }
 
+/// Makes `link` a hard link to the blob `hash`, `blob` (as [`super::blob::open_verified`] opened and checked it,
+/// `verified` its metadata then) with `mode` and a fresh mtime, if the store's name is the blob's
+/// only link: no target dir holds that inode, so its mtime is nobody else's. True if `link` is
+/// now that; false, with no `link` left, if the blob is shared (a target dir or a racing restore
+/// holds it too), its mode cannot be an output's, it changed since it was checked, or any step
+/// fails: the caller copies instead.
+///
+/// The mtime is the kernel's clock (`UTIME_NOW`), the one a copy's write would take: a later
+/// finer-grained time could be newer than a dependent's outputs restored just after, and cargo
+/// would find the dependent stale. The blob's new stat identity is memoized as verified, as a
+/// blob stored by link is (module docs).
+pub fn link_unshared(
+    hash: &blake3::Hash,
+    blob: &fs_err::File,
+    verified: &fs::Metadata,
+    link: &Path,
+    mode: u32,
+    update: &mut StateUpdate,
+) -> bool {
+    if verified.nlink() != 1 || mode & 0o200 == 0 {
+        return false;
+    }
+    if fs::hard_link(blob.path(), link).is_err() {
+        return false;
+    }
+    let adopted = adopt(blob, verified, link, mode);
+    match adopted {
+        Ok(after) => {
+            let memo = (verified_memo_key(hash, &after), *hash.as_bytes());
+            if super::state::boot_id().is_some() {
+                update.unsynced_verified.push(memo);
+            } else {
+                // No reboot can be told apart: only a synced blob's memo is kept, and without a
+                // boot id every blob was synced when it was written.
+                update.file_hashes.push(memo);
+            }
+            true
+        }
+        Err(err) => {
+            tracing::debug!("restoring {} by link: {err}; copying", link.display());
+            let _ = fs::remove_file(link);
+            false
+        }
+    }
+}
+
+/// The checks and changes of [`link_unshared`] once `link` exists; the blob's metadata after.
+fn adopt(
+    blob: &fs_err::File,
+    verified: &fs::Metadata,
+    link: &Path,
+    mode: u32,
+) -> io::Result<fs::Metadata> {
+    let linked = fs::symlink_metadata(link)?;
+    // The very inode that was checked, and nobody else's link to it since.
+    if (linked.dev(), linked.ino()) != (verified.dev(), verified.ino()) || linked.nlink() != 2 {
+        return Err(io::Error::other("the blob is shared or was replaced"));
+    }
+    if !FileStamp::of(&blob.metadata()?).same_content_version(&FileStamp::of(verified)) {
+        return Err(io::Error::other("the blob changed since it was checked"));
+    }
+    if verified.permissions().mode() & 0o7777 != mode {
+        blob.set_permissions(fs::Permissions::from_mode(mode))?;
+    }
+    let times = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+    ];
+    // SAFETY: a valid open descriptor and a two-element array, as futimens(2) asks.
+    if unsafe { libc::futimens(blob.file().as_raw_fd(), times.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    blob.metadata()
+}
+
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::MetadataExt;
-
     use super::*;
 
     fn store_of(dir: &Path) -> Layout {
@@ -191,5 +277,94 @@ mod tests {
             Linked::NotLinkable
         ));
         assert!(fs::read_dir(layout.tmp_dir()).unwrap().next().is_none());
+    }
+
+    /// A blob in the store under its name only, as a fetch or a `cargo clean` leaves it, opened
+    /// the way a restore opens it; and its metadata.
+    fn lone_blob(layout: &Layout, content: &[u8], mode: u32) -> (blake3::Hash, fs_err::File) {
+        let hash = blake3::hash(content);
+        let path = layout.blob_path(&hash);
+        create_fan_out_dir(&path).unwrap();
+        fs::write(&path, content).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        // An old mtime, so that a fresh one shows.
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        (hash, fs_err::File::open(&path).unwrap())
+    }
+
+    /// [`link_unshared`] of `blob` as it is now, to `output` with `mode`.
+    fn try_link(
+        (hash, blob): &(blake3::Hash, fs_err::File),
+        output: &Path,
+        mode: u32,
+        update: &mut StateUpdate,
+    ) -> bool {
+        let verified = blob.metadata().unwrap();
+        link_unshared(hash, blob, &verified, output, mode, update)
+    }
+
+    #[test]
+    fn a_blob_no_target_holds_is_linked_with_the_output_mode_a_fresh_mtime_and_a_memo() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = store_of(dir.path());
+        let blob = lone_blob(&layout, b"#!binary", 0o644);
+        let before = blob.1.metadata().unwrap();
+        let output = dir.path().join("demo.rcache-1");
+        let mut update = StateUpdate::default();
+        assert!(try_link(&blob, &output, 0o755, &mut update));
+        let linked = fs::metadata(&output).unwrap();
+        assert_eq!(linked.ino(), before.ino());
+        assert_eq!(linked.permissions().mode() & 0o7777, 0o755);
+        assert!(
+            linked.mtime() > before.mtime() + 1_000_000,
+            "mtime not made fresh: {}",
+            linked.mtime()
+        );
+        let memos = [&update.unsynced_verified[..], &update.file_hashes[..]].concat();
+        let hash = blob.0;
+        assert_eq!(
+            memos,
+            vec![(verified_memo_key(&hash, &linked), *hash.as_bytes())],
+            "the new stat identity is memoized as verified"
+        );
+    }
+
+    #[test]
+    fn a_shared_or_read_only_blob_is_not_linked_and_not_touched() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = store_of(dir.path());
+        let output = dir.path().join("libdemo.rmeta.rcache-1");
+        let mut update = StateUpdate::default();
+
+        // Another target dir holds the blob: its mtime is that target's, and stays.
+        let held = lone_blob(&layout, b"rmeta", 0o644);
+        fs::hard_link(held.1.path(), dir.path().join("held.rmeta")).unwrap();
+        assert!(!try_link(&held, &output, 0o644, &mut update));
+
+        // A racing restore linked it after it was opened and checked: the link count says so.
+        let raced = lone_blob(&layout, b"raced", 0o644);
+        let verified = raced.1.metadata().unwrap();
+        fs::hard_link(raced.1.path(), dir.path().join("racer.rmeta")).unwrap();
+        let linked = link_unshared(&raced.0, &raced.1, &verified, &output, 0o644, &mut update);
+        assert!(!linked);
+        let links = fs::metadata(raced.1.path()).unwrap().nlink();
+        assert_eq!(links, 2, "the refused link is left behind");
+
+        // An output mode that is not owner-writable: rustc could not replace it later.
+        let read_only = lone_blob(&layout, b"read-only", 0o644);
+        assert!(!try_link(&read_only, &output, 0o444, &mut update));
+
+        assert!(!output.exists());
+        for (_, blob) in [held, raced, read_only] {
+            let mtime = blob.metadata().unwrap().mtime();
+            assert_eq!(mtime, 1_000_000, "a refused blob's mtime was changed");
+        }
+        assert!(update.unsynced_verified.is_empty() && update.file_hashes.is_empty());
     }
 }

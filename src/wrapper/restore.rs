@@ -8,14 +8,17 @@
 //! Materialization policy:
 //! - `.rlib`: hard link to the blob (rustc replaces rlibs by rename, so the blob is never written
 //!   through the link); a copy if linking fails (another filesystem).
-//! - `.rmeta`: a copy (a reflink where the filesystem has them). It is small, and it gives the
-//!   unit a fresh mtime without touching the blob's inode, which other target dirs share: cargo
-//!   marks a unit stale when a dependency's newest output is newer than its own newest output.
+//! - `.rmeta`: a copy (a reflink where the filesystem has them). It gives the unit a fresh mtime
+//!   without touching the blob's inode, which other target dirs share: cargo marks a unit stale
+//!   when a dependency's newest output is newer than its own newest output. A blob no target dir
+//!   holds is linked instead, its mtime set to now (`store::linked_blob::link_unshared`).
 //! - `.d`: a copy with its target paths rewritten for this out dir (rustc rewrites `.d` files in
 //!   place, so a hard link would let it overwrite the blob).
 //! - executables, shared objects (proc macros, dylibs, cdylibs) and staticlibs: a copy with the
 //!   recorded mode. A proc macro's `.so` is its unit's only output, so it needs a fresh mtime as
-//!   much as an rmeta does; executables may be edited in place by tools such as `strip`.
+//!   much as an rmeta does; executables may be edited in place by tools such as `strip`. Linked
+//!   like an rmeta when no target dir holds the blob: then the target dir and the store share it
+//!   as after a miss stored by link, where such an edit is caught at the next restore.
 //!
 //! Every file is written under a temp name in the out dir and renamed into place, so a reader
 //! never sees half a file.
@@ -32,7 +35,7 @@ use crate::rustc::outputs::ExpectedOutput;
 use crate::store::entry::Entry;
 use crate::store::entry::OutputKind;
 use crate::store::state::StateUpdate;
-use crate::store::{Store, blob, io_failed, io_failed_between};
+use crate::store::{Store, blob, io_failed, io_failed_between, linked_blob};
 
 /// A materialized output, with the hash rcache knows for it (none for a rewritten `.d`).
 pub struct Restored {
@@ -60,14 +63,15 @@ pub fn materialize(
     let mut opened = Vec::with_capacity(entry.outputs.len());
     for output in &entry.outputs {
         let hash = blake3::Hash::from_bytes(output.blob);
-        opened.push(blob::open_verified(store, &hash, output.size, update)?);
+        let file = blob::open_verified(store, &hash, output.size, update)?;
+        let verified = file.metadata()?;
+        opened.push((file, verified));
     }
     let mut restored = Vec::with_capacity(entry.outputs.len());
-    for (output, mut file) in entry.outputs.iter().zip(opened) {
+    for (output, (mut file, verified)) in entry.outputs.iter().zip(opened) {
         let destination = out_dir.join(&output.name);
-        let blob_path = store
-            .layout
-            .blob_path(&blake3::Hash::from_bytes(output.blob));
+        let hash = blake3::Hash::from_bytes(output.blob);
+        let blob_path = store.layout.blob_path(&hash);
         let temp = temp_name(&destination);
         let _ = std::fs::remove_file(&temp);
         // A write or copy that fails (a full disk, EIO) must not leave half a file in the out
@@ -81,7 +85,11 @@ pub fn materialize(
                 Some(output.blob)
             }
             OutputKind::Rmeta | OutputKind::Linked => {
-                copy_blob(&file, &temp, output.mode)?;
+                let linked =
+                    linked_blob::link_unshared(&hash, &file, &verified, &temp, output.mode, update);
+                if !linked {
+                    copy_blob(&file, &temp, output.mode)?;
+                }
                 Some(output.blob)
             }
             OutputKind::DepInfo => {

@@ -1,11 +1,12 @@
 //! The outputs of linked crates as stored and restored: a restored executable keeps its mode, two
 //! invocations that produce byte-identical binaries share one blob, an output written in place
-//! after it was stored (the blob is the output's inode) is never restored, and a target dir
-//! named through `..` stores its linked crates.
+//! after it was stored (the blob is the output's inode) is never restored, a hit whose blobs no
+//! target dir holds links them instead of copying them, and a target dir named through `..`
+//! stores its linked crates.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::harness::{Sandbox, expected_output};
@@ -140,6 +141,81 @@ fn an_output_written_in_place_after_its_store_is_not_restored() {
     assert_eq!(sb.run_bin(), expected_output(&[]));
     let restored = fs::read(sb.target.join("debug/demo_bin")).unwrap();
     assert!(!restored.ends_with(b"written in place"));
+    crate::harness::verify_clean(&sb);
+}
+
+/// The file in `target/debug/deps` whose name starts with `prefix` and ends with `suffix`.
+fn deps_file(target: &Path, prefix: &str, suffix: &str) -> PathBuf {
+    fs::read_dir(target.join("debug/deps"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| {
+            let name = path.file_name().unwrap().to_string_lossy();
+            name.starts_with(prefix) && name.ends_with(suffix) && !name.ends_with(".d")
+        })
+        .unwrap_or_else(|| panic!("no {prefix}*{suffix} in deps"))
+}
+
+/// After `cargo clean` the store alone holds every blob. The hits of the next build then link
+/// their rmeta, binary and proc macro to the blob rather than copy it, with a fresh mtime: the
+/// build after that runs nothing (cargo finds every unit fresh), the binary runs, and an edit in
+/// place of the restored binary is caught at the next restore, as for an output stored by link.
+/// Another target dir, built while the first holds the blobs, gets copies.
+#[test]
+fn a_hit_links_blobs_no_target_holds_and_stays_fresh() {
+    let sb = Sandbox::new();
+    sb.cold_build();
+    sb.clean();
+    let warm = sb.build();
+    for krate in ["demo_leaf", "demo_lib", "demo_macro", "demo_bin"] {
+        warm.assert_hit(krate);
+    }
+    let blob_inodes: Vec<u64> = sb
+        .blobs()
+        .iter()
+        .map(|blob| fs::metadata(blob).unwrap().ino())
+        .collect();
+    let restored = [
+        deps_file(&sb.target, "libdemo_lib-", ".rmeta"),
+        deps_file(&sb.target, "libdemo_macro-", ".so"),
+        deps_file(&sb.target, "demo_bin-", ""),
+    ];
+    for path in &restored {
+        let ino = fs::metadata(path).unwrap().ino();
+        assert!(
+            blob_inodes.contains(&ino),
+            "{} is a copy, not the blob",
+            path.display()
+        );
+    }
+    assert_eq!(sb.run_bin(), expected_output(&[]));
+    let again = sb.build();
+    assert!(
+        again.events.is_empty(),
+        "cargo ran units again after a restore by link:\n{}",
+        again.describe_events()
+    );
+
+    // A second target dir while the first holds the blobs: copies, the blobs untouched.
+    let other = sb.root.join("other-target");
+    let second = sb.cargo(&["build"]).target_dir(&other).ok();
+    second.assert_hit("demo_bin");
+    let other_bin = deps_file(&other, "demo_bin-", "");
+    assert!(!blob_inodes.contains(&fs::metadata(&other_bin).unwrap().ino()));
+    assert_eq!(sb.run_bin_in(&other), expected_output(&[]));
+
+    // `strip` may write the binary in place: the shared blob changes, and is not restored.
+    let mut file = fs::OpenOptions::new()
+        .append(true)
+        .open(&restored[2])
+        .unwrap();
+    std::io::Write::write_all(&mut file, b"written in place").unwrap();
+    drop(file);
+    sb.clean();
+    let after_edit = sb.build();
+    let event = after_edit.event("demo_bin").expect("demo_bin compiled");
+    assert_ne!(event["outcome"], "hit", "{}", after_edit.describe_events());
+    assert_eq!(sb.run_bin(), expected_output(&[]));
     crate::harness::verify_clean(&sb);
 }
 
