@@ -121,16 +121,16 @@ fn identical_binaries_from_two_invocations_are_one_blob() {
 fn an_output_written_in_place_after_its_store_is_not_restored() {
     let sb = Sandbox::new();
     sb.cold_build();
-    let deps = sb.target.join("debug/deps");
-    let bin = fs::read_dir(&deps)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .find(|path| {
-            let name = path.file_name().unwrap().to_string_lossy();
-            name.starts_with("demo_bin-") && path.extension().is_none()
-        })
-        .expect("demo_bin in deps");
-    let mut file = fs::OpenOptions::new().append(true).open(&bin).unwrap();
+    let bin = deps_file(&sb.target, "demo_bin-", "");
+    assert_an_edit_in_place_is_not_restored(&sb, &bin);
+}
+
+/// Appends to demo_bin's binary in deps (as `strip` may write it in place), then cleans and
+/// builds: demo_bin must be compiled, not restored with the edited bytes, and the store stays
+/// consistent.
+#[track_caller]
+fn assert_an_edit_in_place_is_not_restored(sb: &Sandbox, bin: &Path) {
+    let mut file = fs::OpenOptions::new().append(true).open(bin).unwrap();
     std::io::Write::write_all(&mut file, b"written in place").unwrap();
     drop(file);
     sb.clean();
@@ -141,7 +141,7 @@ fn an_output_written_in_place_after_its_store_is_not_restored() {
     assert_eq!(sb.run_bin(), expected_output(&[]));
     let restored = fs::read(sb.target.join("debug/demo_bin")).unwrap();
     assert!(!restored.ends_with(b"written in place"));
-    crate::harness::verify_clean(&sb);
+    crate::harness::verify_clean(sb);
 }
 
 /// The file in `target/debug/deps` whose name starts with `prefix` and ends with `suffix`.
@@ -205,18 +205,7 @@ fn a_hit_links_blobs_no_target_holds_and_stays_fresh() {
     assert_eq!(sb.run_bin_in(&other), expected_output(&[]));
 
     // `strip` may write the binary in place: the shared blob changes, and is not restored.
-    let mut file = fs::OpenOptions::new()
-        .append(true)
-        .open(&restored[2])
-        .unwrap();
-    std::io::Write::write_all(&mut file, b"written in place").unwrap();
-    drop(file);
-    sb.clean();
-    let after_edit = sb.build();
-    let event = after_edit.event("demo_bin").expect("demo_bin compiled");
-    assert_ne!(event["outcome"], "hit", "{}", after_edit.describe_events());
-    assert_eq!(sb.run_bin(), expected_output(&[]));
-    crate::harness::verify_clean(&sb);
+    assert_an_edit_in_place_is_not_restored(&sb, &restored[2]);
 }
 
 /// `CARGO_TARGET_DIR` spelled with `..`: rustc's own temporaries, which the linker lists, are
