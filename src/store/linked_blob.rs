@@ -111,9 +111,9 @@ pub fn put_linked(layout: &Layout, output: &Path, update: &mut StateUpdate) -> i
     Ok(Linked::Stored { blob, mode })
 }
 
-/// Makes `link` a hard link to the blob `hash`, `blob` (as [`super::blob::open_verified`] opened and checked it,
-/// `verified` its metadata then) with `mode` and a fresh mtime, if the store's name is the blob's
-/// only link: no target dir holds that inode, so its mtime is nobody else's. True if `link` is
+/// Makes `link` a hard link to the blob `hash` with `mode` and a fresh mtime, if the store's name
+/// is the blob's only link: no target dir holds that inode, so its mtime is nobody else's. `blob`
+/// is the file [`super::blob::open_verified`] opened and checked, `verified` its metadata then. True if `link` is
 /// now that; false, with no `link` left, if the blob is shared (a target dir or a racing restore
 /// holds it too), its mode cannot be an output's, it changed since it was checked, or any step
 /// fails: the caller copies instead.
@@ -279,8 +279,8 @@ mod tests {
         assert!(fs::read_dir(layout.tmp_dir()).unwrap().next().is_none());
     }
 
-    /// A blob in the store under its name only, as a fetch or a `cargo clean` leaves it, opened
-    /// the way a restore opens it; and its metadata.
+    /// A blob in the store under its name only, as a fetch or a `cargo clean` leaves it, with an
+    /// old mtime; its hash, and the blob opened the way a restore opens it.
     fn lone_blob(layout: &Layout, content: &[u8], mode: u32) -> (blake3::Hash, fs_err::File) {
         let hash = blake3::hash(content);
         let path = layout.blob_path(&hash);
@@ -354,7 +354,7 @@ mod tests {
         let linked = link_unshared(&raced.0, &raced.1, &verified, &output, 0o644, &mut update);
         assert!(!linked);
         let links = fs::metadata(raced.1.path()).unwrap().nlink();
-        assert_eq!(links, 2, "the refused link is left behind");
+        assert_eq!(links, 2, "the refused link was left behind");
 
         // An output mode that is not owner-writable: rustc could not replace it later.
         let read_only = lone_blob(&layout, b"read-only", 0o644);
