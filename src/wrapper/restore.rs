@@ -63,9 +63,12 @@ pub fn materialize(
     let mut opened = Vec::with_capacity(entry.outputs.len());
     for output in &entry.outputs {
         let hash = blake3::Hash::from_bytes(output.blob);
-        let file = blob::open_verified(store, &hash, output.size, update)?;
-        let verified = file.metadata()?;
-        opened.push((file, verified));
+        opened.push(blob::open_verified_with_metadata(
+            store,
+            &hash,
+            output.size,
+            update,
+        )?);
     }
     let mut restored = Vec::with_capacity(entry.outputs.len());
     for (output, (mut file, verified)) in entry.outputs.iter().zip(opened) {

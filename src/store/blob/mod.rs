@@ -248,6 +248,17 @@ pub fn open_verified(
     size: u64,
     update: &mut StateUpdate,
 ) -> io::Result<File> {
+    open_verified_with_metadata(store, hash, size, update).map(|(file, _)| file)
+}
+
+/// [`open_verified`], and the blob's metadata as it was checked (a restore that may link the
+/// blob needs its link count and stat data then).
+pub fn open_verified_with_metadata(
+    store: &Store,
+    hash: &blake3::Hash,
+    size: u64,
+    update: &mut StateUpdate,
+) -> io::Result<(File, fs::Metadata)> {
     let mut file = match open_checked(&store.layout, hash, size) {
         Err(err) if err.kind() == io::ErrorKind::InvalidData => {
             remove_if_damaged(&store.layout, hash);
@@ -258,7 +269,7 @@ pub fn open_verified(
     let meta = file.metadata()?;
     let memo_key = verified_memo_key(hash, &meta);
     if remembered_as_verified(store, &memo_key, hash) {
-        return Ok(file);
+        return Ok((file, meta));
     }
     let path = store.layout.blob_path(hash);
     // The open file itself is hashed, not its path: what the caller then copies or links is
@@ -277,7 +288,7 @@ pub fn open_verified(
     // Hashed from what may be unsynced pages (an output stored by link, a fetched blob):
     // trusted until the next reboot only, when a crash may have lost them.
     update.unsynced_verified.push((memo_key, *hash.as_bytes()));
-    Ok(file)
+    Ok((file, meta))
 }
 
 /// Hashes an open blob from its start, then puts its offset back at the start for the caller's
