@@ -78,11 +78,20 @@ pub fn resolve_proxy(compiler: &Path) -> Result<PathBuf, IdentityError> {
 }
 
 /// Computes the identity of `compiler` from scratch.
+///
+/// `rustc -vV` runs on a thread while the sysroot is asked for and hashed: only the key needs
+/// it, and each run of rustc costs a fresh store's first units about 13 ms of their wait.
 pub fn identify(compiler: &Path) -> Result<CompilerIdentity, IdentityError> {
-    let version_text = String::from_utf8_lossy(&run(compiler, &["-vV"])?).into_owned();
-    let sysroot = run(compiler, &["--print", "sysroot"])?
-        .trim_ascii()
-        .to_vec();
+    let (version, hashed) = std::thread::scope(|scope| {
+        let version = scope.spawn(|| run(compiler, &["-vV"]));
+        let hashed = hash_sysroot(compiler);
+        let version = version
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (version, hashed)
+    });
+    let version_text = String::from_utf8_lossy(&version?).into_owned();
+    let (sysroot, hashes) = hashed?;
     let sysroot_path = PathBuf::from(OsStr::from_bytes(&sysroot));
     let host = version_text
         .lines()
@@ -90,6 +99,31 @@ pub fn identify(compiler: &Path) -> Result<CompilerIdentity, IdentityError> {
         .unwrap_or_default()
         .to_string();
 
+    let mut key = KeyHasher::new("compiler", KEY_VERSION);
+    key.str_field("version", &version_text);
+    for (path, hash) in &hashes {
+        let relative = path.strip_prefix(&sysroot_path).unwrap_or(path);
+        key.field("file", relative.as_os_str().as_bytes());
+        key.field("hash", hash.as_bytes());
+    }
+    Ok(CompilerIdentity {
+        id: key.finish(),
+        version_text,
+        sysroot,
+        host,
+    })
+}
+
+/// A sysroot's path bytes, and the content hash of each of its files in the identity.
+type SysrootHashes = (Vec<u8>, Vec<(PathBuf, blake3::Hash)>);
+
+/// The sysroot `compiler` reports, and the content hash of every file of it that goes into the
+/// identity (module docs), sorted by path.
+fn hash_sysroot(compiler: &Path) -> Result<SysrootHashes, IdentityError> {
+    let sysroot = run(compiler, &["--print", "sysroot"])?
+        .trim_ascii()
+        .to_vec();
+    let sysroot_path = PathBuf::from(OsStr::from_bytes(&sysroot));
     let mut files: Vec<PathBuf> = Vec::new();
     let lib = sysroot_path.join("lib");
     let read_dir = std::fs::read_dir(&lib).map_err(|source| IdentityError::Sysroot {
@@ -129,20 +163,7 @@ pub fn identify(compiler: &Path) -> Result<CompilerIdentity, IdentityError> {
             Ok((path, digest.hash))
         })
         .collect::<Result<_, IdentityError>>()?;
-
-    let mut key = KeyHasher::new("compiler", KEY_VERSION);
-    key.str_field("version", &version_text);
-    for (path, hash) in &hashes {
-        let relative = path.strip_prefix(&sysroot_path).unwrap_or(path);
-        key.field("file", relative.as_os_str().as_bytes());
-        key.field("hash", hash.as_bytes());
-    }
-    Ok(CompilerIdentity {
-        id: key.finish(),
-        version_text,
-        sysroot,
-        host,
-    })
+    Ok((sysroot, hashes))
 }
 
 /// The CPU that `-C target-cpu=native` means on this machine: the CPU name and the target
