@@ -102,13 +102,24 @@ pub fn put_linked(layout: &Layout, output: &Path, update: &mut StateUpdate) -> i
     let temp_path = link.path().to_path_buf();
     link.persist(&destination)
         .map_err(|err| super::io_failed_between("rename", &temp_path, &destination)(err.error))?;
-    let memo = (verified_memo_key(&hash, &meta), *hash.as_bytes());
+    remember_verified(update, &hash, &meta, unsynced);
+    Ok(Linked::Stored { blob, mode })
+}
+
+/// Memoizes the blob `hash` with stat data `meta` as verified: until the next reboot if
+/// `unsynced`, else for good (no boot id to tell a reboot by, and the blob was synced).
+fn remember_verified(
+    update: &mut StateUpdate,
+    hash: &blake3::Hash,
+    meta: &fs::Metadata,
+    unsynced: bool,
+) {
+    let memo = (verified_memo_key(hash, meta), *hash.as_bytes());
     if unsynced {
         update.unsynced_verified.push(memo);
     } else {
         update.file_hashes.push(memo);
     }
-    Ok(Linked::Stored { blob, mode })
 }
 
 /// Makes `link` a hard link to the blob `hash` with `mode` and a fresh mtime, if the store's name
@@ -139,14 +150,8 @@ pub fn link_unshared(
     let adopted = adopt(blob, verified, link, mode);
     match adopted {
         Ok(after) => {
-            let memo = (verified_memo_key(hash, &after), *hash.as_bytes());
-            if super::state::boot_id().is_some() {
-                update.unsynced_verified.push(memo);
-            } else {
-                // No reboot can be told apart: only a synced blob's memo is kept, and without a
-                // boot id every blob was synced when it was written.
-                update.file_hashes.push(memo);
-            }
+            // Without a boot id every blob was synced when it was written.
+            remember_verified(update, hash, &after, super::state::boot_id().is_some());
             true
         }
         Err(err) => {
@@ -164,12 +169,13 @@ fn adopt(
     link: &Path,
     mode: u32,
 ) -> io::Result<fs::Metadata> {
+    // The link's stat data is the blob's own now: the same inode.
     let linked = fs::symlink_metadata(link)?;
     // The very inode that was checked, and nobody else's link to it since.
     if (linked.dev(), linked.ino()) != (verified.dev(), verified.ino()) || linked.nlink() != 2 {
         return Err(io::Error::other("the blob is shared or was replaced"));
     }
-    if !FileStamp::of(&blob.metadata()?).same_content_version(&FileStamp::of(verified)) {
+    if !FileStamp::of(&linked).same_content_version(&FileStamp::of(verified)) {
         return Err(io::Error::other("the blob changed since it was checked"));
     }
     if verified.permissions().mode() & 0o7777 != mode {

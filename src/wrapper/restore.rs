@@ -74,7 +74,6 @@ pub fn materialize(
     for (output, (mut file, verified)) in entry.outputs.iter().zip(opened) {
         let destination = out_dir.join(&output.name);
         let hash = blake3::Hash::from_bytes(output.blob);
-        let blob_path = store.layout.blob_path(&hash);
         let temp = temp_name(&destination);
         let _ = std::fs::remove_file(&temp);
         // A write or copy that fails (a full disk, EIO) must not leave half a file in the out
@@ -82,7 +81,7 @@ pub fn materialize(
         let _temp = RemoveOnDrop(&temp);
         let known_hash = match output.kind {
             OutputKind::Rlib => {
-                if std::fs::hard_link(&blob_path, &temp).is_err() {
+                if std::fs::hard_link(store.layout.blob_path(&hash), &temp).is_err() {
                     copy_blob(&file, &temp, output.mode)?;
                 }
                 Some(output.blob)
