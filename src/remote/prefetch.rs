@@ -1,8 +1,8 @@
 //! The prefetcher: from a fresh store's first remote match, a detached process pulls the rest of
 //! what the hit entry's build published (its group, [`super::group`]) into the local store, a
-//! few entries at a time, in the order the publishing build started them, so that cargo's later
-//! lookups hit locally instead of waiting on the network one unit after another
-//! (store-format/README.md §9.7).
+//! few entries at a time, in the order the publishing build started them (and its largest
+//! entries first, on one more thread), so that cargo's later lookups hit locally instead of
+//! waiting on the network one unit after another (store-format/README.md §9.7).
 //!
 //! What it fetches goes through the same checks as a lookup's fetch ([`super::fetch`]): entries
 //! unsealed with the configured secret, blobs decompressed and checked against their sizes and
