@@ -1,8 +1,8 @@
 //! The prefetcher: from a fresh store's first remote match, a detached process pulls the rest of
 //! what the hit entry's build published (its group, [`super::group`]) into the local store, a
-//! few entries at a time, in the order the publishing build started them (and its largest
-//! entries first, on one more thread), so that cargo's later lookups hit locally instead of
-//! waiting on the network one unit after another (store-format/README.md §9.7).
+//! few entries at a time, in the order the publishing build started them, so that cargo's later
+//! lookups hit locally instead of waiting on the network one unit after another
+//! (store-format/README.md §9.7).
 //!
 //! What it fetches goes through the same checks as a lookup's fetch ([`super::fetch`]): entries
 //! unsealed with the configured secret, blobs decompressed and checked against their sizes and
@@ -42,14 +42,8 @@ use crate::store::state::StateUpdate;
 /// is fetched (to order them, [`in_start_order`]), so a group of a few hundred entries (about
 /// 750 bytes each) takes one round trip.
 const ENTRIES_PER_REQUEST: usize = 256;
-/// Entries whose blobs are fetched at once in start order (each also fetches its large blobs on
-/// threads).
+/// Entries whose blobs are fetched at once (each also fetches its large blobs on threads).
 const WORKERS: usize = 3;
-/// An entry whose outputs add up to this many bytes is large: besides the workers in start order,
-/// one more worker fetches the large entries first, so that the few units whose blobs take
-/// longest to decompress and write are not left to the end of the group (benches/README.md,
-/// "Large entries early"). Then it joins the others.
-const LARGE_ENTRY_BYTES: u64 = 8 << 20;
 /// How often the main thread looks at the build's process.
 const WATCH_INTERVAL: Duration = Duration::from_millis(50);
 /// How long the pull may take to wind down once the build ended before the main thread
@@ -293,23 +287,15 @@ impl Run<'_> {
         Ok(entries)
     }
 
-    /// Fetches the blobs of `entries` on [`WORKERS`] threads in order, and on one more that
-    /// takes the large entries first ([`large_first`]), committing each entry whose blobs are all
-    /// here. Two threads never fetch one entry: each claims it first, and one that finds it
-    /// claimed or held skips it.
+    /// Fetches the blobs of `entries` on [`WORKERS`] threads, in order, committing each entry
+    /// whose blobs are all here.
     fn fetch_all(&self, entries: &[(Key, Candidate, Entry)]) {
         let next = AtomicUsize::new(0);
-        let in_order = || next.fetch_add(1, Ordering::Relaxed);
-        let large = large_first(entries);
-        let next_large = AtomicUsize::new(0);
-        let large_then_in_order = || match large.get(next_large.fetch_add(1, Ordering::Relaxed)) {
-            Some(&index) => index,
-            None => in_order(),
-        };
-        // `take` gives the position of the next entry to fetch.
-        let work = |take: &(dyn Fn() -> usize + Sync)| {
+        let work = || {
             while !self.stopping() {
-                let Some((invocation_key, candidate, entry)) = entries.get(take()) else {
+                let Some((invocation_key, candidate, entry)) =
+                    entries.get(next.fetch_add(1, Ordering::Relaxed))
+                else {
                     break;
                 };
                 // A lookup of the build may be fetching it (its claim), or have fetched it.
@@ -323,19 +309,10 @@ impl Run<'_> {
             }
         };
         thread::scope(|scope| {
-            let mut workers: Vec<_> = (1..WORKERS)
-                .filter_map(|_| {
-                    thread::Builder::new()
-                        .spawn_scoped(scope, || work(&in_order))
-                        .ok()
-                })
+            let workers: Vec<_> = (1..WORKERS)
+                .filter_map(|_| thread::Builder::new().spawn_scoped(scope, work).ok())
                 .collect();
-            if !large.is_empty() {
-                let lane =
-                    thread::Builder::new().spawn_scoped(scope, || work(&large_then_in_order));
-                workers.extend(lane.ok());
-            }
-            work(&in_order);
+            work();
             for worker in workers {
                 let _ = worker.join();
             }
@@ -386,24 +363,6 @@ fn in_start_order(entries: &mut [(Key, Candidate, Entry)]) {
     entries.sort_by_key(|(_, _, entry)| entry.created_unix_ms.saturating_sub(entry.compile_ms));
 }
 
-/// The positions in `entries` of the large ones ([`LARGE_ENTRY_BYTES`]), largest first: the
-/// workers in start order reach the last of them at the end, and the lane starts there.
-fn large_first(entries: &[(Key, Candidate, Entry)]) -> Vec<usize> {
-    let bytes = |index: usize| -> u64 {
-        entries[index]
-            .2
-            .outputs
-            .iter()
-            .map(|output| output.size)
-            .sum()
-    };
-    let mut large: Vec<usize> = (0..entries.len())
-        .filter(|&index| bytes(index) >= LARGE_ENTRY_BYTES)
-        .collect();
-    large.sort_by_key(|&index| std::cmp::Reverse(bytes(index)));
-    large
-}
-
 /// Writes the counts: what was fetched, and of that what the build used (a hit since the
 /// prefetcher started) and did not.
 fn settle(store: &Store, tally: &Mutex<Tally>, started_ms: u64, stopped: StoppedBy) {
@@ -436,7 +395,6 @@ fn settle(store: &Store, tally: &Mutex<Tally>, started_ms: u64, stopped: Stopped
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::entry::{OutputKind, OutputRecord};
 
     fn unit(name: u8, created_unix_ms: u64, compile_ms: u64) -> (Key, Candidate, Entry) {
         let entry = Entry {
@@ -454,36 +412,6 @@ mod tests {
             path_bound: None,
         };
         ([name; 32], candidate, entry)
-    }
-
-    /// An entry of one output of `bytes`.
-    fn sized(name: u8, created_unix_ms: u64, bytes: u64) -> (Key, Candidate, Entry) {
-        let (key, candidate, mut entry) = unit(name, created_unix_ms, 0);
-        entry.outputs.push(OutputRecord {
-            name: format!("lib{name}.rlib"),
-            kind: OutputKind::Rlib,
-            blob: [name; 32],
-            size: bytes,
-            mode: 0o644,
-        });
-        (key, candidate, entry)
-    }
-
-    #[test]
-    fn the_large_lane_takes_the_large_entries_largest_first() {
-        let mut entries = vec![
-            sized(1, 100, 1 << 20),
-            sized(2, 200, LARGE_ENTRY_BYTES),
-            sized(3, 300, LARGE_ENTRY_BYTES - 1),
-            sized(4, 400, 100 << 20),
-            unit(5, 500, 0),
-        ];
-        // Two outputs that add up to a large entry.
-        let (_, _, entry) = &mut entries[2];
-        entry.outputs.push(entry.outputs[0].clone());
-        in_start_order(&mut entries);
-        assert_eq!(large_first(&entries), [3, 2, 1]);
-        assert!(large_first(&entries[..1]).is_empty());
     }
 
     #[test]
