@@ -1,10 +1,12 @@
 //! The remote's logic against an in-memory backend (the seam that `tests/integration/remote/`
 //! fills with real Redis and S3 servers): publishing and fetching between two stores, eviction,
 //! corrupt blobs, signatures, and the backoff after a failure; [`compressed`]: blobs as zstd
-//! frames, frames of the wrong size, and an entry's blobs fetched on several threads.
+//! frames, frames of the wrong size, and an entry's blobs fetched on several threads;
+//! [`prefetch`]: a group pulled by the prefetcher.
 
 mod compressed;
 mod groups;
+mod prefetch;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -157,6 +159,11 @@ fn store_compile(store: &Store, rlib: &[u8]) -> Key {
 /// Stores one compile with these outputs (name, kind, content) in `store`; returns its result
 /// key.
 fn store_outputs(store: &Store, files: &[(&str, OutputKind, &[u8])]) -> Key {
+    store_outputs_as(store, &INVOCATION, files)
+}
+
+/// [`store_outputs`] under another invocation key.
+fn store_outputs_as(store: &Store, invocation: &Key, files: &[(&str, OutputKind, &[u8])]) -> Key {
     let mut update = StateUpdate::default();
     let mut outputs = Vec::new();
     for &(name, kind, bytes) in files {
@@ -186,7 +193,7 @@ fn store_outputs(store: &Store, files: &[(&str, OutputKind, &[u8])]) -> Key {
         result_key: [0; 32],
         path_bound: None,
     };
-    let result_key = key::result_key(&INVOCATION, &candidate, b"");
+    let result_key = key::result_key(invocation, &candidate, b"");
     candidate.result_key = result_key;
     let entry = Entry {
         outputs,
@@ -198,7 +205,7 @@ fn store_outputs(store: &Store, files: &[(&str, OutputKind, &[u8])]) -> Key {
     };
     store
         .index
-        .commit_compile(&store.layout, &INVOCATION, candidate, &entry)
+        .commit_compile(&store.layout, invocation, candidate, &entry)
         .unwrap();
     result_key
 }
